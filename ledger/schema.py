@@ -1,0 +1,177 @@
+"""The ledger data contract (DESIGN.md §3): one pandera schema per table.
+
+Per-column rules (type, nulls, unique keys, allowed values, signs) live in the schemas here;
+rules that span columns or tables live in `ledger.validation`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from ledger.currencies import ISO_4217
+
+DATE = "datetime64[ns]"
+DOC_TYPES = ("invoice", "credit_memo")
+CONTACT_CHANNELS = ("call", "email", "letter", "meeting", "portal", "other")
+
+REQUIRED_TABLES = ("customers", "invoices", "payments", "payment_applications")
+OPTIONAL_TABLES = ("disputes", "promises", "writeoffs", "dunning_notices", "contacts")
+TABLES = REQUIRED_TABLES + OPTIONAL_TABLES
+
+# The key that names a row in error messages (and must be unique where `unique=True` below).
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id",),
+    "invoices": ("invoice_id",),
+    "payments": ("payment_id",),
+    "payment_applications": ("payment_id", "invoice_id"),
+    "disputes": ("dispute_id",),
+    "promises": ("promise_id",),
+    "writeoffs": ("invoice_id",),
+    "dunning_notices": ("invoice_id", "level"),
+    "contacts": ("contact_id",),
+}
+
+
+def _id(unique: bool = False) -> pa.Column:
+    return pa.Column(str, pa.Check.str_length(min_value=1), unique=unique)
+
+
+def _currency() -> pa.Column:
+    return pa.Column(str, pa.Check(lambda s: s.isin(ISO_4217), name="iso_4217_currency"))
+
+
+def _date(nullable: bool = False) -> pa.Column:
+    return pa.Column(DATE, nullable=nullable)
+
+
+def _money(*checks: pa.Check) -> pa.Column:
+    return pa.Column(float, [pa.Check(lambda s: np.isfinite(s), name="finite"), *checks])
+
+
+def _text(nullable: bool = True, required: bool = True) -> pa.Column:
+    return pa.Column(str, nullable=nullable, required=required)
+
+
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "customers": pa.DataFrameSchema(
+        {
+            "customer_id": _id(unique=True),
+            "name": _text(nullable=False),
+            "segment": _text(nullable=False),
+            "country": _text(nullable=False),
+            "currency": _currency(),
+            "payment_terms_days": pa.Column("int64", pa.Check.in_range(0, 366)),
+            "credit_limit": pa.Column(float, pa.Check.ge(0), nullable=True),
+            "created_date": _date(),
+            "collector": _text(required=False),
+            "dunning_block": pa.Column(bool, required=False),
+        },
+        name="customers",
+    ),
+    "invoices": pa.DataFrameSchema(
+        {
+            "invoice_id": _id(unique=True),
+            "customer_id": _id(),
+            "doc_type": pa.Column(str, pa.Check.isin(DOC_TYPES)),
+            "invoice_date": _date(),
+            "due_date": _date(),
+            "amount": _money(pa.Check.ne(0)),
+            "currency": _currency(),
+            "amount_base": _money(pa.Check.ne(0)),
+            "cleared_date": _date(nullable=True),
+            "reference": _text(required=False),
+            "dunning_block": pa.Column(bool, required=False),
+        },
+        name="invoices",
+    ),
+    "payments": pa.DataFrameSchema(
+        {
+            "payment_id": _id(unique=True),
+            "customer_id": _id(),
+            "received_date": _date(),
+            "amount": _money(pa.Check.ge(0)),
+            "currency": _currency(),
+            "amount_base": _money(pa.Check.ge(0)),
+            "reference": _text(required=False),
+        },
+        name="payments",
+    ),
+    "payment_applications": pa.DataFrameSchema(
+        {
+            "payment_id": _id(),
+            "invoice_id": _id(),
+            "applied_date": _date(),
+            "amount": _money(pa.Check.ne(0)),
+        },
+        name="payment_applications",
+    ),
+    "disputes": pa.DataFrameSchema(
+        {
+            "dispute_id": _id(unique=True),
+            "invoice_id": _id(),
+            "opened_date": _date(),
+            "resolved_date": _date(nullable=True),
+            "reason": _text(nullable=False),
+            "amount": _money(pa.Check.ge(0)),
+        },
+        name="disputes",
+    ),
+    "promises": pa.DataFrameSchema(
+        {
+            "promise_id": _id(unique=True),
+            "customer_id": _id(),
+            "invoice_id": pa.Column(str, nullable=True),
+            "made_date": _date(),
+            "promised_date": _date(),
+            "amount": _money(pa.Check.gt(0)),
+            "kept": pa.Column("boolean", nullable=True),
+        },
+        name="promises",
+    ),
+    "writeoffs": pa.DataFrameSchema(
+        {
+            "invoice_id": _id(unique=True),
+            "date": _date(),
+            "amount": _money(pa.Check.gt(0)),
+        },
+        name="writeoffs",
+    ),
+    "dunning_notices": pa.DataFrameSchema(
+        {
+            "invoice_id": _id(),
+            "level": pa.Column("int64", pa.Check.in_range(1, 9)),
+            "issued_date": _date(),
+        },
+        name="dunning_notices",
+    ),
+    "contacts": pa.DataFrameSchema(
+        {
+            "contact_id": _id(unique=True),
+            "customer_id": _id(),
+            "contact_date": _date(),
+            "channel": pa.Column(str, pa.Check.isin(CONTACT_CHANNELS)),
+            "outcome": _text(),
+        },
+        name="contacts",
+    ),
+}
+
+
+def columns_of(table: str, *, required_only: bool = False) -> list[str]:
+    """Column names of a ledger table, in contract order."""
+    return [name for name, col in SCHEMAS[table].columns.items() if col.required or not required_only]
+
+
+def empty_table(table: str) -> pd.DataFrame:
+    """A table with the contract's required columns and dtypes and no rows."""
+    schema = SCHEMAS[table]
+    return pd.DataFrame(
+        {name: pd.Series(dtype=_pandas_dtype(col)) for name, col in schema.columns.items() if col.required}
+    )
+
+
+def _pandas_dtype(column: pa.Column) -> str:
+    dtype = str(column.dtype)
+    return {"str": "object", "float64": "float64", "bool": "bool"}.get(dtype, dtype)

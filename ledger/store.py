@@ -1,0 +1,163 @@
+"""The ledger on disk: a directory of Parquet tables plus `ledger.json`, read and written whole.
+
+Writes are atomic: the new ledger is written to a hidden sibling directory and swapped in with
+one rename, so a crash or an error at any point leaves the previous ledger as it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ledger.errors import LedgerError, Problem
+from ledger.schema import DATE, OPTIONAL_TABLES, SCHEMAS, TABLES, empty_table
+from ledger.validation import validate_tables
+
+FORMAT = "ar-risk-ledger"
+FORMAT_VERSION = 1
+META_FILE = "ledger.json"
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """All tables of one company's receivables, in the contract's columns and dtypes."""
+
+    customers: pd.DataFrame
+    invoices: pd.DataFrame
+    payments: pd.DataFrame
+    payment_applications: pd.DataFrame
+    disputes: pd.DataFrame = field(default_factory=lambda: empty_table("disputes"))
+    promises: pd.DataFrame = field(default_factory=lambda: empty_table("promises"))
+    writeoffs: pd.DataFrame = field(default_factory=lambda: empty_table("writeoffs"))
+    dunning_notices: pd.DataFrame = field(default_factory=lambda: empty_table("dunning_notices"))
+    contacts: pd.DataFrame = field(default_factory=lambda: empty_table("contacts"))
+    base_currency: str = "EUR"
+    source: str = ""
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tables by name, in contract order."""
+        return {name: getattr(self, name) for name in TABLES}
+
+    def validate(self) -> Ledger:
+        """Raise `LedgerError` listing every problem; return self when valid."""
+        validate_tables(self.tables())
+        return self
+
+    def replace(self, **tables: pd.DataFrame) -> Ledger:
+        """A copy with some tables swapped (used by tests and perturbations)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Ledger(**(values | tables))
+
+
+def read_ledger(path: str | Path, *, validate: bool = True) -> Ledger:
+    """Read a ledger directory; raise `LedgerError` naming the file when it cannot be read."""
+    path = Path(path)
+    meta = _read_meta(path)
+    tables = {}
+    for name in TABLES:
+        file = path / f"{name}.parquet"
+        if not file.exists():
+            if name in OPTIONAL_TABLES:
+                continue
+            raise LedgerError(Problem(str(file), None, None, "table missing"), title="unreadable ledger")
+        try:
+            tables[name] = _normalise_dtypes(name, pd.read_parquet(file))
+        except (OSError, pa.ArrowException) as error:
+            raise LedgerError(Problem(str(file), None, None, f"not a readable Parquet file ({error})"),
+                              title="unreadable ledger") from None
+    ledger = Ledger(**tables, base_currency=meta.get("base_currency", "EUR"), source=meta.get("source", ""))
+    return ledger.validate() if validate else ledger
+
+
+def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True) -> Path:
+    """Validate, then write the ledger to `path` atomically, replacing any ledger there."""
+    if validate:
+        ledger.validate()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        for name, table in ledger.tables().items():
+            pq.write_table(pa.Table.from_pandas(table, preserve_index=False), staging / f"{name}.parquet")
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "base_currency": ledger.base_currency,
+                "source": ledger.source, "rows": {name: len(t) for name, t in ledger.tables().items()}}
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        _fsync_dir(staging)
+        _swap_into_place(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _read_meta(path: Path) -> dict:
+    meta_file = path / META_FILE
+    if not path.is_dir():
+        raise LedgerError(Problem(str(path), None, None, "no such ledger directory"), title="unreadable ledger")
+    if not meta_file.exists():
+        raise LedgerError(Problem(str(meta_file), None, None, f"missing: not an ar-risk ledger directory"),
+                          title="unreadable ledger")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as error:
+        raise LedgerError(Problem(str(meta_file), None, None, f"not valid JSON ({error})"),
+                          title="unreadable ledger") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise LedgerError(Problem(str(meta_file), None, None,
+                                  f"expected format {FORMAT!r} version {FORMAT_VERSION}"), title="unreadable ledger")
+    return meta
+
+
+def _normalise_dtypes(name: str, table: pd.DataFrame) -> pd.DataFrame:
+    """Parquet may hand back dates in another unit; the contract's dtype is datetime64[ns]."""
+    for column, col in SCHEMAS[name].columns.items():
+        if column in table and str(col.dtype) == DATE and str(table[column].dtype).startswith("datetime64"):
+            table[column] = table[column].astype(DATE)
+    return table
+
+
+def _swap_into_place(staging: Path, path: Path) -> None:
+    """Make `staging` appear at `path` in one step; the old ledger ends up at `staging` and is removed."""
+    if not path.exists():
+        os.rename(staging, path)
+        return
+    if _rename_exchange(staging, path):
+        return
+    # No atomic exchange on this platform: two renames, the old ledger kept until the new one is in place.
+    backup = staging.with_suffix(".old")
+    os.rename(path, backup)
+    os.rename(staging, path)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Linux renameat2(RENAME_EXCHANGE): swap two directories atomically. False when unsupported."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if result != 0:
+        errno = ctypes.get_errno()
+        if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: file system cannot exchange
+            return False
+        raise OSError(errno, os.strerror(errno), str(b))
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    for file in path.iterdir():
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
