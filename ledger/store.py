@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -79,8 +80,12 @@ def read_ledger(path: str | Path, *, validate: bool = True) -> Ledger:
     return ledger.validate() if validate else ledger
 
 
-def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True) -> Path:
-    """Validate, then write the ledger to `path` atomically, replacing any ledger there."""
+def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True,
+                 extras: Mapping[str, pd.DataFrame] | None = None) -> Path:
+    """Validate, then write the ledger to `path` atomically, replacing any ledger there.
+
+    `extras` are further tables written with it in the same step, by relative path
+    (e.g. `{"truth/customers.parquet": frame}` for the generator's ground truth)."""
     if validate:
         ledger.validate()
     path = Path(path)
@@ -92,6 +97,12 @@ def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True) -> 
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "base_currency": ledger.base_currency,
                 "source": ledger.source, "rows": {name: len(t) for name, t in ledger.tables().items()}}
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        for relative, frame in (extras or {}).items():
+            target = staging / relative
+            if not target.resolve().is_relative_to(staging.resolve()):
+                raise ValueError(f"extra table path {relative!r} leaves the ledger directory")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), target)
         _fsync_dir(staging)
         _swap_into_place(staging, path)
     finally:
@@ -104,7 +115,7 @@ def _read_meta(path: Path) -> dict:
     if not path.is_dir():
         raise LedgerError(Problem(str(path), None, None, "no such ledger directory"), title="unreadable ledger")
     if not meta_file.exists():
-        raise LedgerError(Problem(str(meta_file), None, None, f"missing: not an ar-risk ledger directory"),
+        raise LedgerError(Problem(str(meta_file), None, None, "missing: not an ar-risk ledger directory"),
                           title="unreadable ledger")
     try:
         meta = json.loads(meta_file.read_text())
@@ -158,6 +169,8 @@ def _rename_exchange(a: Path, b: Path) -> bool:
 
 
 def _fsync_dir(path: Path) -> None:
-    for file in path.iterdir():
+    for file in path.rglob("*"):
+        if file.is_dir():
+            continue
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())

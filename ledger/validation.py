@@ -90,6 +90,9 @@ def schema_problems(name: str, table: pd.DataFrame) -> tuple[list[Problem], bool
         check = str(case.check)
         structural |= check.startswith(("dtype(", "column_in_dataframe")) or case.index is None
         row = None if case.index is None or pd.isna(case.index) else int(case.index)
+        if check == "column_in_dataframe":  # pandera names the table in `column` and the column in the case
+            problems.append(Problem(name, None, str(case.failure_case), "column missing"))
+            continue
         problems.append(
             Problem(name, row, _none_if_na(case.column), _describe_check(check, case.failure_case),
                     _key_of(name, table, row))
@@ -231,8 +234,6 @@ def _describe_check(check: str, failure_case: object) -> str:
     name = check.split("(")[0]
     if name.startswith("dtype"):
         return f"wrong type: expected {check.removeprefix('dtype(').rstrip(')')}, got {failure_case!r}"
-    if name == "column_in_dataframe":
-        return "column missing"
     if name == "isin":
         allowed = check[len("isin(") : -1]
         return f"expected one of {allowed}, got {failure_case!r}"
