@@ -1,0 +1,189 @@
+"""Model tests on small data made here: the estimator contract, censoring, calibration, behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from models.baselines import ClassPriorBaseline, CustomerLateRateBaseline, PastDueBaseline, PayDateBaseline
+from models.deterioration import DeteriorationModel, best_f1_threshold
+from models.encoding import FrameEncoder, time_split
+from models.late_payment import BUCKET_NAMES, LatePaymentModel, known_bucket, known_late, late_buckets
+from models.receipt_timing import ReceiptTimingModel, person_period
+
+FEATURES = ["days_past_due", "customer_risk", "segment"]
+
+
+def invoice_frame(n: int = 4000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Invoices at six monthly cutoffs; true days late grow with customer risk and days past due."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "days_past_due": rng.integers(-30, 60, n).astype(float),
+        "customer_risk": rng.normal(size=n),
+        "segment": rng.choice(["small", "mid", "enterprise"], n),
+        "cutoff": pd.Timestamp("2024-01-31") + pd.to_timedelta(rng.integers(0, 6, n) * 30, "D"),
+    })
+    true_days_late = 4 + 12 * frame["customer_risk"] + 0.4 * frame["days_past_due"].clip(lower=0)
+    return frame, (true_days_late + rng.normal(0, 4, n)).to_numpy()
+
+
+def late_labels(frame: pd.DataFrame, days_late: np.ndarray, observed_days: float = 150) -> pd.DataFrame:
+    """Censor at `observed_days` after the cutoff: unpaid invoices carry the lower bound they reached."""
+    days_to_pay = np.maximum(days_late - (-frame["days_past_due"].to_numpy()), 1)  # due in -dpd days
+    paid = days_to_pay <= observed_days
+    lower_bound = frame["days_past_due"].to_numpy() + observed_days
+    return pd.DataFrame({"days_late": np.where(paid, days_late, lower_bound), "paid": paid,
+                         "days_to_pay": np.minimum(days_to_pay, observed_days)})
+
+
+@pytest.fixture(scope="module")
+def fitted_late_model():
+    frame, days_late = invoice_frame()
+    return LatePaymentModel(features=FEATURES, monotone={"days_past_due": 1}, n_estimators=120).fit(
+        frame, late_labels(frame, days_late)), frame, days_late
+
+
+def test_label_helpers_handle_censoring():
+    days_late = np.array([-3.0, 10.0, 2.0, 95.0, 40.0])
+    paid = np.array([True, True, False, False, False])
+    np.testing.assert_array_equal(known_late(days_late, paid, 5), [0.0, 1.0, np.nan, 1.0, 1.0])
+    np.testing.assert_array_equal(late_buckets(days_late, 5), [0, 1, 0, 4, 2])
+    np.testing.assert_array_equal(known_bucket(days_late, paid, 5), [0, 1, -1, 4, -1])
+
+
+def test_estimator_contract(fitted_late_model):
+    model, frame, _ = fitted_late_model
+    unfitted = clone(model)
+    assert unfitted.get_params()["monotone"] == {"days_past_due": 1}
+    with pytest.raises(NotFittedError):
+        unfitted.predict_proba(frame)
+    assert list(model.feature_names_in_) == FEATURES
+    assert model.classifier_.rows_["trees"] > 0 and model.classifier_.rows_["calibration"] > 0
+
+
+def test_calibration_is_fitted_on_later_cutoffs_than_the_trees():
+    cutoffs = pd.Series(pd.to_datetime(["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"] * 3))
+    earlier, later = time_split(cutoffs, 0.25)
+    assert cutoffs[earlier].max() < cutoffs[later].min()
+    assert set(cutoffs[later]) == {pd.Timestamp("2024-04-30")}
+
+
+def test_late_model_beats_the_prior_and_is_calibrated(fitted_late_model):
+    model, _, _ = fitted_late_model
+    frame, days_late = invoice_frame(seed=1)
+    y = (days_late > 5).astype(int)
+    p = model.predict_proba(frame)[:, 1]
+    from training.metrics import brier, ece, roc_auc
+    prior = ClassPriorBaseline().fit(frame, late_labels(frame, days_late)).predict_proba(frame)[:, 1]
+    assert roc_auc(y, p) > 0.9
+    assert brier(y, p) < brier(y, prior)
+    assert ece(y, p) < 0.05
+
+
+def test_buckets_add_up_and_agree_with_p_late(fitted_late_model):
+    model, frame, _ = fitted_late_model
+    buckets = model.predict_buckets(frame)
+    assert list(buckets.columns) == list(BUCKET_NAMES)
+    np.testing.assert_allclose(buckets.sum(axis=1), 1.0)
+    np.testing.assert_allclose(buckets.iloc[:, 1:].sum(axis=1), model.predict_proba(frame)[:, 1])
+
+
+def test_more_days_past_due_never_lowers_p_late_or_expected_days(fitted_late_model):
+    model, frame, _ = fitted_late_model
+    sample = frame.head(200)
+    base_p, base_days = model.predict_proba(sample)[:, 1], model.predict_days_late(sample)
+    for extra in (1, 10, 45):
+        later = sample.assign(days_past_due=sample["days_past_due"] + extra)
+        assert (model.predict_proba(later)[:, 1] >= base_p - 1e-12).all()
+        assert (model.predict_days_late(later) >= base_days - 1e-9).all()
+
+
+def test_unseen_category_and_missing_values_still_score(fitted_late_model):
+    model, frame, _ = fitted_late_model
+    odd = frame.head(3).assign(segment=["government", None, "mid"], customer_risk=[np.nan, 0.0, 1.0])
+    p = model.predict_proba(odd)[:, 1]
+    assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+
+
+def test_missing_feature_column_is_a_clear_error(fitted_late_model):
+    model, frame, _ = fitted_late_model
+    with pytest.raises(ValueError, match="lacks columns: segment"):
+        model.predict_proba(frame.drop(columns="segment"))
+
+
+def test_person_period_expansion():
+    rows, week, event = person_period(np.array([3.0, 10.0, 20.0, 6.0]), np.array([True, True, False, False]), 26)
+    # paid on day 3 -> week 1; paid on day 10 -> weeks 1-2; censored at day 20 -> 2 full weeks; day 6 -> none
+    np.testing.assert_array_equal(rows, [0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(week, [1, 1, 2, 1, 2])
+    np.testing.assert_array_equal(event, [1, 0, 1, 0, 0])
+
+
+def test_receipt_timing_handles_censoring_without_bias():
+    """Exponential pay times (median 35 days) censored heavily at 42 days: the hazard model recovers the
+    median, while dropping the censored invoices would put it far too early."""
+    rng = np.random.default_rng(3)
+    n = 5000
+    frame = pd.DataFrame({"x": rng.normal(size=n), "cutoff": pd.Timestamp("2024-01-31")})
+    days = np.ceil(rng.exponential(35 / np.log(2), n))
+    paid = days <= 42
+    y = pd.DataFrame({"days_to_pay": np.minimum(days, 42), "paid": paid})
+    model = ReceiptTimingModel(features=["x"], days_past_due_column=None, n_estimators=60).fit(frame, y)
+    median = model.predict_quantiles(frame)["p50"].median()
+    naive_median = np.median(days[paid])
+    assert abs(median - 35) < 4, median
+    assert naive_median < 25
+
+
+def test_receipt_timing_quantiles_cdf_and_coverage():
+    frame, days_late = invoice_frame(n=3000)
+    labels = late_labels(frame, days_late, observed_days=200)
+    model = ReceiptTimingModel(features=FEATURES, n_estimators=80).fit(frame, labels)
+    quantiles = model.predict_quantiles(frame)
+    assert (quantiles["p10"] <= quantiles["p50"]).all() and (quantiles["p50"] <= quantiles["p90"]).all()
+    inside = (labels["days_to_pay"] >= quantiles["p10"] - 7) & (labels["days_to_pay"] <= quantiles["p90"] + 7)
+    assert inside.mean() > 0.7
+    cdf = model.predict_cdf(frame.head(50), [0, 3, 7, 30, 91])
+    assert (np.diff(cdf, axis=1) >= -1e-12).all() and (cdf[:, 0] == 0).all()
+
+
+def test_deterioration_model_flags_and_threshold():
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({"max_days_past_due": rng.integers(0, 120, n).astype(float),
+                          "trend": rng.normal(size=n),
+                          "cutoff": pd.Timestamp("2024-01-31") + pd.to_timedelta(rng.integers(0, 8, n) * 30, "D")})
+    risk = 1 / (1 + np.exp(-(frame["max_days_past_due"] / 20 - 4 + 1.5 * frame["trend"])))
+    y = (rng.random(n) < risk).astype(int)
+    model = DeteriorationModel(features=["max_days_past_due", "trend"], n_estimators=80).fit(frame, y)
+    assert 0 < model.threshold_ < 1
+    from training.metrics import roc_auc
+    assert roc_auc(y, model.predict_proba(frame)[:, 1]) > roc_auc(y, PastDueBaseline().fit(frame).flag(frame))
+    assert model.flag(frame).dtype == bool
+
+
+def test_best_f1_threshold_picks_the_separating_value():
+    assert best_f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.7, 0.9])) == 0.7
+
+
+def test_baselines():
+    frame = pd.DataFrame({"days_to_due": [10.0, -5.0], "avg_days_late": [3.0, 8.0],
+                          "share_paid_late_365d": [0.25, np.nan], "max_days_past_due": [0.0, 75.0]})
+    labels = pd.DataFrame({"days_late": [0.0, 10.0, 20.0, -2.0], "paid": [True] * 4})
+    prior = ClassPriorBaseline().fit(frame, labels)
+    assert prior.predict_proba(frame)[:, 1].tolist() == [0.5, 0.5]
+    assert CustomerLateRateBaseline().fit(frame, labels).predict_proba(frame)[:, 1].tolist() == [0.25, 0.5]
+    assert PayDateBaseline().fit(frame).predict_days(frame).tolist() == [10.0, 1.0]
+    assert PayDateBaseline(delay_column="avg_days_late").fit(frame).predict_days(frame).tolist() == [13.0, 3.0]
+    assert PastDueBaseline().fit(frame).flag(frame).tolist() == [False, True]
+    np.testing.assert_array_equal(PayDateBaseline().fit(frame).predict_cdf(frame, [5, 10]), [[0, 1], [1, 1]])
+
+
+def test_frame_encoder_keeps_fitted_levels():
+    encoder = FrameEncoder(["kind"]).fit(pd.DataFrame({"kind": ["b", "a"]}))
+    encoded = encoder.transform(pd.DataFrame({"kind": ["a", "z"]}))
+    assert list(encoded["kind"].cat.categories) == ["a", "b"]
+    assert encoded["kind"].isna().tolist() == [False, True]
