@@ -7,6 +7,7 @@ one rename, so a crash or an error at any point leaves the previous ledger as it
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import ctypes.util
 import json
 import os
@@ -53,6 +54,15 @@ class Ledger:
         """Raise `LedgerError` listing every problem; return self when valid."""
         validate_tables(self.tables())
         return self
+
+    def fingerprint(self) -> str:
+        """A short content hash of every table, to tie models and reports to the data they saw."""
+        digest = hashlib.sha256(self.base_currency.encode())
+        for name, table in self.tables().items():
+            digest.update(name.encode())
+            digest.update(",".join(table.columns).encode())
+            digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def replace(self, **tables: pd.DataFrame) -> Ledger:
         """A copy with some tables swapped (used by tests and perturbations)."""

@@ -45,8 +45,13 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
     """LightGBM on invoice + customer features with isotonic calibration on a later time slice.
 
     `fit(X, y)` takes `y` as a frame with `days_late` (paid date - due date, or for an unpaid invoice
-    the days it has been open past due at the end of observation: a lower bound) and `paid` (bool).
-    Rows whose outcome censoring leaves undetermined are left out of each part, never guessed."""
+    the days it has been open past due at the end of observation: a lower bound), `paid` (bool) and,
+    optionally, `observed_days_past_due` (end of observation - due date, for every row).
+
+    Censoring: each part trains only on rows whose due date lies far enough before the end of
+    observation for its outcome to be known whatever it is (past the grace for P(late), past 90 days
+    for the buckets and the days late). Selecting on the due date, a feature, keeps the sample
+    unbiased; selecting on whether the invoice happens to be paid already would not."""
 
     def __init__(self, features: Sequence[str] | None = None, monotone: Mapping[str, int] | None = None,
                  late_grace_days: int = 5, calibration_share: float = 0.25, time_column: str = "cutoff",
@@ -65,8 +70,10 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> LatePaymentModel:
         days_late, paid = y["days_late"].to_numpy(dtype=float), y["paid"].to_numpy(dtype=bool)
+        observed = (y["observed_days_past_due"].to_numpy(dtype=float) if "observed_days_past_due" in y
+                    else np.full(len(y), np.inf))
         late = known_late(days_late, paid, self.late_grace_days)
-        has_label = ~np.isnan(late)
+        has_label = ~np.isnan(late) & (observed > self.late_grace_days)
         self.classifier_ = TimeCalibratedClassifier(
             features=self.features, monotone=self.monotone, calibration_share=self.calibration_share,
             time_column=self.time_column, n_estimators=self.n_estimators, learning_rate=self.learning_rate,
@@ -77,15 +84,19 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
         params = lgbm_params(max(50, self.n_estimators // 2), self.learning_rate, self.num_leaves,
                              self.min_child_samples, self.random_state)
 
+        fully_observed = observed > BUCKET_EDGES[-1]
         bucket = known_bucket(days_late, paid, self.late_grace_days)
-        late_rows = bucket > 0
+        late_rows = (bucket > 0) & fully_observed
         self.bucket_model_ = lgb.LGBMClassifier(**params).fit(encoder.transform(X[late_rows]), bucket[late_rows])
 
-        matrix_paid = encoder.transform(X[paid])
+        # Unpaid rows enter with their lower bound (over 90 days late): the mean is then slightly low
+        # for the very late, but not biased towards quick payers as paid-only rows would be.
+        days_rows = (paid | (days_late > BUCKET_EDGES[-1])) & fully_observed
+        matrix_days = encoder.transform(X[days_rows])
         self.days_model_ = lgb.LGBMRegressor(
-            **params, monotone_constraints=monotone_vector(matrix_paid.columns, self.monotone),
+            **params, monotone_constraints=monotone_vector(matrix_days.columns, self.monotone),
             monotone_constraints_method="advanced",
-        ).fit(matrix_paid, np.clip(days_late[paid], *DAYS_LATE_CLIP))
+        ).fit(matrix_days, np.clip(days_late[days_rows], *DAYS_LATE_CLIP))
         self.classes_ = np.array([0, 1])
         self.feature_names_in_ = encoder.feature_names_in_
         return self
@@ -110,7 +121,7 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
         return pd.DataFrame(buckets, columns=list(BUCKET_NAMES), index=X.index)
 
     def predict_days_late(self, X: pd.DataFrame) -> np.ndarray:
-        """Expected days late (negative = early), from a regressor fitted on paid invoices."""
+        """Expected days late (negative = early), from a regressor on invoices observed 90+ days past due."""
         check_is_fitted(self, "days_model_")
         return self.days_model_.predict(self.classifier_.encoder_.transform(X))
 

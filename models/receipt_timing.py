@@ -113,6 +113,10 @@ class ReceiptTimingModel(BaseEstimator):
         fraction = days / 7 - week
         return by_week[:, week] + fraction * (by_week[:, week + 1] - by_week[:, week])
 
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Median days from the cutoff to payment (the pyfunc / serving default)."""
+        return self.predict_quantiles(X, (0.5,))["p50"].to_numpy()
+
     def predict_quantiles(self, X: pd.DataFrame, quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
         """Days from the cutoff by which each quantile of the pay-date distribution is reached; the
         horizon (`horizon_weeks` x 7) where the model puts less mass than that inside it."""

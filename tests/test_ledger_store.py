@@ -101,3 +101,11 @@ def test_unreadable_ledgers_get_an_error_naming_the_file(tmp_path, damage, named
 def test_reading_a_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(LedgerError, match="no such ledger directory"):
         read_ledger(tmp_path / "nowhere")
+
+
+def test_fingerprint_changes_with_any_value_and_survives_a_round_trip(tmp_path):
+    ledger = tiny_ledger()
+    write_ledger(ledger, tmp_path / "ledger")
+    assert read_ledger(tmp_path / "ledger").fingerprint() == ledger.fingerprint()
+    changed = ledger.replace(payments=ledger.payments.assign(amount_base=[1000.0, 100.0, 50.01]))
+    assert changed.fingerprint() != ledger.fingerprint()

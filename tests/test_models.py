@@ -187,3 +187,13 @@ def test_frame_encoder_keeps_fitted_levels():
     encoded = encoder.transform(pd.DataFrame({"kind": ["a", "z"]}))
     assert list(encoded["kind"].cat.categories) == ["a", "b"]
     assert encoded["kind"].isna().tolist() == [False, True]
+
+
+def test_late_model_trains_only_on_rows_whose_outcome_is_determined():
+    frame, days_late = invoice_frame(n=3000)
+    labels = late_labels(frame, days_late)
+    observed = np.where(np.arange(len(frame)) % 3 == 0, 2.0, 200.0)  # a third due too recently to tell
+    model = LatePaymentModel(features=FEATURES, n_estimators=40).fit(
+        frame, labels.assign(observed_days_past_due=observed))
+    used = model.classifier_.rows_["trees"] + model.classifier_.rows_["calibration"]
+    assert used == int(((observed > 5) & ~np.isnan(known_late(labels["days_late"], labels["paid"], 5))).sum())

@@ -1,0 +1,134 @@
+"""MLflow: log each training run, register its model, and move the `champion` alias only through the gate.
+
+The default store is local and needs no server: a SQLite database and an artifact folder under
+`mlflow/` at the project root. Pass any other tracking URI (e.g. a server) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STORE = PROJECT_ROOT / "mlflow"
+EXPERIMENT = "ar-risk"
+CHAMPION = "champion"
+
+
+def default_tracking_uri(store: Path = DEFAULT_STORE) -> str:
+    """SQLite tracking and registry in the project's git-ignored `mlflow/` folder."""
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def experiment_id(tracking_uri: str, name: str = EXPERIMENT) -> str:
+    """The experiment's id, created (with artifacts next to a local store) when missing."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    existing = mlflow.get_experiment_by_name(name)
+    if existing:
+        return existing.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:///"):
+        location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a candidate may become champion, and why, on one metric of the latest backtest."""
+
+    promote: bool
+    metric: str
+    candidate: float
+    rivals: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return {"promote": self.promote, "metric": self.metric, "candidate": self.candidate,
+                "rivals": self.rivals, "reason": self.reason}
+
+
+def gate(metric: str, candidate: float, rivals: Mapping[str, float], higher_is_better: bool) -> GateDecision:
+    """Promote only when the candidate strictly beats every rival (baselines and current champion)."""
+    def beats(value: float) -> bool:
+        if pd.isna(value):
+            return True
+        return candidate > value if higher_is_better else candidate < value
+
+    if pd.isna(candidate):
+        return GateDecision(False, metric, candidate, dict(rivals), f"candidate {metric} is undefined")
+    losers = [name for name, value in rivals.items() if not beats(value)]
+    if losers:
+        return GateDecision(False, metric, candidate, dict(rivals), f"does not beat {', '.join(sorted(losers))}")
+    return GateDecision(True, metric, candidate, dict(rivals), f"beats {', '.join(sorted(rivals)) or 'nothing'}")
+
+
+def log_model_run(*, tracking_uri: str, model_name: str, model, params: Mapping, metrics: Mapping[str, float],
+                  features: Mapping[str, str], ledger_fingerprint: str, input_example: pd.DataFrame,
+                  decision: GateDecision, report: Path | None = None) -> str:
+    """Log one trained model with everything needed to audit it, register it, and move the champion
+    alias when the gate says so. Returns the registered version."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    exp_id = experiment_id(tracking_uri)
+    with mlflow.start_run(experiment_id=exp_id, run_name=model_name):
+        mlflow.set_tags({"model": model_name, "ledger_fingerprint": ledger_fingerprint})
+        mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
+        mlflow.log_metrics({key: float(value) for key, value in metrics.items() if pd.notna(value)})
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "features.json").write_text(json.dumps(dict(features), indent=2))
+            (Path(folder) / "gate.json").write_text(json.dumps(decision.as_dict(), indent=2, default=str))
+            mlflow.log_artifacts(folder)
+        if report is not None and report.exists():
+            mlflow.log_artifact(str(report), artifact_path="backtest")
+        signature = infer_signature(input_example, _example_output(model, input_example))
+        info = mlflow.sklearn.log_model(model, name="model", input_example=input_example, signature=signature,
+                                        registered_model_name=model_name)
+        version = str(info.registered_model_version)
+        mlflow.set_tag("promoted", str(decision.promote))
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if decision.promote:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    return version
+
+
+def champion_version(tracking_uri: str, model_name: str) -> str | None:
+    """The registered version holding the champion alias, or None."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def load_champion(tracking_uri: str, model_name: str):
+    """The champion model object, or None when no version has been promoted."""
+    import mlflow
+    import mlflow.sklearn
+
+    if champion_version(tracking_uri, model_name) is None:
+        return None
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.sklearn.load_model(f"models:/{model_name}@{CHAMPION}")
+
+
+def _example_output(model, example: pd.DataFrame):
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(example)
+    return model.predict_quantiles(example)
