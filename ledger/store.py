@@ -7,8 +7,8 @@ one rename, so a crash or an error at any point leaves the previous ledger as it
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import ctypes.util
+import hashlib
 import json
 import os
 import shutil
