@@ -44,11 +44,13 @@ class CustomerLateRateBaseline(ClassPriorBaseline):
 
 
 class PayDateBaseline(BaseEstimator):
-    """Pays on the due date plus a fixed or per-customer delay; an overdue invoice is expected the
-    day after the cutoff. A point forecast: all quantiles are the same day."""
+    """Pays on the due date plus a fixed or per-customer delay; when that day has already passed, the
+    invoice is expected the day after the cutoff. A point forecast: all quantiles are the same day."""
 
-    def __init__(self, days_to_due_column: str = "days_to_due", delay_column: str | None = None):
+    def __init__(self, days_to_due_column: str = "days_to_due", days_past_due_column: str = "days_past_due",
+                 delay_column: str | None = None):
         self.days_to_due_column = days_to_due_column
+        self.days_past_due_column = days_past_due_column
         self.delay_column = delay_column
 
     def fit(self, X: pd.DataFrame, y=None) -> PayDateBaseline:
@@ -58,9 +60,9 @@ class PayDateBaseline(BaseEstimator):
     def predict_days(self, X: pd.DataFrame) -> np.ndarray:
         """Days from the cutoff to the expected payment (at least 1)."""
         check_is_fitted(self, "fitted_")
-        days = pd.to_numeric(X[self.days_to_due_column], errors="coerce").to_numpy(dtype=float)
+        days = _numbers(X, self.days_to_due_column) - _numbers(X, self.days_past_due_column)
         if self.delay_column:
-            days = days + pd.to_numeric(X[self.delay_column], errors="coerce").fillna(0).to_numpy(dtype=float)
+            days = days + np.nan_to_num(_numbers(X, self.delay_column))
         return np.maximum(days, 1.0)
 
     def predict_quantiles(self, X: pd.DataFrame, quantiles=QUANTILES) -> pd.DataFrame:
@@ -70,6 +72,10 @@ class PayDateBaseline(BaseEstimator):
     def predict_cdf(self, X: pd.DataFrame, days) -> np.ndarray:
         """A step: 0 before the expected day, 1 from it on."""
         return (self.predict_days(X)[:, None] <= np.asarray(days, dtype=float)[None, :]).astype(float)
+
+
+def _numbers(X: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(X[column], errors="coerce").to_numpy(dtype=float)
 
 
 class PastDueBaseline(ClassifierMixin, BaseEstimator):

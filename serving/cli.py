@@ -13,6 +13,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -89,6 +90,90 @@ def validate(ledger_dir: Annotated[Path, typer.Argument(help="Ledger directory t
     """Check a ledger against the data contract; print a summary when valid."""
     ledger = read_ledger(ledger_dir)
     console.print(ledger_summary(ledger, title=f"{ledger_dir}: valid"))
+
+
+@app.command()
+@reports_bad_input
+def features(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    as_of: Annotated[str, typer.Option(help="Cutoff date, YYYY-MM-DD: only what was known then is used.")],
+    out: Annotated[Path, typer.Option(help="File to write: .parquet or .csv.")],
+) -> None:
+    """Write the features of every document open at a date (one row per invoice, customer features joined)."""
+    from features import features_at
+
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise LedgerError(Problem("--out", None, None, f"expected a .parquet or .csv file, got {out.name!r}"),
+                          title="bad option")
+    cutoff = parse_date(as_of, "--as-of")
+    frame = features_at(read_ledger(ledger_dir), cutoff)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    console.print(f"{out}: {len(frame):,} open documents of {frame['customer_id'].nunique():,} customers "
+                  f"as of {cutoff:%Y-%m-%d}, {frame.shape[1] - 2} features")
+
+
+@app.command()
+@reports_bad_input
+def backtest(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory.")],
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json and report.html.")],
+    origins: Annotated[int, typer.Option(min=1, max=12, help="Number of rolling origins (test months).")] = 3,
+) -> None:
+    """Rolling-origin backtest of the three models against their baselines."""
+    from training.pipeline import backtest_ledger, write_backtest
+
+    ledger = read_ledger(ledger_dir)
+    run = backtest_ledger(ledger, origins=origins, progress=lambda step: console.print(f"[dim]{step}[/dim]"))
+    metrics_path, report_path = write_backtest(run, out)
+    console.print(headline_table(run.result.metrics))
+    console.print(f"wrote {metrics_path} and {report_path}")
+
+
+@app.command()
+@reports_bad_input
+def train(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory.")],
+    until: Annotated[str | None, typer.Option(help="Use only what was known by this date (YYYY-MM-DD).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    report_dir: Annotated[Path | None, typer.Option(help="Also write the backtest report here.")] = None,
+) -> None:
+    """Backtest, fit the three models on all data, log them to MLflow and promote those that pass the gate."""
+    from training.pipeline import train_and_register
+    from training.tracking import default_tracking_uri
+
+    until_date = parse_date(until, "--until") if until else None
+    ledger = read_ledger(ledger_dir)
+    outcome = train_and_register(ledger, tracking_uri or default_tracking_uri(), until=until_date,
+                                 report_dir=report_dir, progress=lambda step: console.print(f"[dim]{step}[/dim]"))
+    console.print(headline_table(outcome.metrics))
+    for task, decision in outcome.decisions.items():
+        verdict = "promoted to champion" if decision.promote else "not promoted"
+        console.print(f"{task}: version {outcome.versions[task]} {verdict}: {decision.reason}", highlight=False)
+    console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in outcome.seconds.items()))
+
+
+def headline_table(metrics: dict) -> Table:
+    """The backtest's key figures, model against each baseline."""
+    table = Table(title="Backtest (pooled over origins " + ", ".join(metrics["cutoffs"]) + ")", title_justify="left")
+    for column in ("task", "who", "metric", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    shown = {"late_payment": ("roc_auc", "brier", "ece"), "receipt_timing": ("mae_days", "coverage_p10_p90"),
+             "deterioration": ("roc_auc", "pr_auc", "precision_at_k", "recall", "median_lead_days")}
+    for task, names in shown.items():
+        rows = {"model": metrics[task]["model"], **metrics[task]["baselines"]}
+        for who, values in rows.items():
+            for name in names:
+                value = values.get(name)
+                table.add_row(task, who, name, "-" if value is None or pd.isna(value) else f"{value:.3f}")
+        wape = metrics[task]["model"].get("wape_week")
+        if wape:
+            for who, values in rows.items():
+                table.add_row(task, who, "wape_week mean", f"{np.nanmean(values['wape_week']):.3f}")
+    return table
 
 
 def ledger_summary(ledger: Ledger, title: str) -> Table:

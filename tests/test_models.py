@@ -170,7 +170,7 @@ def test_best_f1_threshold_picks_the_separating_value():
 
 
 def test_baselines():
-    frame = pd.DataFrame({"days_to_due": [10.0, -5.0], "avg_days_late": [3.0, 8.0],
+    frame = pd.DataFrame({"days_to_due": [10.0, 0.0], "days_past_due": [0.0, 5.0], "avg_days_late": [3.0, 8.0],
                           "share_paid_late_365d": [0.25, np.nan], "max_days_past_due": [0.0, 75.0]})
     labels = pd.DataFrame({"days_late": [0.0, 10.0, 20.0, -2.0], "paid": [True] * 4})
     prior = ClassPriorBaseline().fit(frame, labels)

@@ -45,32 +45,37 @@ def experiment_id(tracking_uri: str, name: str = EXPERIMENT) -> str:
 
 @dataclass(frozen=True)
 class GateDecision:
-    """Whether a candidate may become champion, and why, on one metric of the latest backtest."""
+    """Whether a candidate may become champion, and why, judged on the latest backtest."""
 
     promote: bool
-    metric: str
-    candidate: float
-    rivals: dict[str, float] = field(default_factory=dict)
-    reason: str = ""
+    reason: str
+    candidate: dict = field(default_factory=dict)
+    rivals: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"promote": self.promote, "metric": self.metric, "candidate": self.candidate,
-                "rivals": self.rivals, "reason": self.reason}
+        return {"promote": self.promote, "reason": self.reason, "candidate": self.candidate, "rivals": self.rivals}
 
 
-def gate(metric: str, candidate: float, rivals: Mapping[str, float], higher_is_better: bool) -> GateDecision:
-    """Promote only when the candidate strictly beats every rival (baselines and current champion)."""
-    def beats(value: float) -> bool:
-        if pd.isna(value):
-            return True
-        return candidate > value if higher_is_better else candidate < value
-
-    if pd.isna(candidate):
-        return GateDecision(False, metric, candidate, dict(rivals), f"candidate {metric} is undefined")
-    losers = [name for name, value in rivals.items() if not beats(value)]
-    if losers:
-        return GateDecision(False, metric, candidate, dict(rivals), f"does not beat {', '.join(sorted(losers))}")
-    return GateDecision(True, metric, candidate, dict(rivals), f"beats {', '.join(sorted(rivals)) or 'nothing'}")
+def gate(candidate: Mapping[str, float], rivals: Mapping[str, Mapping[str, float]],
+         rules: Mapping[str, bool]) -> GateDecision:
+    """Promote only when the candidate strictly beats every rival (baselines, current champion) on
+    every metric in `rules` (metric -> higher is better). A rival's missing metric does not count."""
+    failures = []
+    for metric, higher_is_better in rules.items():
+        mine = candidate.get(metric, float("nan"))
+        if pd.isna(mine):
+            failures.append(f"{metric} undefined")
+            continue
+        for name, values in rivals.items():
+            theirs = values.get(metric, float("nan"))
+            if pd.notna(theirs) and not (mine > theirs if higher_is_better else mine < theirs):
+                failures.append(f"{metric} {mine:.4f} does not beat {name} ({theirs:.4f})")
+    kept = {metric: candidate.get(metric) for metric in rules}
+    rival_values = {name: {metric: values.get(metric) for metric in rules} for name, values in rivals.items()}
+    if failures:
+        return GateDecision(False, "; ".join(failures), kept, rival_values)
+    return GateDecision(True, f"beats {', '.join(sorted(rivals)) or 'no rival'} on {', '.join(rules)}",
+                        kept, rival_values)
 
 
 def log_model_run(*, tracking_uri: str, model_name: str, model, params: Mapping, metrics: Mapping[str, float],

@@ -1,0 +1,274 @@
+"""Rolling-origin backtest: for each origin T, train on cutoffs before T with labels censored at T,
+then test every model and baseline on the same open items at T, with outcomes seen in full.
+
+Late payment is scored only on invoices whose outcome is still open at the cutoff (not yet past due
+by more than the grace): for an item already late, P(late) is 1 by definition and would only flatter
+the AUC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from features.registry import feature_names
+from models.baselines import ClassPriorBaseline, CustomerLateRateBaseline, PastDueBaseline, PayDateBaseline
+from models.deterioration import DeteriorationModel
+from models.late_payment import LatePaymentModel, known_late
+from models.receipt_timing import ReceiptTimingModel
+from training import metrics as m
+from training.datasets import Datasets, censor_customer_labels, censor_invoice_labels
+
+HORIZON_WEEKS = 13
+MONOTONE = {"days_past_due": 1, "has_broken_promise": 1, "max_days_past_due": 1}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Sizes of the three models; the defaults are the ones the backtest judges."""
+
+    late_grace_days: int = 5
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    timing_horizon_weeks: int = 26
+    timing_max_rows: int = 3_000_000
+    random_state: int = 0
+
+    def late_model(self) -> LatePaymentModel:
+        return LatePaymentModel(features=invoice_model_features(), monotone=MONOTONE,
+                                late_grace_days=self.late_grace_days, n_estimators=self.n_estimators,
+                                learning_rate=self.learning_rate, random_state=self.random_state)
+
+    def timing_model(self) -> ReceiptTimingModel:
+        return ReceiptTimingModel(features=invoice_model_features(), horizon_weeks=self.timing_horizon_weeks,
+                                  max_rows=self.timing_max_rows, n_estimators=self.n_estimators,
+                                  learning_rate=self.learning_rate, random_state=self.random_state)
+
+    def deterioration_model(self) -> DeteriorationModel:
+        return DeteriorationModel(features=feature_names("customer"), monotone=MONOTONE,
+                                  n_estimators=max(100, self.n_estimators // 2),
+                                  learning_rate=self.learning_rate, random_state=self.random_state)
+
+
+def invoice_model_features() -> list[str]:
+    """The invoice models see the invoice's own features and its customer's."""
+    return feature_names("invoice") + feature_names("customer")
+
+
+@dataclass
+class FittedModels:
+    """Everything fitted on one training window."""
+
+    late: LatePaymentModel
+    timing: ReceiptTimingModel
+    deterioration: DeteriorationModel
+    late_baselines: dict
+    timing_baselines: dict
+    deterioration_baselines: dict
+
+
+def undecided(frame: pd.DataFrame, late_grace_days: int) -> np.ndarray:
+    """Rows whose lateness is not yet settled at the cutoff (at most `late_grace_days` past due)."""
+    return (frame["days_past_due"] <= late_grace_days).to_numpy()
+
+
+def fit_models(invoices: pd.DataFrame, customers: pd.DataFrame, settings: ModelSettings,
+               recipes: Mapping | None = None) -> FittedModels:
+    """Fit the three models and their baselines on training rows whose labels are already censored.
+
+    `recipes` ({"late", "timing", "deterioration"} -> estimator) replaces a model by an unfitted copy
+    of the one given, e.g. to backtest the current champion's recipe on today's data."""
+    recipes = recipes or {}
+    late_model = clone(recipes["late"]) if "late" in recipes else settings.late_model()
+    timing_model = clone(recipes["timing"]) if "timing" in recipes else settings.timing_model()
+    deterioration_model = (clone(recipes["deterioration"]) if "deterioration" in recipes
+                           else settings.deterioration_model())
+    grace = settings.late_grace_days
+    late_rows = invoices[undecided(invoices, grace)]
+    late_y = late_rows[["days_late", "paid", "observed_days_past_due"]]
+    timing_y = invoices[["days_to_pay", "paid"]]
+    customer_rows = customers[customers["deteriorates"].notna()]
+    customer_y = customer_rows["deteriorates"].astype(int)
+    return FittedModels(
+        late=late_model.fit(late_rows, late_y),
+        timing=timing_model.fit(invoices, timing_y),
+        deterioration=deterioration_model.fit(customer_rows, customer_y),
+        late_baselines={
+            "class_prior": ClassPriorBaseline(grace).fit(late_rows, late_y),
+            "customer_late_rate": CustomerLateRateBaseline(grace).fit(late_rows, late_y),
+        },
+        timing_baselines={
+            "pays_on_due_date": PayDateBaseline().fit(invoices),
+            "due_date_plus_customer_average": PayDateBaseline(delay_column="avg_days_late_last_10").fit(invoices),
+        },
+        deterioration_baselines={"past_due_60_plus": PastDueBaseline().fit(customer_rows)},
+    )
+
+
+@dataclass
+class OriginResult:
+    """Predictions of every model and baseline on one origin's test rows."""
+
+    origin: pd.Timestamp
+    late: pd.DataFrame
+    timing: pd.DataFrame
+    cash: pd.DataFrame
+    deterioration: pd.DataFrame
+
+
+def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.DataFrame,
+                    origin: pd.Timestamp, settings: ModelSettings) -> OriginResult:
+    """Predictions on the test rows at `origin`, with their true outcomes."""
+    grace = settings.late_grace_days
+    late_rows = invoices[undecided(invoices, grace)]
+    late = pd.DataFrame({"y": known_late(late_rows["days_late"], late_rows["paid"], grace),
+                         "model": fitted.late.predict_proba(late_rows)[:, 1]}, index=late_rows.index)
+    for name, baseline in fitted.late_baselines.items():
+        late[name] = baseline.predict_proba(late_rows)[:, 1]
+    late = late[late["y"].notna()]
+
+    quantiles = fitted.timing.predict_quantiles(invoices)
+    timing = pd.DataFrame({"actual": invoices["days_to_pay"], "paid": invoices["paid"],
+                           "p10": quantiles["p10"], "p50": quantiles["p50"], "p90": quantiles["p90"]})
+    for name, baseline in fitted.timing_baselines.items():
+        timing[name] = baseline.predict_days(invoices)
+
+    cash = weekly_cash(fitted, invoices)
+
+    rows = customers[customers["deteriorates"].notna()]
+    deterioration = pd.DataFrame({
+        "customer_id": rows["customer_id"], "cutoff": rows["cutoff"], "y": rows["deteriorates"].astype(int),
+        "event_date": rows["deterioration_date"], "model": fitted.deterioration.predict_proba(rows)[:, 1],
+        "model_flag": fitted.deterioration.flag(rows),
+    })
+    for name, baseline in fitted.deterioration_baselines.items():
+        deterioration[name] = baseline.predict_proba(rows)[:, 1]
+        deterioration[f"{name}_flag"] = baseline.flag(rows)
+    return OriginResult(origin, late, timing, cash, deterioration)
+
+
+def weekly_cash(fitted: FittedModels, invoices: pd.DataFrame, weeks: int = HORIZON_WEEKS) -> pd.DataFrame:
+    """Receipts per horizon week: actual (open amount of invoices settled that week) and each forecast
+    (open amount x P(settled that week))."""
+    amount = invoices["open_amount_base"].to_numpy(dtype=float)
+    edges = np.arange(weeks + 1) * 7.0
+    actual_week = np.where(invoices["paid"], np.ceil(invoices["days_to_pay"] / 7), np.inf)
+    table = {"actual": [amount[actual_week == k].sum() for k in range(1, weeks + 1)]}
+    by_week = fitted.timing.predict_cdf(invoices, edges)
+    table["model"] = (np.diff(by_week, axis=1) * amount[:, None]).sum(axis=0)
+    for name, baseline in fitted.timing_baselines.items():
+        step = baseline.predict_cdf(invoices, edges)
+        table[name] = (np.diff(step, axis=1) * amount[:, None]).sum(axis=0)
+    return pd.DataFrame(table, index=pd.RangeIndex(1, weeks + 1, name="week"))
+
+
+@dataclass
+class BacktestResult:
+    """Pooled predictions over the origins and the metrics of the `metrics.json` contract."""
+
+    origins: list[pd.Timestamp]
+    per_origin: list[OriginResult]
+    metrics: dict = field(default_factory=dict)
+    fitted: FittedModels | None = None
+
+
+def run_backtest(datasets: Datasets, origins: Sequence[pd.Timestamp], settings: ModelSettings | None = None,
+                 progress: Callable[[str], None] | None = None, recipes: Mapping | None = None) -> BacktestResult:
+    """Fit on cutoffs before each origin (labels censored at it) and test at the origin."""
+    settings = settings or ModelSettings()
+    results = []
+    fitted = None
+    for origin in origins:
+        if progress:
+            progress(f"origin {origin:%Y-%m-%d}")
+        train_invoices = censor_invoice_labels(datasets.invoices[datasets.invoices["cutoff"] < origin], origin)
+        train_customers = censor_customer_labels(datasets.customers[datasets.customers["cutoff"] < origin], origin)
+        fitted = fit_models(train_invoices, train_customers, settings, recipes)
+        test_invoices = datasets.invoices[datasets.invoices["cutoff"] == origin]
+        test_customers = datasets.customers[datasets.customers["cutoff"] == origin]
+        results.append(evaluate_origin(fitted, test_invoices, test_customers, origin, settings))
+    result = BacktestResult(list(origins), results, fitted=fitted)
+    result.metrics = backtest_metrics(result, datasets)
+    return result
+
+
+def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: float = 0.05) -> dict:
+    """The `metrics.json` contract: model and baselines per task, rows and cutoffs."""
+    late = pd.concat([r.late for r in result.per_origin])
+    timing = pd.concat([r.timing for r in result.per_origin])
+    cash = sum(r.cash for r in result.per_origin)
+    cash_by_origin = [r.cash for r in result.per_origin]
+    deterioration = pd.concat([r.deterioration for r in result.per_origin])
+
+    late_metrics = {name: probability_metrics(late["y"], late[name]) for name in late.columns if name != "y"}
+    paid = timing[timing["paid"]]
+    timing_model = {
+        "mae_days": m.mae(paid["actual"], paid["p50"]),
+        "pinball_p10": m.pinball(paid["actual"], paid["p10"], 0.1),
+        "pinball_p50": m.pinball(paid["actual"], paid["p50"], 0.5),
+        "pinball_p90": m.pinball(paid["actual"], paid["p90"], 0.9),
+        "coverage_p10_p90": m.coverage(paid["actual"], paid["p10"], paid["p90"]),
+        "wape_week": weekly_wape(cash_by_origin, "model"),
+    }
+    timing_baselines = {}
+    for name in result.per_origin[0].timing.columns.drop(["actual", "paid", "p10", "p50", "p90"]):
+        point = paid[name]
+        timing_baselines[name] = {
+            "mae_days": m.mae(paid["actual"], point),
+            "pinball_p10": m.pinball(paid["actual"], point, 0.1),
+            "pinball_p50": m.pinball(paid["actual"], point, 0.5),
+            "pinball_p90": m.pinball(paid["actual"], point, 0.9),
+            "coverage_p10_p90": m.coverage(paid["actual"], point, point),
+            "wape_week": weekly_wape(cash_by_origin, name),
+        }
+    k = max(1, round(top_share * deterioration.groupby("cutoff").size().mean())) if len(deterioration) else 1
+    deterioration_metrics = {
+        "model": flag_metrics(deterioration, "model", "model_flag", k),
+        "baselines": {name: flag_metrics(deterioration, name, f"{name}_flag", k)
+                      for name in result.per_origin[0].deterioration.columns
+                      if f"{name}_flag" in deterioration.columns and name != "model"},
+    }
+    return {
+        "late_payment": {"model": late_metrics.pop("model"), "baselines": late_metrics},
+        "receipt_timing": {"model": timing_model, "baselines": timing_baselines},
+        "deterioration": deterioration_metrics,
+        "rows": {"late_payment": len(late), "receipt_timing_paid": len(paid), "receipt_timing": len(timing),
+                 "deterioration": len(deterioration), "snapshot_invoices": len(datasets.invoices),
+                 "snapshot_customers": len(datasets.customers)},
+        "cutoffs": [f"{origin:%Y-%m-%d}" for origin in result.origins],
+        "cash_week_totals": {column: cash[column].round(2).tolist() for column in cash.columns},
+    }
+
+
+def probability_metrics(y: pd.Series, p: pd.Series) -> dict:
+    """ROC AUC, PR AUC, Brier and ECE of probabilities."""
+    return {"roc_auc": m.roc_auc(y, p), "pr_auc": m.pr_auc(y, p), "brier": m.brier(y, p), "ece": m.ece(y, p)}
+
+
+def weekly_wape(cash_by_origin: list[pd.DataFrame], column: str) -> list[float]:
+    """WAPE per horizon week, pooled over origins: sum |actual - forecast| / sum actual."""
+    actual = np.array([c["actual"].to_numpy() for c in cash_by_origin])
+    forecast = np.array([c[column].to_numpy() for c in cash_by_origin])
+    return [m.wape(actual[:, week], forecast[:, week]) for week in range(actual.shape[1])]
+
+
+def flag_metrics(rows: pd.DataFrame, score: str, flag: str, k: int) -> dict:
+    """ROC/PR AUC of the score, precision among the top k per cutoff, recall and median lead time of the flag."""
+    precision = np.nanmean([m.precision_at_k(group["y"], group[score], k) for _, group in rows.groupby("cutoff")])
+    return {"roc_auc": m.roc_auc(rows["y"], rows[score]), "pr_auc": m.pr_auc(rows["y"], rows[score]),
+            "precision_at_k": float(precision), "k": int(k), "recall": m.recall(rows["y"], rows[flag]),
+            "flag_precision": float(rows.loc[rows[flag].astype(bool), "y"].mean()) if rows[flag].any() else float("nan"),
+            "median_lead_days": median_lead_days(rows, flag)}
+
+
+def median_lead_days(rows: pd.DataFrame, flag: str) -> float:
+    """For each deterioration caught, days from the first cutoff whose flag rose to the event; the median."""
+    caught = rows[(rows["y"] == 1) & rows[flag].astype(bool)]
+    if caught.empty:
+        return float("nan")
+    first_flag = caught.groupby(["customer_id", "event_date"])["cutoff"].min().reset_index()
+    return float((first_flag["event_date"] - first_flag["cutoff"]).dt.days.median())

@@ -1,0 +1,106 @@
+"""Training datasets: snapshots at monthly cutoffs, and their labels censored at a backtest origin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features import FeatureConfig, build_customer_snapshots, build_snapshots
+from features.labels import last_event_date
+from ledger import Ledger
+
+DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """Invoice and customer snapshots with full-observation labels, and where observation ends."""
+
+    invoices: pd.DataFrame
+    customers: pd.DataFrame
+    observation_end: pd.Timestamp
+
+
+def monthly_cutoffs(ledger: Ledger, warmup_months: int = 3, until: pd.Timestamp | None = None) -> list[pd.Timestamp]:
+    """Month ends from `warmup_months` after the first invoice to the end of observation (or `until`)."""
+    first = ledger.invoices["invoice_date"].min()
+    end = last_event_date(ledger) if until is None else min(pd.Timestamp(until), last_event_date(ledger))
+    start = (first + pd.offsets.MonthEnd(warmup_months)).normalize()
+    return list(pd.date_range(start, end, freq="ME"))
+
+
+def backtest_origins(cutoffs: Sequence[pd.Timestamp], observation_end: pd.Timestamp, count: int = 3,
+                     label_days: int = 91, min_training_cutoffs: int = 3) -> list[pd.Timestamp]:
+    """The last `count` cutoffs whose whole label window is observed and with enough history before."""
+    usable = [c for i, c in enumerate(cutoffs) if c + label_days * DAY <= observation_end and i >= min_training_cutoffs]
+    return usable[-count:]
+
+
+def build_datasets(ledger: Ledger, cutoffs: Sequence[pd.Timestamp], config: FeatureConfig | None = None,
+                   progress: bool = False) -> Datasets:
+    """Invoice and customer snapshots at `cutoffs`, plus the columns training needs: due date, the
+    deterioration event date and a `deteriorates` label under one name."""
+    config = config or FeatureConfig()
+    end = last_event_date(ledger)
+    invoices = build_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress)
+    invoices["due_date"] = invoices["cutoff"] + (invoices["days_to_due"] - invoices["days_past_due"]) * DAY
+    customers = build_customer_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress)
+    label = f"deteriorates_{config.deterioration_horizon_days}d"
+    customers["deteriorates"] = customers[label]
+    customers["deterioration_date"] = next_deterioration_date(ledger, customers[["customer_id", "cutoff"]], config)
+    return Datasets(invoices, customers, end)
+
+
+def deterioration_dates(ledger: Ledger, config: FeatureConfig) -> pd.DataFrame:
+    """Every (customer_id, date) on which a customer newly went past the deterioration limit on an
+    open invoice, or had a document written off."""
+    invoices = ledger.invoices[ledger.invoices["doc_type"] == "invoice"]
+    bad_day = invoices["due_date"] + (config.deterioration_days_past_due + 1) * DAY
+    still_open = ~(invoices["cleared_date"] <= bad_day)
+    overdue = pd.DataFrame({"customer_id": invoices["customer_id"], "date": bad_day})[still_open]
+    customer_of = ledger.invoices.set_index("invoice_id")["customer_id"]
+    written = pd.DataFrame({"customer_id": ledger.writeoffs["invoice_id"].map(customer_of),
+                            "date": ledger.writeoffs["date"]})
+    return pd.concat([overdue, written]).dropna().sort_values("date").reset_index(drop=True)
+
+
+def next_deterioration_date(ledger: Ledger, keys: pd.DataFrame, config: FeatureConfig) -> pd.Series:
+    """Per (customer_id, cutoff) row, the first deterioration date after the cutoff (NaT when none)."""
+    events = deterioration_dates(ledger, config).rename(columns={"date": "event_date"})
+    events["cutoff"] = events["event_date"] - DAY  # an event after the cutoff: strictly later date
+    rows = keys.reset_index().sort_values("cutoff")
+    matched = pd.merge_asof(rows, events.sort_values("cutoff"), on="cutoff", by="customer_id",
+                            direction="forward")
+    return matched.set_index("index")["event_date"].reindex(keys.index).astype("datetime64[ns]")
+
+
+def censor_invoice_labels(invoices: pd.DataFrame, origin: pd.Timestamp) -> pd.DataFrame:
+    """Invoice labels as they were known at `origin`: payments after it are unknown (censored)."""
+    paid = invoices["paid_date"] <= origin
+    paid_date = invoices["paid_date"].where(paid)
+    return invoices.assign(
+        paid=paid,
+        paid_date=paid_date,
+        days_to_pay=((paid_date.where(paid, origin) - invoices["cutoff"]) / DAY).astype(float),
+        days_late=((paid_date.where(paid, origin + DAY) - invoices["due_date"]) / DAY).astype(float),
+        observed_days_past_due=((origin - invoices["due_date"]) / DAY).astype(float),
+    )
+
+
+def censor_customer_labels(customers: pd.DataFrame, origin: pd.Timestamp, horizon_days: int = 90) -> pd.DataFrame:
+    """Deterioration labels as known at `origin`: an event after it is unknown, and a window not yet
+    over at `origin` with no event so far is undetermined."""
+    window_end = customers["cutoff"] + horizon_days * DAY
+    event_seen = customers["deterioration_date"] <= window_end.clip(upper=origin)
+    window_over = window_end <= origin
+    already = customers["already_deteriorated"].astype(bool)
+    label = np.where(already, np.nan, np.where(event_seen, 1.0, np.where(window_over, 0.0, np.nan)))
+    return customers.assign(deteriorates=label)
+
+
+def with_full_labels(invoices: pd.DataFrame, observation_end: pd.Timestamp) -> pd.DataFrame:
+    """Test rows: the same label columns the models train on, seen up to the end of observation."""
+    return censor_invoice_labels(invoices, observation_end)
