@@ -13,7 +13,6 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -161,7 +160,8 @@ def headline_table(metrics: dict) -> Table:
     table = Table(title="Backtest (pooled over origins " + ", ".join(metrics["cutoffs"]) + ")", title_justify="left")
     for column in ("task", "who", "metric", "value"):
         table.add_column(column, justify="right" if column == "value" else "left")
-    shown = {"late_payment": ("roc_auc", "brier", "ece"), "receipt_timing": ("mae_days", "coverage_p10_p90"),
+    shown = {"late_payment": ("roc_auc", "brier", "ece"),
+             "receipt_timing": ("mae_days", "coverage_p10_p90", "wape_13w"),
              "deterioration": ("roc_auc", "pr_auc", "precision_at_k", "recall", "median_lead_days")}
     for task, names in shown.items():
         rows = {"model": metrics[task]["model"], **metrics[task]["baselines"]}
@@ -169,10 +169,6 @@ def headline_table(metrics: dict) -> Table:
             for name in names:
                 value = values.get(name)
                 table.add_row(task, who, name, "-" if value is None or pd.isna(value) else f"{value:.3f}")
-        wape = metrics[task]["model"].get("wape_week")
-        if wape:
-            for who, values in rows.items():
-                table.add_row(task, who, "wape_week mean", f"{np.nanmean(values['wape_week']):.3f}")
     return table
 
 

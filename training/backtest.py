@@ -213,6 +213,7 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
         "pinball_p90": m.pinball(paid["actual"], paid["p90"], 0.9),
         "coverage_p10_p90": m.coverage(paid["actual"], paid["p10"], paid["p90"]),
         "wape_week": weekly_wape(cash_by_origin, "model"),
+        "wape_13w": pooled_wape(cash_by_origin, "model"),
     }
     timing_baselines = {}
     for name in result.per_origin[0].timing.columns.drop(["actual", "paid", "p10", "p50", "p90"]):
@@ -224,6 +225,7 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
             "pinball_p90": m.pinball(paid["actual"], point, 0.9),
             "coverage_p10_p90": m.coverage(paid["actual"], point, point),
             "wape_week": weekly_wape(cash_by_origin, name),
+            "wape_13w": pooled_wape(cash_by_origin, name),
         }
     k = max(1, round(top_share * deterioration.groupby("cutoff").size().mean())) if len(deterioration) else 1
     deterioration_metrics = {
@@ -254,6 +256,13 @@ def weekly_wape(cash_by_origin: list[pd.DataFrame], column: str) -> list[float]:
     actual = np.array([c["actual"].to_numpy() for c in cash_by_origin])
     forecast = np.array([c[column].to_numpy() for c in cash_by_origin])
     return [m.wape(actual[:, week], forecast[:, week]) for week in range(actual.shape[1])]
+
+
+def pooled_wape(cash_by_origin: list[pd.DataFrame], column: str) -> float:
+    """WAPE of the weekly forecast over all horizon weeks and origins together (weeks weighted by their
+    receipts, so a nearly empty week 13 cannot dominate as it does in a plain mean of weekly WAPEs)."""
+    actual = np.concatenate([c["actual"].to_numpy() for c in cash_by_origin])
+    return m.wape(actual, np.concatenate([c[column].to_numpy() for c in cash_by_origin]))
 
 
 def flag_metrics(rows: pd.DataFrame, score: str, flag: str, k: int) -> dict:

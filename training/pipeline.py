@@ -30,7 +30,7 @@ METRIC_SECTIONS = {"late": "late_payment", "timing": "receipt_timing", "deterior
 # What the promotion gate compares (metric -> higher is better), per model.
 GATE_RULES = {
     "late": {"roc_auc": True, "brier": False},
-    "timing": {"mae_days": False, "wape_week_mean": False},
+    "timing": {"mae_days": False, "wape_13w": False},
     "deterioration": {"pr_auc": True},
 }
 
@@ -116,10 +116,7 @@ def gate_metrics(metrics: dict, task: str, who: str = "model") -> dict:
     """The metrics of one model or baseline in the flat form the gate and MLflow use."""
     section = metrics[METRIC_SECTIONS[task]]
     values = section["model"] if who == "model" else section["baselines"][who]
-    flat = {k: v for k, v in values.items() if not isinstance(v, list)}
-    if "wape_week" in values:
-        flat["wape_week_mean"] = float(np.nanmean(values["wape_week"]))
-    return flat
+    return {k: v for k, v in values.items() if not isinstance(v, list)}
 
 
 def rivals_of(metrics: dict, task: str) -> dict:
@@ -138,14 +135,14 @@ class TrainOutcome:
 
 
 def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp | None = None,
-                       settings: ModelSettings | None = None, report_dir: Path | None = None,
+                       settings: ModelSettings | None = None, report_dir: Path | None = None, origins: int = 3,
                        progress: Callable[[str], None] | None = None) -> TrainOutcome:
     """Backtest the recipe, fit the final models on everything known, log them to MLflow, and move the
     champion alias for each model that beats its baselines and the current champion."""
     from training.tracking import champion_version, gate, load_champion, log_model_run
 
     settings = settings or ModelSettings()
-    run = backtest_ledger(ledger, until=until, settings=settings, progress=progress)
+    run = backtest_ledger(ledger, until=until, origins=origins, settings=settings, progress=progress)
     metrics = run.result.metrics
     report = None
     if report_dir is not None:

@@ -101,13 +101,38 @@ def log_model_run(*, tracking_uri: str, model_name: str, model, params: Mapping,
             mlflow.log_artifact(str(report), artifact_path="backtest")
         signature = infer_signature(input_example, _example_output(model, input_example))
         info = mlflow.sklearn.log_model(model, name="model", input_example=input_example, signature=signature,
-                                        registered_model_name=model_name)
+                                        registered_model_name=model_name,
+                                        skops_trusted_types=trusted_types(model),
+                                        pip_requirements=model_requirements())
         version = str(info.registered_model_version)
         mlflow.set_tag("promoted", str(decision.promote))
     client = MlflowClient(tracking_uri=tracking_uri)
     if decision.promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
     return version
+
+
+def model_requirements() -> list[str]:
+    """Pinned requirements of a logged model, stated rather than inferred (inference loads the model in a
+    subprocess, which costs seconds per model)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy", "skops")]
+
+
+# Loading a model trusts only types from these packages (skops refuses anything else).
+TRUSTED_MODULES = ("models.", "lightgbm.", "sklearn.", "numpy.", "scipy.", "collections.", "builtins.")
+
+
+def trusted_types(model) -> list[str]:
+    """The types in the model that skops must be told to trust; an error for any type from elsewhere."""
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    foreign = [name for name in found if not name.startswith(TRUSTED_MODULES)]
+    if foreign:
+        raise ValueError(f"model holds types from untrusted packages: {', '.join(foreign)}")
+    return found
 
 
 def champion_version(tracking_uri: str, model_name: str) -> str | None:
