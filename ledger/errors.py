@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Problem:
     """One failure: `where` is a ledger table or a source file; `row` counts from 0 in a table and
     is the line number (header = line 1) in a source file."""
@@ -32,7 +32,7 @@ class LedgerError(Exception):
     """Bad input: carries every problem found, not only the first."""
 
     def __init__(self, problems: list[Problem] | Problem, title: str = "invalid ledger"):
-        self.problems = sorted(problems) if isinstance(problems, list) else [problems]
+        self.problems = sorted(problems, key=_reading_order) if isinstance(problems, list) else [problems]
         self.title = title
         super().__init__(self.summary())
 
@@ -44,3 +44,8 @@ class LedgerError(Exception):
             lines.append(f"  ... and {len(self.problems) - limit} more:")
             lines += [f"    {n} x {w} column {c}: {m}" for (w, c, m), n in counts.most_common(10)]
         return "\n".join(lines)
+
+
+def _reading_order(problem: Problem) -> tuple:
+    """Table or file, then whole-table problems before row problems, then row, column, message."""
+    return (problem.where, problem.row is not None, problem.row or 0, problem.column or "", problem.message)

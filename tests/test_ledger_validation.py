@@ -126,3 +126,12 @@ def test_an_open_dispute_needs_no_resolution_date():
     disputes = ledger.disputes.copy()
     disputes["resolved_date"] = dates(None)
     assert ledger_problems(ledger.replace(disputes=disputes).tables()) == []
+
+
+def test_problems_with_and_without_a_row_are_reported_together():
+    ledger = tiny_ledger()
+    customers = ledger.customers.drop(columns="segment").assign(payment_terms_days=[30, -1])
+    with pytest.raises(LedgerError) as raised:
+        ledger.replace(customers=customers).validate()
+    text = str(raised.value)
+    assert text.index("column segment: column missing") < text.index("customers row 1")

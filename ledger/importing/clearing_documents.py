@@ -1,0 +1,348 @@
+"""Reader for customer line items with clearing documents (SAP FBL5N exported to a spreadsheet).
+
+How SAP records receivables, and how the ledger is rebuilt from it:
+
+- Invoice and credit-memo documents (RV, DR, DG) become ledger invoices, one per document.
+- Every other document (DZ payment, AB clearing) becomes a payment whose amount is minus the sum
+  of its customer lines: a full payment's credit line; a partial payment's credit line; or the
+  credit line of a clearing less the residual item it leaves open for the rest.
+- A line of such a document that refers to an invoice (Rechnungsbezug) and is not cleared by its
+  own document continues that invoice: a residual item (debit) is what is still owed on it, a
+  partial payment (credit) is applied to it on its posting date. The original invoice stays one
+  ledger invoice; it is cleared when its last item is.
+- All items sharing a clearing document were cleared together on the clearing date. Each invoice's
+  open balance fell there by its items cleared, less any residual item the clearing document left
+  open for it; that fall is applied from the cash cleared with it, oldest invoice first from the
+  earliest cash (SAP does not record which cash paid which item). Credit memos are applied by the
+  first payment. A clearing without cash (an invoice against a credit memo, AB) is a payment of 0.
+- Open credit lines with no invoice reference are unapplied cash.
+
+Amounts are reckoned in whole cents so that applications add up exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ledger.errors import LedgerError, Problem
+from ledger.importing.mappings import LineItemColumns, LineItemsMapping
+from ledger.importing.sources import SourceTable, read_source
+from ledger.importing.tables import contract_table, customers_table, problems_at
+from ledger.schema import DATE, empty_table
+from ledger.store import Ledger
+
+RECEIVABLE_ROLES = ("invoice", "credit_memo")
+MAX_REFERENCE_CHAIN = 20  # a residual of a residual of ... : SAP keeps few, this bounds a cycle
+
+
+def line_items_ledger(sources: Sequence[Path], mapping: LineItemsMapping, name: str) -> Ledger:
+    """A validated ledger from one or more line-item exports (.csv or .xlsx)."""
+    tables = [read_source(path, mapping.format) for path in sources]
+    parsed = [line_items(table, mapping) for table in tables]
+    problems = [problem for table in tables for problem in table.problems]
+    if problems:
+        raise LedgerError(problems, title="bad import source")
+    items = with_roots(pd.concat(parsed, ignore_index=True))
+    problems = consistency_problems(items, mapping.columns)
+    if problems:
+        raise LedgerError(problems, title="bad import source")
+    owed, cash = owed_per_clearing(items), cash_per_clearing(items)
+    applications = applications_table(owed, cash, items)
+    invoices = invoices_table(items, applications)
+    ledger = Ledger(
+        customers=customers_table(items.rename(columns={"role": "doc_type"}), first_seen(items), mapping.customers),
+        invoices=invoices,
+        payments=payments_table(items, applications),
+        payment_applications=contract_table("payment_applications", applications),
+        dunning_notices=dunning_notices_table(items),
+        base_currency=mapping.base_currency,
+        source=f"import:{name}",
+    )
+    return ledger.validate()
+
+
+def line_items(table: SourceTable, mapping: LineItemsMapping) -> pd.DataFrame:
+    """The file's lines parsed, with their file, line number and document role; bad cells are
+    recorded in `table.problems`."""
+    columns = mapping.columns
+    table.require_columns(columns.model_dump())
+    if not len(table):
+        raise LedgerError(Problem(table.file, 2, None, "no data rows: expected one row per line item"),
+                          title="bad import source")
+    items = pd.DataFrame({
+        "file": table.file,
+        "line": table.lines,
+        "customer_id": table.text(columns.customer_id, required=True),
+        "document": table.text(columns.document, required=True),
+        "document_type": table.text(columns.document_type, required=True),
+        "invoice_date": table.dates(columns.invoice_date, required=True),
+        "posting_date": table.dates(columns.posting_date, required=True),
+        "due_date": table.dates(columns.due_date),
+        "amount": table.money(columns.amount, required=True),
+        "currency": table.text(columns.currency, required=True),
+        "amount_base": table.money(columns.amount_base, required=True),
+        "base_currency": table.text(columns.base_currency, required=True),
+        "clearing_document": table.text(columns.clearing_document),
+        "clearing_date": table.dates(columns.clearing_date),
+    })
+    optional = {"invoice_reference": (table.text, object), "reference": (table.text, object),
+                "customer_name": (table.text, object), "dunning_level": (table.whole_numbers, "Int64"),
+                "dunning_date": (table.dates, DATE), "dunning_block": (table.text, object)}
+    for field, (parse, dtype) in optional.items():
+        column = getattr(columns, field)
+        items[field] = parse(column) if column else pd.Series(None, index=items.index, dtype=dtype)
+    items = items.rename(columns={"customer_name": "name"})
+    items["role"] = items["document_type"].map(mapping.document_types)
+    _flag_line_problems(table, items, mapping)
+    return items
+
+
+def _flag_line_problems(table: SourceTable, items: pd.DataFrame, mapping: LineItemsMapping) -> None:
+    columns = mapping.columns
+    known = ", ".join(sorted(mapping.document_types))
+    table.flag(items["document_type"].notna() & items["role"].isna(), columns.document_type,
+               f"unknown document type: expected one of {known} (add it to document_types in the mapping)",
+               items["document_type"])
+    table.flag(items["base_currency"].notna() & (items["base_currency"] != mapping.base_currency),
+               columns.base_currency, f"expected the mapping's base_currency {mapping.base_currency}",
+               items["base_currency"])
+    table.flag(items["clearing_document"].notna() & items["clearing_date"].isna(), columns.clearing_date,
+               "missing value: a cleared item needs its clearing date")
+    table.flag(items["clearing_document"].isna() & items["clearing_date"].notna(), columns.clearing_document,
+               "missing value: an item with a clearing date needs its clearing document")
+    invoice, credit_memo = items["role"] == "invoice", items["role"] == "credit_memo"
+    table.flag(invoice & (items["amount"] <= 0), columns.amount,
+               "an invoice must be a debit (a positive amount)", table.cells[columns.amount])
+    table.flag(credit_memo & (items["amount"] >= 0), columns.amount,
+               "a credit memo must be a credit (a negative amount)", table.cells[columns.amount])
+    both = items["amount"].notna() & items["amount_base"].notna()
+    table.flag(both & (np.sign(items["amount_base"]) != np.sign(items["amount"])), columns.amount_base,
+               "expected the same sign as the amount in document currency", table.cells[columns.amount_base])
+    table.flag((invoice | credit_memo) & items["due_date"].isna(), columns.due_date,
+               "missing value (an invoice or credit memo needs its due date)")
+    if columns.dunning_level:
+        table.flag((items["dunning_level"] < 0) | (items["dunning_level"] > 9), columns.dunning_level,
+                   "expected a dunning level from 0 to 9", table.cells[columns.dunning_level])
+        table.flag((items["dunning_level"] > 0) & items["dunning_date"].isna(), columns.dunning_date,
+                   "missing value: a dunned item needs the date of its last dunning notice")
+
+
+def with_roots(items: pd.DataFrame) -> pd.DataFrame:
+    """Items with `receivable` (an invoice or credit memo line), `continues` (a residual item or a
+    partial payment referring to one) and `root` (the ledger invoice a receivable or continuing
+    line belongs to, else the payment document; NaN where a reference leads nowhere)."""
+    receivable = items["role"].isin(RECEIVABLE_ROLES)
+    continues = (~receivable & items["invoice_reference"].notna()
+                 & (items["clearing_document"] != items["document"]))
+    # A reference may point at a document that itself continues an invoice (a residual of a residual).
+    step = items[continues].drop_duplicates("document").set_index("document")["invoice_reference"]
+    root = items["invoice_reference"].where(continues)
+    for _ in range(MAX_REFERENCE_CHAIN):
+        following = root.map(step)
+        if following.isna().all():
+            break
+        root = following.fillna(root)
+    invoice_ids = items.loc[receivable, "document"]
+    root = root.where(root.isin(invoice_ids))
+    return items.assign(receivable=receivable, continues=continues,
+                        root=items["document"].where(~continues, root),
+                        cleared=items["clearing_document"].notna(),
+                        cents=np.rint(items["amount"] * 100).astype("int64"))
+
+
+def consistency_problems(items: pd.DataFrame, columns: LineItemColumns) -> list[Problem]:
+    """Problems only the lines together show: duplicate invoices, references that lead nowhere,
+    clearings that do not balance, payments that pay out."""
+    invoices = items[items["receivable"]]
+    problems = problems_at(invoices, invoices.duplicated("document", keep=False), columns.document,
+                           "the same invoice or credit memo document on several lines (line items of one "
+                           "document are not supported)")
+    types = items.groupby("document")["document_type"].transform("nunique")
+    problems += problems_at(items, types > 1, columns.document_type, "one document with several document types")
+    continues = items[items["continues"]]
+    problems += problems_at(continues, continues["root"].isna(), columns.invoice_reference,
+                            "refers to " + continues["invoice_reference"].astype(str)
+                            + ", which is no invoice or credit memo in the export")
+    root_currency = continues["root"].map(invoices.drop_duplicates("document").set_index("document")["currency"])
+    problems += problems_at(continues, root_currency.notna() & (root_currency != continues["currency"]),
+                            columns.currency, "in another currency than the invoice it refers to, "
+                            + root_currency.astype(str))
+    loose_debit = ~items["receivable"] & ~items["continues"] & (items["amount"] > 0) & (
+        items["clearing_document"] != items["document"])
+    problems += problems_at(items, loose_debit, columns.amount,
+                            "a debit item in a payment document without an invoice reference: cannot tell "
+                            "which invoice it belongs to")
+    problems += _group_problems(items[~items["receivable"]], "document", columns.document, "payment document")
+    problems += _group_problems(items[items["cleared"]], "clearing_document", columns.clearing_document,
+                                "clearing document")
+    return problems
+
+
+def _group_problems(items: pd.DataFrame, key: str, column: str, what: str) -> list[Problem]:
+    """One currency per payment or clearing document; a clearing balances to zero; a payment does
+    not pay money out."""
+    groups = items.groupby(key)
+    currencies = groups["currency"].transform("nunique")
+    problems = problems_at(items, currencies > 1, column,
+                           f"{what} " + items[key].astype(str) + " mixes document currencies "
+                           "(not supported: clear one currency at a time)")
+    total = groups["cents"].transform("sum")
+    if what == "clearing document":
+        message = (f"the items cleared by {what} " + items[key].astype(str) + " add up to "
+                   + (total / 100).map("{:.2f}".format) + " " + items["currency"]
+                   + ", expected 0: are some of its items missing from the export?")
+        problems += problems_at(items, (total != 0) & (currencies == 1), column, message)
+    else:
+        message = (f"{what} " + items[key].astype(str) + " adds up to a debit of "
+                   + (total / 100).map("{:.2f}".format) + ": refunds and reversals are not supported")
+        problems += problems_at(items, (total > 0) & (currencies == 1), column, message)
+    return problems
+
+
+def owed_per_clearing(items: pd.DataFrame) -> pd.DataFrame:
+    """Per clearing (a clearing document, or a partial payment's posting) and invoice: by how
+    many cents the invoice's open balance fell (`event`, `root`, `date`, `cents`)."""
+    belongs = items[items["receivable"] | items["continues"]]
+    cleared = belongs[belongs["cleared"]]
+    # Lines continuing an invoice are owed again from their own document on: a residual item
+    # adds back what is still open; a partial payment takes its amount off.
+    posted = items[items["continues"]]
+    changes = pd.concat([
+        pd.DataFrame({"event": cleared["clearing_document"], "root": cleared["root"],
+                      "date": cleared["clearing_date"], "cents": cleared["cents"]}),
+        pd.DataFrame({"event": posted["document"], "root": posted["root"],
+                      "date": posted["posting_date"], "cents": -posted["cents"]}),
+    ])
+    owed = changes.groupby(["event", "root"], as_index=False).agg(date=("date", "max"), cents=("cents", "sum"))
+    return owed[owed["cents"] != 0].reset_index(drop=True)
+
+
+def cash_per_clearing(items: pd.DataFrame) -> pd.DataFrame:
+    """Per clearing and payment document: the cents of its cash used there (`event`, `payer`,
+    `received_date`, `cents`)."""
+    own = items[~items["receivable"] & ~items["continues"] & items["cleared"]]
+    posted = items[items["continues"]]
+    changes = pd.concat([
+        pd.DataFrame({"event": own["clearing_document"], "payer": own["document"], "cents": -own["cents"]}),
+        pd.DataFrame({"event": posted["document"], "payer": posted["document"], "cents": -posted["cents"]}),
+    ])
+    cash = changes.groupby(["event", "payer"], as_index=False)["cents"].sum()
+    received = items.groupby("document")["posting_date"].min()
+    return cash.assign(received_date=cash["payer"].map(received))
+
+
+def applications_table(owed: pd.DataFrame, cash: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """Payment applications: per clearing, invoices (by due date) paid from the cash (by received
+    date) in order, credit memos applied by the first payment; one row per payment and invoice."""
+    payers = cash[cash["cents"] > 0]
+    # A clearing without cash (an invoice against a credit memo) is a payment of zero by the
+    # clearing document itself.
+    bare = owed.loc[~owed["event"].isin(payers["event"]), ["event", "date"]].groupby("event", as_index=False).max()
+    bare = pd.DataFrame({"event": bare["event"], "payer": bare["event"], "cents": 0, "received_date": bare["date"]})
+    payers = pd.concat([payers, bare]).sort_values(["event", "received_date", "payer"], ignore_index=True)
+    first_payer = payers.drop_duplicates("event").set_index("event")["payer"]
+
+    credits = owed[owed["cents"] < 0].assign(payer=lambda frame: frame["event"].map(first_payer))
+    credit_total = -credits.groupby("event")["cents"].sum()
+    is_first = payers["payer"].to_numpy() == payers["event"].map(first_payer).to_numpy()
+    budget = payers["cents"] + np.where(is_first, payers["event"].map(credit_total).fillna(0), 0)
+    payers = payers.assign(upper=budget.groupby(payers["event"]).cumsum().astype("int64"))
+    payers["lower"] = payers["upper"] - budget.astype("int64")
+
+    due = items[items["receivable"]].set_index("document")["due_date"]
+    debits = owed[owed["cents"] > 0].assign(due_date=lambda frame: frame["root"].map(due))
+    debits = debits.sort_values(["event", "due_date", "root"], ignore_index=True)
+    debits["upper"] = debits.groupby("event")["cents"].cumsum()
+    debits["lower"] = debits["upper"] - debits["cents"]
+    # Lay invoices and cash side by side on one axis of cents per clearing; overlaps are applications.
+    pairs = debits.merge(payers[["event", "payer", "lower", "upper"]], on="event", suffixes=("", "_cash"))
+    pairs["cents"] = (np.minimum(pairs["upper"], pairs["upper_cash"])
+                      - np.maximum(pairs["lower"], pairs["lower_cash"])).clip(lower=0)
+    pieces = pd.concat([pairs.loc[pairs["cents"] > 0, ["payer", "root", "date", "cents"]],
+                        credits[["payer", "root", "date", "cents"]]])
+    applications = pieces.groupby(["payer", "root"], as_index=False).agg(applied_date=("date", "max"),
+                                                                          cents=("cents", "sum"))
+    applications = applications[applications["cents"] != 0]
+    return pd.DataFrame({
+        "payment_id": applications["payer"].astype(str),
+        "invoice_id": applications["root"].astype(str),
+        "applied_date": applications["applied_date"].astype(DATE),
+        "amount": applications["cents"] / 100,
+    }).reset_index(drop=True)
+
+
+def invoices_table(items: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:
+    """Ledger invoices and credit memos, cleared on their last application once fully applied."""
+    lines = items[items["receivable"]]
+    applied = applications.assign(cents=np.rint(applications["amount"] * 100).astype("int64")).groupby(
+        "invoice_id").agg(cents=("cents", "sum"), last=("applied_date", "max"))
+    settled = lines["document"].map(applied["cents"]).fillna(0).astype("int64") == lines["cents"]
+    invoices = pd.DataFrame({
+        "invoice_id": lines["document"],
+        "customer_id": lines["customer_id"],
+        "doc_type": lines["role"],
+        "invoice_date": lines["invoice_date"],
+        "due_date": lines["due_date"],
+        "amount": lines["amount"],
+        "currency": lines["currency"],
+        "amount_base": lines["amount_base"],
+        "cleared_date": lines["document"].map(applied["last"]).where(settled).astype(DATE),
+    })
+    if lines["reference"].notna().any():
+        invoices["reference"] = lines["reference"]
+    if lines["dunning_block"].notna().any():
+        blocked = items.loc[items["dunning_block"].notna(), "root"]
+        invoices["dunning_block"] = lines["document"].isin(blocked)
+    return contract_table("invoices", invoices)
+
+
+def payments_table(items: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:
+    """One payment per payment or clearing document: minus the sum of its lines, received on its
+    posting date; plus a payment of zero for each clearing without cash or lines of its own."""
+    lines = items[~items["receivable"]]
+    documents = lines.groupby("document", sort=False).agg(
+        customer_id=("customer_id", "first"), received_date=("posting_date", "min"), cents=("cents", "sum"),
+        base=("amount_base", "sum"), currency=("currency", "first"), reference=("reference", "first"))
+    payments = pd.DataFrame({
+        "payment_id": documents.index.astype(str),
+        "customer_id": documents["customer_id"].to_numpy(),
+        "received_date": documents["received_date"].to_numpy(),
+        "amount": -documents["cents"].to_numpy() / 100 + 0.0,
+        "currency": documents["currency"].to_numpy(),
+        "amount_base": (-documents["base"].round(2) + 0.0).to_numpy(),
+        "reference": documents["reference"].to_numpy(),
+    })
+    bare_ids = applications.loc[~applications["payment_id"].isin(payments["payment_id"]), "payment_id"].unique()
+    bare = applications[applications["payment_id"].isin(bare_ids)].join(
+        items[items["receivable"]].set_index("document")[["customer_id", "currency"]], on="invoice_id")
+    bare = bare.groupby("payment_id", as_index=False).agg(
+        customer_id=("customer_id", "first"), received_date=("applied_date", "min"), currency=("currency", "first"))
+    payments = pd.concat([payments, bare.assign(amount=0.0, amount_base=0.0, reference=None)], ignore_index=True)
+    if payments["reference"].isna().all():
+        payments = payments.drop(columns="reference")
+    return contract_table("payments", payments)
+
+
+def dunning_notices_table(items: pd.DataFrame) -> pd.DataFrame:
+    """Per dunned invoice, its current dunning level, issued on the date of the last dunning run
+    (FBL5N keeps only the last level and date; earlier notices are not in the export)."""
+    dunned = items[(items["dunning_level"].fillna(0) > 0) & items["root"].isin(items.loc[items["receivable"],
+                                                                                          "document"])]
+    if dunned.empty:
+        return empty_table("dunning_notices")
+    latest = dunned.sort_values(["root", "dunning_level", "dunning_date"]).drop_duplicates("root", keep="last")
+    return contract_table("dunning_notices", pd.DataFrame({
+        "invoice_id": latest["root"].astype(str),
+        "level": latest["dunning_level"].astype("int64"),
+        "issued_date": latest["dunning_date"].astype(DATE),
+    }))
+
+
+def first_seen(items: pd.DataFrame) -> pd.Series:
+    """Per customer, the date of its first document (the export has no customer creation date)."""
+    dates = items[["invoice_date", "posting_date"]].min(axis=1)
+    return dates.groupby(items["customer_id"]).min()

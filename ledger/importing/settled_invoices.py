@@ -1,0 +1,123 @@
+"""Reader for flat invoice lists: one row per invoice with the date it was settled (the IBM sample).
+
+Each settled invoice gets one payment, received and fully applied on its settled date; an
+invoice without a settled date stays open. A dispute flag becomes one dispute per flagged invoice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ledger.errors import LedgerError, Problem
+from ledger.importing.mappings import SettledInvoicesMapping
+from ledger.importing.sources import SourceTable, read_source
+from ledger.importing.tables import contract_table, customers_table
+from ledger.schema import empty_table
+from ledger.store import Ledger
+
+
+def settled_invoices_ledger(sources: Sequence[Path], mapping: SettledInvoicesMapping, name: str) -> Ledger:
+    """A validated ledger from one or more invoice-list files."""
+    tables = [read_source(path, mapping.format) for path in sources]
+    rows = pd.concat([invoice_rows(table, mapping) for table in tables], ignore_index=True)
+    problems = [problem for table in tables for problem in table.problems]
+    if problems:
+        raise LedgerError(problems, title="bad import source")
+    invoices = invoices_table(rows)
+    payments, applications = payments_tables(invoices)
+    ledger = Ledger(
+        customers=customers_table(rows.assign(doc_type="invoice"), rows.groupby("customer_id")["invoice_date"].min(),
+                                  mapping.customers),
+        invoices=invoices,
+        payments=payments,
+        payment_applications=applications,
+        disputes=disputes_table(rows, mapping),
+        base_currency=mapping.base_currency,
+        source=f"import:{name}",
+    )
+    return ledger.validate()
+
+
+def invoice_rows(table: SourceTable, mapping: SettledInvoicesMapping) -> pd.DataFrame:
+    """The file's rows parsed into ledger fields; bad cells are recorded in `table.problems`."""
+    columns = mapping.columns
+    table.require_columns(columns.model_dump())
+    if not len(table):
+        raise LedgerError(Problem(table.file, 2, None, "no data rows: expected one row per invoice"),
+                          title="bad import source")
+    rows = pd.DataFrame({
+        "customer_id": table.text(columns.customer_id, required=True),
+        "invoice_id": table.text(columns.invoice_id, required=True),
+        "invoice_date": table.dates(columns.invoice_date, required=True),
+        "due_date": table.dates(columns.due_date, required=True),
+        "amount": table.money(columns.amount, required=True),
+        "settled_date": table.dates(columns.settled_date),
+    })
+    if columns.customer_name:
+        rows["name"] = table.text(columns.customer_name)
+    if columns.country:
+        rows["country"] = table.text(columns.country)
+    if columns.currency:
+        rows["currency"] = table.text(columns.currency, required=True)
+        other = rows["currency"].notna() & (rows["currency"] != mapping.base_currency)
+        table.flag(other, columns.currency,
+                   f"expected the base currency {mapping.base_currency} (this layout has no base amounts)",
+                   table.cells[columns.currency])
+    else:
+        rows["currency"] = mapping.constants.currency
+    if columns.disputed:
+        flags = table.text(columns.disputed)
+        rows["disputed"] = flags.isin(mapping.disputes.flag_values if mapping.disputes else []).to_numpy()
+    table.flag(rows["amount"] <= 0, columns.amount, "expected a positive invoice amount",
+               table.cells[columns.amount])
+    return rows
+
+
+def invoices_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ledger's invoices: amounts already in the base currency, cleared on the settled date."""
+    invoices = rows.assign(doc_type="invoice", amount_base=rows["amount"], cleared_date=rows["settled_date"])
+    return contract_table("invoices", invoices)
+
+
+def payments_tables(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One payment per cleared invoice, received and fully applied on its cleared date."""
+    settled = invoices[invoices["cleared_date"].notna()]
+    payment_ids = "PAY-" + settled["invoice_id"]
+    payments = pd.DataFrame({
+        "payment_id": payment_ids,
+        "customer_id": settled["customer_id"],
+        "received_date": settled["cleared_date"],
+        "amount": settled["amount"],
+        "currency": settled["currency"],
+        "amount_base": settled["amount_base"],
+    })
+    applications = pd.DataFrame({
+        "payment_id": payment_ids,
+        "invoice_id": settled["invoice_id"],
+        "applied_date": settled["cleared_date"],
+        "amount": settled["amount"],
+    })
+    return contract_table("payments", payments), contract_table("payment_applications", applications)
+
+
+def disputes_table(rows: pd.DataFrame, mapping: SettledInvoicesMapping) -> pd.DataFrame:
+    """One dispute per flagged invoice, over its whole amount, resolved when it was settled."""
+    if mapping.disputes is None or "disputed" not in rows:
+        return empty_table("disputes")
+    flagged = rows[rows["disputed"]]
+    opened = flagged["invoice_date"]
+    if mapping.disputes.opened_at == "due_date":
+        # Raised by the due date at the latest, and never after the invoice was settled.
+        opened = flagged[["due_date", "settled_date"]].min(axis=1)
+    disputes = pd.DataFrame({
+        "dispute_id": "DSP-" + flagged["invoice_id"],
+        "invoice_id": flagged["invoice_id"],
+        "opened_date": opened,
+        "resolved_date": flagged["settled_date"],
+        "reason": mapping.disputes.reason,
+        "amount": flagged["amount"],
+    })
+    return contract_table("disputes", disputes)

@@ -1,0 +1,249 @@
+"""Reading export files (CSV or .xlsx) and parsing their cells, with every problem named by file,
+line (header = line 1) and column.
+
+A `SourceTable` keeps the raw cells and the line each row came from; its parsers return typed
+Series and collect problems instead of raising, so one run reports every bad cell at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ledger.errors import LedgerError, Problem
+from ledger.importing.mappings import SourceFormat
+
+DATE = "datetime64[ns]"
+CSV_SUFFIXES = (".csv", ".txt")
+XLSX_SUFFIXES = (".xlsx", ".xlsm")
+TRUE_WORDS = frozenset({"true", "yes", "y", "1", "x"})
+FALSE_WORDS = frozenset({"false", "no", "n", "0"})
+
+
+@dataclass
+class SourceTable:
+    """The cells of one export file (strings from CSV; strings, numbers or datetimes from .xlsx)."""
+
+    file: str
+    cells: pd.DataFrame
+    lines: np.ndarray
+    format: SourceFormat
+    typed: bool = False  # cells may hold numbers and dates (.xlsx), not only strings (CSV)
+    problems: list[Problem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def require_columns(self, columns: dict[str, str | None]) -> None:
+        """Raise `LedgerError` naming every mapped column (key -> header) missing from the header."""
+        missing = {key: column for key, column in columns.items() if column is not None and column not in self.cells}
+        if missing and len(self.cells.columns) == 1:
+            expected = ", ".join(columns[key] for key in columns if columns[key])
+            raise LedgerError(Problem(self.file, 1, None, f"the header has a single column: is the delimiter "
+                                                          f"{self.format.delimiter!r} right? Expected columns "
+                                                          f"{expected}"), title="bad import source")
+        if missing:
+            raise LedgerError([Problem(self.file, 1, column, f"column missing (mapped as {key})")
+                               for key, column in missing.items()], title="bad import source")
+
+    def text(self, column: str, *, required: bool = False) -> pd.Series:
+        """Cells as stripped strings; empty cells (or the format's null values) become None."""
+        raw = self.cells[column]
+        as_text = raw.map(_cell_text, na_action="ignore") if self.typed else raw.str.strip()
+        empty = as_text.isna() | as_text.isin(self.format.null_values)
+        as_text = as_text.astype(object).where(~empty.to_numpy(dtype=bool), None)
+        if required:
+            self.flag(as_text.isna(), column, "missing value (expected a value)")
+        return as_text
+
+    def dates(self, column: str, *, required: bool = False) -> pd.Series:
+        """Cells as calendar dates: text in the format's date format, or real dates from .xlsx."""
+        raw = self.cells[column]
+        is_date = self._cells_of_type(column, datetime.date)
+        from_cells = pd.to_datetime(raw.where(is_date), errors="coerce")
+        text = self.text(column).where(~is_date, None)
+        from_text = pd.to_datetime(text, format=self.format.date_format, errors="coerce")
+        parsed = from_cells.fillna(from_text).astype(DATE).dt.normalize()
+        example = pd.Timestamp("2024-12-31").strftime(self.format.date_format)
+        self.flag(text.notna() & parsed.isna(), column,
+                  f"expected a date like {example} ({self.format.date_format})", raw)
+        if required:
+            self.flag(text.isna() & ~is_date, column, "missing value (expected a date)")
+        return parsed
+
+    def numbers(self, column: str, *, required: bool = False) -> pd.Series:
+        """Cells as floats: text with the format's separators (a trailing minus, as SAP writes
+        credits, counts as negative), or real numbers from .xlsx."""
+        raw = self.cells[column]
+        is_number = self._cells_of_type(column, int | float) & ~self._cells_of_type(column, bool)
+        from_cells = pd.to_numeric(raw.where(is_number), errors="coerce")
+        text = self.text(column).where(~is_number, None)
+        from_text = _parsed_numbers(text, self.format.decimal, self.format.thousands)
+        parsed = from_cells.fillna(from_text).astype(float)
+        example = _number_example(self.format.decimal, self.format.thousands)
+        self.flag(text.notna() & parsed.isna(), column, f"expected a number like {example}", raw)
+        self.flag(is_number & ~np.isfinite(parsed.fillna(0.0)), column, "expected a finite number", raw)
+        if required:
+            self.flag(text.isna() & ~is_number, column, "missing value (expected a number)")
+        return parsed
+
+    def money(self, column: str, *, required: bool = False) -> pd.Series:
+        """Numbers rounded to cents."""
+        return self.numbers(column, required=required).round(2)
+
+    def whole_numbers(self, column: str, *, required: bool = False) -> pd.Series:
+        """Numbers that must be whole (levels, days); nullable Int64."""
+        values = self.numbers(column, required=required)
+        fractional = values.notna() & (values != values.round())
+        self.flag(fractional, column, "expected a whole number", self.cells[column])
+        return values.where(~fractional).round().astype("Int64")
+
+    def flags(self, column: str, *, required: bool = False) -> pd.Series:
+        """Yes/no cells (true/false, yes/no, 1/0, x) as a nullable boolean."""
+        words = self.text(column, required=required).str.lower()
+        result = pd.Series(pd.NA, index=words.index, dtype="boolean")
+        result[words.isin(TRUE_WORDS)] = True
+        result[words.isin(FALSE_WORDS)] = False
+        self.flag(words.notna() & result.isna(), column, "expected true or false", self.cells[column])
+        return result
+
+    def _cells_of_type(self, column: str, kind: type) -> pd.Series:
+        if not self.typed:
+            return pd.Series(False, index=self.cells.index)
+        return self.cells[column].map(lambda cell: isinstance(cell, kind)).astype(bool)
+
+    def flag(self, bad: pd.Series, column: str | None, message: str, raw: pd.Series | None = None) -> None:
+        """Record a problem on the line of each row where `bad` is True (quoting the raw cell if given)."""
+        for row in np.flatnonzero(bad.fillna(False).to_numpy(dtype=bool)):
+            got = f", got {raw.iloc[row]!r}" if raw is not None else ""
+            self.problems.append(Problem(self.file, int(self.lines[row]), column, message + got))
+
+
+def read_source(path: Path, fmt: SourceFormat) -> SourceTable:
+    """An export file's cells by suffix (.csv/.txt or .xlsx); `LedgerError` naming the file when it
+    cannot be read."""
+    where = str(path)
+    if not path.exists():
+        raise _unreadable(where, "no such file")
+    if path.is_dir():
+        raise _unreadable(where, "is a folder: expected a file")
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        cells, lines = _csv_cells(path, fmt)
+    elif suffix in XLSX_SUFFIXES:
+        cells, lines = _xlsx_cells(path, fmt)
+    else:
+        raise _unreadable(where, f"unsupported file type {suffix or '(none)'!r}: expected .csv or .xlsx")
+    return SourceTable(where, cells, lines, fmt, typed=suffix in XLSX_SUFFIXES)
+
+
+def _csv_cells(path: Path, fmt: SourceFormat) -> tuple[pd.DataFrame, np.ndarray]:
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise _unreadable(where, f"cannot read ({error.strerror or error})") from None
+    text = _decoded(data, fmt.encoding, where)
+    if not text.strip():
+        raise _unreadable(where, "empty file: expected a header line")
+    try:
+        # Blank lines are kept (and dropped below) so that row i is always line i + 2.
+        # Arrow-backed strings: the text parsers below run in Arrow compute, not per Python object.
+        cells = pd.read_csv(io.StringIO(text), sep=fmt.delimiter, dtype="string[pyarrow]", keep_default_na=False,
+                            na_filter=False, skip_blank_lines=False)
+    except (pd.errors.ParserError, ValueError) as error:
+        line = re.search(r"line (\d+)", str(error))
+        raise LedgerError(Problem(where, int(line.group(1)) if line else None, None,
+                                  f"not a readable CSV file: {error}"), title="bad import source") from None
+    cells.columns = [str(name).strip() for name in cells.columns]
+    lines = np.arange(len(cells)) + 2
+    return _without_blank_rows(cells, lines)
+
+
+def _xlsx_cells(path: Path, fmt: SourceFormat) -> tuple[pd.DataFrame, np.ndarray]:
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    where = str(path)
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (OSError, InvalidFileException, zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise _unreadable(where, f"not a readable .xlsx file ({error})") from None
+    try:
+        if fmt.sheet is not None and fmt.sheet not in workbook.sheetnames:
+            raise _unreadable(where, f"no sheet {fmt.sheet!r}: the workbook has {', '.join(workbook.sheetnames)}")
+        sheet = workbook[fmt.sheet] if fmt.sheet else workbook.worksheets[0]
+        rows = list(sheet.iter_rows(values_only=True))
+    finally:
+        workbook.close()
+    if not rows or all(cell is None for cell in rows[0]):
+        raise _unreadable(where, "empty sheet: expected a header row")
+    header = [str(cell).strip() if cell is not None else f"(column {i + 1})" for i, cell in enumerate(rows[0])]
+    width = len(header)
+    body = [tuple(row[:width]) + (None,) * (width - len(row)) for row in rows[1:]]
+    cells = pd.DataFrame(body, columns=header, dtype=object)
+    lines = np.arange(len(cells)) + 2
+    return _without_blank_rows(cells, lines)
+
+
+def _without_blank_rows(cells: pd.DataFrame, lines: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    blank = np.ones(len(cells), dtype=bool)
+    for column in cells.columns:
+        values = cells[column]
+        text = values if isinstance(values.dtype, pd.StringDtype) else values.astype(str)
+        blank &= (values.isna() | text.str.strip().eq("")).to_numpy(dtype=bool)
+    keep = ~blank
+    return cells[keep].reset_index(drop=True), lines[keep]
+
+
+def _decoded(data: bytes, encoding: str, where: str) -> str:
+    if encoding != "auto":
+        try:
+            return data.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as error:
+            raise _unreadable(where, f"cannot decode as {encoding} ({error})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # German Excel's "CSV (Trennzeichen-getrennt)" writes Windows-1252.
+        return data.decode("cp1252", errors="replace")
+
+
+def _cell_text(cell: object) -> str:
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))  # an account number read from .xlsx as 100001.0
+    if isinstance(cell, datetime.datetime | datetime.date):
+        return cell.isoformat()
+    return str(cell).strip()
+
+
+def _parsed_numbers(text: pd.Series, decimal: str, thousands: str | None) -> pd.Series:
+    """Text like `1.234,56-` or `-1,234.56` as floats; NaN where it does not read as a number."""
+    grouped = rf"\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+|" if thousands else ""
+    pattern = rf"[-+]?(?:{grouped}\d+)(?:{re.escape(decimal)}\d*)?-?"
+    compact = text.astype("string[pyarrow]").str.replace("[\\s\u00a0]", "", regex=True)
+    trailing_minus = compact.str.endswith("-").fillna(False).astype(bool)
+    valid = compact.str.fullmatch(pattern).fillna(False).astype(bool)
+    valid &= ~(trailing_minus & compact.str.match("[-+]").fillna(False).astype(bool))
+    digits = compact.where(valid).str.rstrip("-")
+    if thousands:
+        digits = digits.str.replace(thousands, "", regex=False)
+    if decimal != ".":
+        digits = digits.str.replace(decimal, ".", regex=False)
+    values = pd.to_numeric(digits, errors="coerce").astype(float)
+    return values.where(~trailing_minus, -values).set_axis(text.index)
+
+
+def _number_example(decimal: str, thousands: str | None) -> str:
+    return f"1{thousands or ''}234{decimal}56"
+
+
+def _unreadable(where: str, message: str) -> LedgerError:
+    return LedgerError(Problem(where, None, None, message), title="bad import source")
