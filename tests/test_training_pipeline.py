@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from ledger.synthetic import generate_ledger
@@ -73,18 +74,25 @@ def test_a_broken_promise_or_more_days_past_due_never_lowers_p_late(backtest_run
 
 def test_train_registers_and_only_a_better_model_takes_the_champion_alias(ledger, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = train_and_register(ledger, uri, settings=SMALL, origins=2)
+    first = train_and_register(ledger, uri, settings=SMALL, origins=1)
     assert first.decisions["late"].promote, first.decisions["late"].reason
     assert champion_version(uri, MODEL_NAMES["late"]) == first.versions["late"]
     champion = load_champion(uri, MODEL_NAMES["late"])
     assert champion.predict_proba(ledger_rows(ledger)).shape[1] == 2
 
-    worse = ModelSettings(n_estimators=5, learning_rate=0.01, timing_horizon_weeks=20)
-    second = train_and_register(ledger, uri, settings=worse, origins=2)
+    worse = ModelSettings(n_estimators=3, learning_rate=0.01, timing_horizon_weeks=20)
+    second = train_and_register(ledger, uri, settings=worse, origins=1)
     assert not second.decisions["late"].promote
     assert "champion" in second.decisions["late"].reason
     assert champion_version(uri, MODEL_NAMES["late"]) == first.versions["late"]
     assert int(second.versions["late"]) == int(first.versions["late"]) + 1  # logged and registered all the same
+
+    # On other data (here: a month less), the champion's recipe is re-backtested on the same origins,
+    # so the same recipe ties with it and does not replace it.
+    until = ledger.invoices["invoice_date"].max() - pd.Timedelta(days=31)
+    third = train_and_register(ledger, uri, settings=SMALL, origins=1, until=until)
+    assert not third.decisions["late"].promote
+    assert "champion" in third.decisions["late"].reason
 
 
 def ledger_rows(ledger):

@@ -17,6 +17,7 @@ from sklearn.base import clone
 
 from features.registry import feature_names
 from models.baselines import ClassPriorBaseline, CustomerLateRateBaseline, PastDueBaseline, PayDateBaseline
+from models.boosting import NotEnoughLabels
 from models.deterioration import DeteriorationModel
 from models.late_payment import LatePaymentModel, known_late
 from models.receipt_timing import ReceiptTimingModel
@@ -63,12 +64,13 @@ def invoice_model_features() -> list[str]:
 class FittedModels:
     """Everything fitted on one training window."""
 
-    late: LatePaymentModel
-    timing: ReceiptTimingModel
-    deterioration: DeteriorationModel
+    late: LatePaymentModel | None
+    timing: ReceiptTimingModel | None
+    deterioration: DeteriorationModel | None
     late_baselines: dict
     timing_baselines: dict
     deterioration_baselines: dict
+    skipped: dict = field(default_factory=dict)
 
 
 def undecided(frame: pd.DataFrame, late_grace_days: int) -> np.ndarray:
@@ -93,10 +95,11 @@ def fit_models(invoices: pd.DataFrame, customers: pd.DataFrame, settings: ModelS
     timing_y = invoices[["days_to_pay", "paid"]]
     customer_rows = customers[customers["deteriorates"].notna()]
     customer_y = customer_rows["deteriorates"].astype(int)
+    skipped: dict = {}
     return FittedModels(
-        late=late_model.fit(late_rows, late_y),
-        timing=timing_model.fit(invoices, timing_y),
-        deterioration=deterioration_model.fit(customer_rows, customer_y),
+        late=fit_or_skip("late", late_model, late_rows, late_y, skipped),
+        timing=fit_or_skip("timing", timing_model, invoices, timing_y, skipped),
+        deterioration=fit_or_skip("deterioration", deterioration_model, customer_rows, customer_y, skipped),
         late_baselines={
             "class_prior": ClassPriorBaseline(grace).fit(late_rows, late_y),
             "customer_late_rate": CustomerLateRateBaseline(grace).fit(late_rows, late_y),
@@ -106,7 +109,18 @@ def fit_models(invoices: pd.DataFrame, customers: pd.DataFrame, settings: ModelS
             "due_date_plus_customer_average": PayDateBaseline(delay_column="avg_days_late_last_10").fit(invoices),
         },
         deterioration_baselines={"past_due_60_plus": PastDueBaseline().fit(customer_rows)},
+        skipped=skipped,
     )
+
+
+def fit_or_skip(task: str, model, X: pd.DataFrame, y, skipped: dict):
+    """The fitted model, or None with the reason in `skipped` when the data hold nothing to learn
+    (a ledger where no customer ever deteriorated, say); the rest of the backtest goes on."""
+    try:
+        return model.fit(X, y)
+    except NotEnoughLabels as error:
+        skipped[task] = str(error)
+        return None
 
 
 @dataclass
@@ -118,6 +132,7 @@ class OriginResult:
     timing: pd.DataFrame
     cash: pd.DataFrame
     deterioration: pd.DataFrame
+    skipped: dict = field(default_factory=dict)
 
 
 def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.DataFrame,
@@ -126,12 +141,13 @@ def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.
     grace = settings.late_grace_days
     late_rows = invoices[undecided(invoices, grace)]
     late = pd.DataFrame({"y": known_late(late_rows["days_late"], late_rows["paid"], grace),
-                         "model": fitted.late.predict_proba(late_rows)[:, 1]}, index=late_rows.index)
+                         "model": _proba(fitted.late, late_rows)}, index=late_rows.index)
     for name, baseline in fitted.late_baselines.items():
         late[name] = baseline.predict_proba(late_rows)[:, 1]
     late = late[late["y"].notna()]
 
-    quantiles = fitted.timing.predict_quantiles(invoices)
+    quantiles = (fitted.timing.predict_quantiles(invoices) if fitted.timing is not None
+                 else pd.DataFrame(np.nan, index=invoices.index, columns=["p10", "p50", "p90"]))
     timing = pd.DataFrame({"actual": invoices["days_to_pay"], "paid": invoices["paid"],
                            "p10": quantiles["p10"], "p50": quantiles["p50"], "p90": quantiles["p90"]})
     for name, baseline in fitted.timing_baselines.items():
@@ -142,13 +158,17 @@ def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.
     rows = customers[customers["deteriorates"].notna()]
     deterioration = pd.DataFrame({
         "customer_id": rows["customer_id"], "cutoff": rows["cutoff"], "y": rows["deteriorates"].astype(int),
-        "event_date": rows["deterioration_date"], "model": fitted.deterioration.predict_proba(rows)[:, 1],
-        "model_flag": fitted.deterioration.flag(rows),
+        "event_date": rows["deterioration_date"], "model": _proba(fitted.deterioration, rows),
+        "model_flag": fitted.deterioration.flag(rows) if fitted.deterioration is not None else False,
     })
     for name, baseline in fitted.deterioration_baselines.items():
         deterioration[name] = baseline.predict_proba(rows)[:, 1]
         deterioration[f"{name}_flag"] = baseline.flag(rows)
-    return OriginResult(origin, late, timing, cash, deterioration)
+    return OriginResult(origin, late, timing, cash, deterioration, dict(fitted.skipped))
+
+
+def _proba(model, rows: pd.DataFrame) -> np.ndarray:
+    return model.predict_proba(rows)[:, 1] if model is not None else np.full(len(rows), np.nan)
 
 
 def weekly_cash(fitted: FittedModels, invoices: pd.DataFrame, weeks: int = HORIZON_WEEKS) -> pd.DataFrame:
@@ -158,8 +178,11 @@ def weekly_cash(fitted: FittedModels, invoices: pd.DataFrame, weeks: int = HORIZ
     edges = np.arange(weeks + 1) * 7.0
     actual_week = np.where(invoices["paid"], np.ceil(invoices["days_to_pay"] / 7), np.inf)
     table = {"actual": [amount[actual_week == k].sum() for k in range(1, weeks + 1)]}
-    by_week = fitted.timing.predict_cdf(invoices, edges)
-    table["model"] = (np.diff(by_week, axis=1) * amount[:, None]).sum(axis=0)
+    if fitted.timing is not None:
+        by_week = fitted.timing.predict_cdf(invoices, edges)
+        table["model"] = (np.diff(by_week, axis=1) * amount[:, None]).sum(axis=0)
+    else:
+        table["model"] = np.full(weeks, np.nan)
     for name, baseline in fitted.timing_baselines.items():
         step = baseline.predict_cdf(invoices, edges)
         table[name] = (np.diff(step, axis=1) * amount[:, None]).sum(axis=0)
@@ -243,6 +266,7 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
                  "snapshot_customers": len(datasets.customers)},
         "cutoffs": [f"{origin:%Y-%m-%d}" for origin in result.origins],
         "cash_week_totals": {column: cash[column].round(2).tolist() for column in cash.columns},
+        "skipped": {task: reason for r in result.per_origin for task, reason in r.skipped.items()},
     }
 
 

@@ -7,20 +7,31 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 
+def _missing(p: np.ndarray) -> bool:
+    """True when a scorer produced no scores (a model skipped for lack of labels)."""
+    return bool(np.isnan(np.asarray(p, dtype=float)).any())
+
+
 def roc_auc(y_true: np.ndarray, p: np.ndarray) -> float:
-    """Area under the ROC curve; NaN when only one class is present."""
+    """Area under the ROC curve; NaN when only one class is present or scores are missing."""
     y_true = np.asarray(y_true, dtype=int)
+    if _missing(p):
+        return float("nan")
     return float(roc_auc_score(y_true, p)) if len(np.unique(y_true)) == 2 else float("nan")
 
 
 def pr_auc(y_true: np.ndarray, p: np.ndarray) -> float:
     """Average precision (area under the precision-recall curve); NaN when there are no positives."""
     y_true = np.asarray(y_true, dtype=int)
+    if _missing(p):
+        return float("nan")
     return float(average_precision_score(y_true, p)) if y_true.sum() > 0 else float("nan")
 
 
 def brier(y_true: np.ndarray, p: np.ndarray) -> float:
     """Mean squared error of probabilities."""
+    if _missing(p):
+        return float("nan")
     return float(brier_score_loss(np.asarray(y_true, dtype=int), np.clip(p, 0, 1)))
 
 
@@ -38,7 +49,7 @@ def calibration_table(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.D
 def ece(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error: row-weighted mean |observed - predicted| over equal-width bins."""
     table = calibration_table(y_true, p, bins)
-    if table["rows"].sum() == 0:
+    if table["rows"].sum() == 0 or _missing(p):
         return float("nan")
     gap = (table["observed"] - table["mean_predicted"]).abs()
     return float((gap * table["rows"]).sum() / table["rows"].sum())
@@ -71,7 +82,7 @@ def wape(actual: np.ndarray, forecast: np.ndarray) -> float:
 def precision_at_k(y_true: np.ndarray, score: np.ndarray, k: int) -> float:
     """Share of positives among the k highest scores (ties broken by position, stable)."""
     y_true = np.asarray(y_true, dtype=int)
-    if len(y_true) == 0 or k <= 0:
+    if len(y_true) == 0 or k <= 0 or _missing(score):
         return float("nan")
     top = np.argsort(-np.asarray(score, dtype=float), kind="stable")[: min(k, len(y_true))]
     return float(y_true[top].mean())

@@ -139,7 +139,7 @@ def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp
                        progress: Callable[[str], None] | None = None) -> TrainOutcome:
     """Backtest the recipe, fit the final models on everything known, log them to MLflow, and move the
     champion alias for each model that beats its baselines and the current champion."""
-    from training.tracking import champion_version, gate, load_champion, log_model_run
+    from training.tracking import GateDecision, champion_version, gate, load_champion, log_model_run
 
     settings = settings or ModelSettings()
     run = backtest_ledger(ledger, until=until, origins=origins, settings=settings, progress=progress)
@@ -156,17 +156,20 @@ def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp
 
     fingerprint = run.ledger.fingerprint()
     champions = {task: load_champion(tracking_uri, MODEL_NAMES[task]) for task in MODEL_NAMES}
-    champion_metrics = champion_backtest(run, champions, settings, progress)
+    champion_metrics = champion_backtest(run, champions, settings, tracking_uri, progress)
     versions, decisions = {}, {}
     registry = dict(zip(registry_frame()["name"], registry_frame()["description"], strict=True))
     examples = {"late": run.datasets.invoices, "timing": run.datasets.invoices,
                 "deterioration": run.datasets.customers}
     for task, model_name in MODEL_NAMES.items():
+        model = getattr(final, task)
+        if model is None:
+            decisions[task] = GateDecision(False, f"not trained: {final.skipped[task]}")
+            continue
         rivals = rivals_of(metrics, task)
         if task in champion_metrics:
             rivals[f"champion v{champion_version(tracking_uri, model_name)}"] = champion_metrics[task]
         decision = gate(gate_metrics(metrics, task), rivals, GATE_RULES[task])
-        model = getattr(final, task)
         features = {name: registry.get(name, "") for name in model.feature_names_in_}
         example = examples[task][list(model.feature_names_in_)].head(5)
         versions[task] = log_model_run(
@@ -179,20 +182,32 @@ def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp
                         run.seconds | {"final_fit": fit_seconds})
 
 
-def champion_backtest(run: BacktestRun, champions: dict, settings: ModelSettings,
+def champion_backtest(run: BacktestRun, champions: dict, settings: ModelSettings, tracking_uri: str,
                       progress: Callable[[str], None] | None) -> dict:
-    """The current champions' recipes backtested on the same origins and data as the candidate, so
-    the comparison is fair whatever data the champions were first trained on."""
-    recipes = {task: model for task, model in champions.items() if model is not None}
+    """The current champions' backtest metrics on the same origins and data as the candidate, so the
+    comparison is fair whatever data the champions were first trained on. A champion logged from this
+    very ledger with these origins already has them; any other is re-backtested from its recipe."""
+    from training.tracking import champion_run
+
+    fingerprint, origins = run.ledger.fingerprint(), str(run.result.metrics["cutoffs"])
+    known, recipes = {}, {}
+    for task, model in champions.items():
+        if model is None:
+            continue
+        logged = champion_run(tracking_uri, MODEL_NAMES[task])
+        if logged and logged["fingerprint"] == fingerprint and logged["params"].get("origins") == origins:
+            known[task] = logged["metrics"]
+        else:
+            recipes[task] = model
     if not recipes:
-        return {}
+        return known
     try:
         result = run_backtest(run.datasets, run.result.origins, settings, progress=progress, recipes=recipes)
     except (ValueError, KeyError) as error:  # a recipe that no longer fits today's features
         if progress:
             progress(f"champion recipe could not be backtested: {error}")
-        return {}
-    return {task: gate_metrics(result.metrics, task) for task in recipes}
+        return known
+    return known | {task: gate_metrics(result.metrics, task) for task in recipes}
 
 
 def _write_atomically(path: Path, text: str) -> Path:

@@ -147,6 +147,21 @@ def champion_version(tracking_uri: str, model_name: str) -> str | None:
         return None
 
 
+def champion_run(tracking_uri: str, model_name: str) -> dict | None:
+    """The champion's logged ledger fingerprint, params and metrics, or None without a champion."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
+    data = client.get_run(version.run_id).data
+    return {"fingerprint": data.tags.get("ledger_fingerprint"), "params": dict(data.params),
+            "metrics": dict(data.metrics)}
+
+
 def load_champion(tracking_uri: str, model_name: str):
     """The champion model object, or None when no version has been promoted."""
     import mlflow
