@@ -22,6 +22,8 @@ demo: $(STAMP)
 	$(BIN)/arrisk import samples/ibm/ibm_wa_accounts_receivable.csv --mapping ibm_sample --out $(DEMO)/ibm
 	$(BIN)/arrisk validate $(DEMO)/synthetic
 	$(BIN)/arrisk validate $(DEMO)/ibm
+	$(BIN)/arrisk train --ledger $(DEMO)/synthetic --report-dir $(DEMO)/backtest-synthetic
+	$(BIN)/arrisk backtest --ledger $(DEMO)/ibm --out $(DEMO)/backtest-ibm --origins 6
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,6 +31,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

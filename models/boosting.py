@@ -14,6 +14,10 @@ from sklearn.utils.validation import check_is_fitted
 from models.encoding import FrameEncoder, time_split
 
 
+class NotEnoughLabels(ValueError):
+    """The training rows do not hold the outcomes a model needs (e.g. no deterioration ever happened)."""
+
+
 def lgbm_params(n_estimators: int, learning_rate: float, num_leaves: int, min_child_samples: int,
                 random_state: int) -> dict:
     """LightGBM settings shared by our models: deterministic, quiet; threads from OMP_NUM_THREADS (all cores
@@ -51,7 +55,7 @@ class TimeCalibratedClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y) -> TimeCalibratedClassifier:
         y = np.asarray(y, dtype=int)
         if len(np.unique(y)) < 2:
-            raise ValueError("need both classes to fit a classifier")
+            raise NotEnoughLabels("the training rows hold only one class")
         earlier, later = time_split(X[self.time_column], self.calibration_share)
         if len(np.unique(y[later])) < 2 or len(np.unique(y[earlier])) < 2:
             earlier = later = np.ones(len(y), dtype=bool)  # too little data to hold a slice out
@@ -61,7 +65,7 @@ class TimeCalibratedClassifier(ClassifierMixin, BaseEstimator):
                              self.min_child_samples, self.random_state)
         self.booster_ = lgb.LGBMClassifier(
             **params, monotone_constraints=monotone_vector(matrix.columns, self.monotone),
-            monotone_constraints_method="advanced",
+            monotone_constraints_method="intermediate",
         ).fit(matrix[earlier], y[earlier])
         raw = self.booster_.predict_proba(matrix[later])[:, 1]
         self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y[later])

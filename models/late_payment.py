@@ -95,7 +95,7 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
         matrix_days = encoder.transform(X[days_rows])
         self.days_model_ = lgb.LGBMRegressor(
             **params, monotone_constraints=monotone_vector(matrix_days.columns, self.monotone),
-            monotone_constraints_method="advanced",
+            monotone_constraints_method="intermediate",
         ).fit(matrix_days, np.clip(days_late[days_rows], *DAYS_LATE_CLIP))
         self.classes_ = np.array([0, 1])
         self.feature_names_in_ = encoder.feature_names_in_

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from models.boosting import lgbm_params
+from models.boosting import NotEnoughLabels, lgbm_params
 from models.encoding import FrameEncoder
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -67,7 +67,7 @@ class ReceiptTimingModel(BaseEstimator):
         X, days, paid = X.iloc[keep], days[keep], paid[keep]
         rows, week, event = person_period(days, paid, self.horizon_weeks)
         if event.sum() == 0 or event.sum() == len(event):
-            raise ValueError("need both paid and unpaid weeks to fit the hazard")
+            raise NotEnoughLabels("need both paid and unpaid weeks to fit the hazard")
         matrix = self._weekly_matrix(self.encoder_.transform(X), rows, week)
         params = lgbm_params(self.n_estimators, self.learning_rate, self.num_leaves,
                              self.min_child_samples, self.random_state)
