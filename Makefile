@@ -32,7 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/features.py
-	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/backtest_models.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

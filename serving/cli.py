@@ -151,7 +151,8 @@ def train(
     console.print(headline_table(outcome.metrics))
     for task, decision in outcome.decisions.items():
         verdict = "promoted to champion" if decision.promote else "not promoted"
-        console.print(f"{task}: version {outcome.versions[task]} {verdict}: {decision.reason}", highlight=False)
+        version = f"version {outcome.versions[task]} " if task in outcome.versions else ""
+        console.print(f"{task}: {version}{verdict}: {decision.reason}", highlight=False)
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in outcome.seconds.items()))
 
 

@@ -2,7 +2,7 @@
 months) against the oracle that knows the generator's true P(late), time the final fit of all three
 models, and backtest the IBM sample. Prints every figure next to its target; asserts nothing.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/training.py [--customers 10000] [--months 36] [--origins 3]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/backtest_models.py [--customers 10000] [--months 36] [--origins 3]
 """
 
 from __future__ import annotations
