@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and benchmarks/features.py would shadow the
+# features package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import pandas as pd
