@@ -234,7 +234,7 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
         "pinball_p10": m.pinball(paid["actual"], paid["p10"], 0.1),
         "pinball_p50": m.pinball(paid["actual"], paid["p50"], 0.5),
         "pinball_p90": m.pinball(paid["actual"], paid["p90"], 0.9),
-        "coverage_p10_p90": m.coverage(paid["actual"], paid["p10"], paid["p90"]),
+        "coverage_p10_p90": m.coverage_censored(timing["actual"], timing["paid"], timing["p10"], timing["p90"]),
         "wape_week": weekly_wape(cash_by_origin, "model"),
         "wape_13w": pooled_wape(cash_by_origin, "model"),
     }
@@ -246,7 +246,7 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
             "pinball_p10": m.pinball(paid["actual"], point, 0.1),
             "pinball_p50": m.pinball(paid["actual"], point, 0.5),
             "pinball_p90": m.pinball(paid["actual"], point, 0.9),
-            "coverage_p10_p90": m.coverage(paid["actual"], point, point),
+            "coverage_p10_p90": m.coverage_censored(timing["actual"], timing["paid"], timing[name], timing[name]),
             "wape_week": weekly_wape(cash_by_origin, name),
             "wape_13w": pooled_wape(cash_by_origin, name),
         }
@@ -291,7 +291,8 @@ def pooled_wape(cash_by_origin: list[pd.DataFrame], column: str) -> float:
 
 def flag_metrics(rows: pd.DataFrame, score: str, flag: str, k: int) -> dict:
     """ROC/PR AUC of the score, precision among the top k per cutoff, recall and median lead time of the flag."""
-    precision = np.nanmean([m.precision_at_k(group["y"], group[score], k) for _, group in rows.groupby("cutoff")])
+    per_cutoff = [m.precision_at_k(group["y"], group[score], k) for _, group in rows.groupby("cutoff")]
+    precision = np.nanmean(per_cutoff) if not np.isnan(per_cutoff).all() else float("nan")
     return {"roc_auc": m.roc_auc(rows["y"], rows[score]), "pr_auc": m.pr_auc(rows["y"], rows[score]),
             "precision_at_k": float(precision), "k": int(k), "recall": m.recall(rows["y"], rows[flag]),
             "flag_precision": float(rows.loc[rows[flag].astype(bool), "y"].mean()) if rows[flag].any() else float("nan"),

@@ -66,10 +66,14 @@ def pinball(actual: np.ndarray, predicted: np.ndarray, quantile: float) -> float
     return float(np.mean(np.maximum(quantile * diff, (quantile - 1) * diff)))
 
 
-def coverage(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
-    """Share of actual values inside [low, high]."""
-    actual = np.asarray(actual, dtype=float)
-    return float(np.mean((actual >= np.asarray(low, dtype=float)) & (actual <= np.asarray(high, dtype=float))))
+def coverage_censored(actual: np.ndarray, event: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    """Share of outcomes inside [low, high] where censoring still lets us tell: an unpaid item whose
+    censoring time is already past `high` is a miss; one censored before `high` is left out."""
+    actual, low, high = (np.asarray(v, dtype=float) for v in (actual, low, high))
+    event = np.asarray(event, dtype=bool)
+    inside = event & (actual >= low) & (actual <= high)
+    known = event | (actual > high)
+    return float(inside.sum() / known.sum()) if known.any() else float("nan")
 
 
 def wape(actual: np.ndarray, forecast: np.ndarray) -> float:
