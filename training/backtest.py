@@ -36,7 +36,7 @@ class ModelSettings:
     n_estimators: int = 300
     learning_rate: float = 0.05
     timing_horizon_weeks: int = 26
-    timing_max_rows: int = 3_000_000
+    timing_max_rows: int = 1_500_000
     random_state: int = 0
 
     def late_model(self) -> LatePaymentModel:
