@@ -66,6 +66,11 @@ def is_credit_memo(is_invoice: pd.Series) -> pd.Series:
     return (~is_invoice).astype(float)
 
 
+def paperless(delivery_channel: pd.Series) -> pd.Series:
+    """1 when the document was sent electronically, 0 on paper, NaN when the ledger does not say."""
+    return delivery_channel.map({"electronic": 1.0, "paper": 0.0}).astype(float)
+
+
 def in_open_dispute(invoice_id: pd.Series, disputes: pd.DataFrame) -> pd.Series:
     """1 when a dispute on the document is open."""
     return invoice_id.isin(open_disputes(disputes)["invoice_id"]).astype(float)
@@ -105,6 +110,7 @@ def invoice_features(known: Ledger, state: pd.DataFrame, status: pd.Series, as_o
         "invoice_month_end": invoice_month_end(documents["invoice_date"], config.month_end_days),
         "invoice_quarter_end": invoice_quarter_end(documents["invoice_date"], config.month_end_days),
         "is_credit_memo": is_credit_memo(documents["is_invoice"]),
+        "paperless": paperless(documents["delivery_channel"]),
         "in_open_dispute": in_open_dispute(invoice_id, known.disputes),
         "has_pending_promise": has_pending_promise(invoice_id, known.promises, status),
         "has_broken_promise": has_broken_promise(invoice_id, known.promises, status),

@@ -47,6 +47,7 @@ def feature_registry(config: FeatureConfig | None = None) -> dict[str, Feature]:
         "invoice_month_end": f"1 when issued in the last {config.month_end_days} days of its month.",
         "invoice_quarter_end": f"1 when issued in the last {config.month_end_days} days of a calendar quarter.",
         "is_credit_memo": "1 for a credit memo, 0 for an invoice.",
+        "paperless": "1 when the document was sent electronically, 0 on paper, NaN when unknown.",
         "in_open_dispute": "1 when a dispute on the document is open.",
         "has_pending_promise": "1 when a promise to pay this document is not yet due and not yet kept.",
         "has_broken_promise": "1 when a promise to pay this document was broken.",

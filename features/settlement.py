@@ -59,4 +59,6 @@ def document_state(known: Ledger, as_of: pd.Timestamp, tolerance: float) -> pd.D
         "is_open": is_open,
         "paid_date": paid_date,
         "days_late": (paid_date - invoices["due_date"].to_numpy()) / np.timedelta64(1, "D"),
+        "delivery_channel": (invoices["delivery_channel"].to_numpy() if "delivery_channel" in invoices
+                             else np.full(len(invoices), None, dtype=object)),
     })

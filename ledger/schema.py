@@ -15,6 +15,8 @@ from ledger.currencies import ISO_4217
 DATE = "datetime64[ns]"
 DOC_TYPES = ("invoice", "credit_memo")
 CONTACT_CHANNELS = ("call", "email", "letter", "meeting", "portal", "other")
+# How the invoice reached the customer: e-invoices are known to be paid sooner than paper ones.
+DELIVERY_CHANNELS = ("paper", "electronic")
 
 REQUIRED_TABLES = ("customers", "invoices", "payments", "payment_applications")
 OPTIONAL_TABLES = ("disputes", "promises", "writeoffs", "dunning_notices", "contacts")
@@ -83,6 +85,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "cleared_date": _date(nullable=True),
             "reference": _text(required=False),
             "dunning_block": pa.Column(bool, required=False),
+            "delivery_channel": pa.Column(str, pa.Check.isin(DELIVERY_CHANNELS), nullable=True, required=False),
         },
         name="invoices",
     ),

@@ -211,6 +211,7 @@ def reference_invoice_features(ledger: Ledger, as_of: pd.Timestamp, invoice_ids:
             "invoice_month_end": float(month_end),
             "invoice_quarter_end": float(month_end and invoice_day.month in (3, 6, 9, 12)),
             "is_credit_memo": float(invoice["doc_type"] == "credit_memo"),
+            "paperless": {"electronic": 1.0, "paper": 0.0}.get(invoice.get("delivery_channel"), math.nan),
             "in_open_dispute": float(any(known.dispute_open(d) for d in known.known_disputes(invoice_id))),
             "has_pending_promise": float("pending" in statuses),
             "has_broken_promise": float("broken" in statuses),

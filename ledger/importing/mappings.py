@@ -95,6 +95,7 @@ class SettledInvoiceColumns(StrictModel):
     country: SourceColumn | None = None
     currency: SourceColumn | None = None
     disputed: SourceColumn | None = None
+    delivery_channel: SourceColumn | None = None
 
 
 class Constants(StrictModel):
@@ -131,6 +132,8 @@ class SettledInvoicesMapping(StrictModel):
     # mapping says so, and so that mapping one of them is an error.
     dropped_columns: list[str] = Field(default_factory=list)
     disputes: FlagDisputes | None = None
+    # Source value -> ledger delivery channel (paper / electronic), used with columns.delivery_channel.
+    delivery_channels: dict[str, Literal["paper", "electronic"]] = Field(default_factory=dict)
     payments: SettledPayments
 
     @model_validator(mode="after")

@@ -71,6 +71,13 @@ def invoice_rows(table: SourceTable, mapping: SettledInvoicesMapping) -> pd.Data
     if columns.disputed:
         flags = table.text(columns.disputed)
         rows["disputed"] = flags.isin(mapping.disputes.flag_values if mapping.disputes else []).to_numpy()
+    if columns.delivery_channel:
+        channels = table.text(columns.delivery_channel)
+        rows["delivery_channel"] = channels.map(mapping.delivery_channels).to_numpy()
+        known = ", ".join(sorted(mapping.delivery_channels)) or "none mapped"
+        table.flag(channels.notna() & ~channels.isin(mapping.delivery_channels), columns.delivery_channel,
+                   f"unknown delivery channel: expected one of {known} (see delivery_channels)",
+                   table.cells[columns.delivery_channel])
     table.flag(rows["amount"] <= 0, columns.amount, "expected a positive invoice amount",
                table.cells[columns.amount])
     return rows
