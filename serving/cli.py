@@ -156,6 +156,97 @@ def train(
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in outcome.seconds.items()))
 
 
+T = TypeVar("T")
+
+
+def rules_call(where: str, call: Callable[[], T]) -> T:
+    """Run `call`; a rules-layer `ValueError` (bad policy, option, output suffix) becomes a one-line error."""
+    try:
+        return call()
+    except ValueError as error:
+        raise LedgerError(Problem(where, None, None, str(error)), title="bad input") from None
+
+
+def show_or_write(frame: pd.DataFrame, out: Path | None, title: str) -> None:
+    """Write the report to `out` by its suffix, or print it as a table."""
+    from rules.output import rich_table, write_frame
+
+    if out is None:
+        console.print(rich_table(frame, title=title))
+        return
+    rules_call("--out", lambda: write_frame(frame, out))
+    console.print(f"{out}: {len(frame):,} rows ({title})", highlight=False)
+
+
+@app.command()
+@reports_bad_input
+def aging(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    as_of: Annotated[str, typer.Option(help="Aging date, YYYY-MM-DD.")],
+    basis: Annotated[str, typer.Option(help="Age from due_date or invoice_date.")] = "due_date",
+    currency: Annotated[str, typer.Option(help="base (company currency) or document (per currency).")] = "base",
+    limits: Annotated[str, typer.Option(help="Bucket limits in days, comma-separated.")] = "0,30,60,90,120",
+    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+) -> None:
+    """Open items per customer and aging bucket, with unapplied cash and a company total."""
+    from rules.aging import aging_report, with_company_total
+
+    cutoff = parse_date(as_of, "--as-of")
+    try:
+        bucket_limits = tuple(int(part) for part in limits.split(","))
+    except ValueError:
+        raise LedgerError(Problem("--limits", None, None, f"expected whole numbers separated by commas, got {limits!r}"),
+                          title="bad option") from None
+    if basis not in ("due_date", "invoice_date"):
+        raise LedgerError(Problem("--basis", None, None, f"expected due_date or invoice_date, got {basis!r}"),
+                          title="bad option")
+    if currency not in ("base", "document"):
+        raise LedgerError(Problem("--currency", None, None, f"expected base or document, got {currency!r}"),
+                          title="bad option")
+    ledger = read_ledger(ledger_dir)
+    report = rules_call("--limits", lambda: aging_report(
+        ledger, cutoff, bucket_limits, basis=basis, currency=currency))  # type: ignore[arg-type]
+    show_or_write(with_company_total(report), out, f"Aging as of {cutoff:%Y-%m-%d} by {basis}")
+
+
+@app.command()
+@reports_bad_input
+def dunning(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    as_of: Annotated[str, typer.Option(help="Dunning run date, YYYY-MM-DD.")],
+    policy: Annotated[Path, typer.Option(help="Dunning policy YAML (configs/dunning/*.yaml).")],
+    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+) -> None:
+    """Dunning proposal: next level, fee, interest, channel and letter per overdue invoice; holds say why."""
+    from rules.dunning import dunning_proposal, load_policy
+
+    cutoff = parse_date(as_of, "--as-of")
+    dunning_policy = rules_call("--policy", lambda: load_policy(policy))
+    ledger = read_ledger(ledger_dir)
+    proposal = rules_call("--policy", lambda: dunning_proposal(ledger, cutoff, dunning_policy))
+    # Letters are too long for a terminal table; they are in every written file.
+    show_or_write(proposal if out is not None else proposal.drop(columns=["letter_text"]), out,
+                  f"Dunning proposal as of {cutoff:%Y-%m-%d}")
+
+
+@app.command()
+@reports_bad_input
+def kpis(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
+    to: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")],
+    freq: Annotated[str, typer.Option(help="Period: month or quarter.")] = "month",
+    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+) -> None:
+    """DSO (simple, countback), BPDSO, ADD, CEI and collection KPIs per period, company and customers."""
+    from rules.kpis import kpi_report
+
+    start, end = parse_date(from_, "--from"), parse_date(to, "--to")
+    ledger = read_ledger(ledger_dir)
+    report = rules_call("--from/--to/--freq", lambda: kpi_report(ledger, start, end, freq))  # type: ignore[arg-type]
+    show_or_write(report, out, f"KPIs {start:%Y-%m-%d} to {end:%Y-%m-%d} by {freq}")
+
+
 def headline_table(metrics: dict) -> Table:
     """The backtest's key figures, model against each baseline."""
     table = Table(title="Backtest (pooled over origins " + ", ".join(metrics["cutoffs"]) + ")", title_justify="left")

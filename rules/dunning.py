@@ -1,0 +1,213 @@
+"""Dunning proposal as of a date from a policy of ordered levels (DESIGN.md §5).
+
+An open invoice past due is proposed for the level after the highest one already issued to it
+(`dunning_notices` known at `as_of`), once it is at least that level's days past due and, after the
+first level, at least its days since the previous notice: levels are never skipped. Invoices in open
+dispute, under a pending promise (on the invoice or on the whole account) or under a dunning block
+(invoice or customer) are held, with the reason. A customer whose proposed overdue total is below
+the policy's minimum is skipped, with the reason. Paid items are not open, so never dunned.
+
+Interest is simple daily interest on the open overdue amount: amount x yearly rate x days past
+due / 365. The fee is the level's fixed fee, per invoice. One letter is rendered per customer and
+level with the level's Jinja template and repeated on each of its rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from features.asof import known_at
+from features.collections import PENDING, open_disputes, promise_status
+from features.settlement import days_between, document_state
+from ledger import Ledger
+from rules.aging import MONEY_TOLERANCE
+
+PROPOSED, HELD, SKIPPED = "proposed", "held", "skipped"
+TEMPLATES = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+class PolicyError(ValueError):
+    """A dunning policy file that cannot be read or does not validate."""
+
+
+class DunningLevel(BaseModel):
+    """One level: when it is reached, how it is sent and what it charges."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: int = Field(ge=1, le=9, description="Level number; levels run 1, 2, 3, ... in order.")
+    min_days_past_due: int | None = Field(None, ge=0, description="Reached at this many days past due or more.")
+    min_days_since_previous: int | None = Field(
+        None, ge=0, description="And at least this many days after the previous level was issued.")
+    channel: Literal["email", "letter", "call", "legal"]
+    fee: float = Field(0.0, ge=0, description="Fixed fee per invoice, document currency.")
+    interest_rate: float = Field(0.0, ge=0, le=1, description="Yearly rate of simple interest, 0.08 = 8%.")
+    template: str = Field(min_length=1, description="Jinja text of the letter.")
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> DunningLevel:
+        if self.min_days_past_due is None and self.min_days_since_previous is None:
+            raise ValueError("a level needs min_days_past_due and/or min_days_since_previous")
+        return self
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, template: str) -> str:
+        try:
+            TEMPLATES.from_string(template)
+        except TemplateError as error:
+            raise ValueError(f"template does not compile: {error}") from None
+        return template
+
+
+class DunningPolicy(BaseModel):
+    """Ordered dunning levels and the minimum amount worth dunning; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "default"
+    minimum_amount: float = Field(0.0, ge=0, description="Skip a customer whose overdue total is below this.")
+    levels: tuple[DunningLevel, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> DunningPolicy:
+        numbers = [level.level for level in self.levels]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"levels must be numbered 1, 2, 3, ... in order, got {numbers}")
+        if self.levels[0].min_days_past_due is None:
+            raise ValueError("level 1 needs min_days_past_due (there is no previous level)")
+        return self
+
+
+def load_policy(path: str | Path) -> DunningPolicy:
+    """Read and validate a dunning policy YAML; `PolicyError` names the file and the problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return DunningPolicy.model_validate(raw)
+    except OSError as error:
+        raise PolicyError(f"{path}: cannot read ({error.strerror or error})") from None
+    except yaml.YAMLError as error:
+        raise PolicyError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in error.errors())
+        raise PolicyError(f"{path}: {problems}") from None
+
+
+def policy_levels(policy: DunningPolicy) -> pd.DataFrame:
+    """The policy's levels as a frame indexed by level number."""
+    return pd.DataFrame([level.model_dump() for level in policy.levels]).set_index("level")
+
+
+def last_notices(notices: pd.DataFrame) -> pd.DataFrame:
+    """Per invoice: the highest level issued and the date it was issued."""
+    last = notices.sort_values(["invoice_id", "level", "issued_date"]).drop_duplicates("invoice_id", keep="last")
+    return last.set_index("invoice_id")[["level", "issued_date"]].rename(
+        columns={"level": "last_level", "issued_date": "last_issued_date"})
+
+
+def hold_reasons(known: Ledger, invoices: pd.DataFrame, as_of: pd.Timestamp, tolerance: float) -> pd.Series:
+    """Per invoice row: why it is held ("; "-joined), or an empty string."""
+    disputes = open_disputes(known.disputes)
+    dispute = invoices["invoice_id"].map(
+        ("open dispute " + disputes["dispute_id"] + " (" + disputes["reason"] + ")")
+        .groupby(disputes["invoice_id"]).agg("; ".join))
+    promises = known.promises
+    status = promise_status(promises, known.payment_applications, known.payments, known.writeoffs, as_of, tolerance)
+    pending = promises[status == PENDING]
+    pending_text = ("pending promise " + pending["promise_id"] + " to pay by "
+                    + pending["promised_date"].dt.strftime("%Y-%m-%d"))
+    on_invoice = invoices["invoice_id"].map(
+        pending_text[pending["invoice_id"].notna()].groupby(pending["invoice_id"]).agg("; ".join))
+    on_account = invoices["customer_id"].map(
+        pending_text[pending["invoice_id"].isna()].groupby(pending["customer_id"]).agg("; ".join))
+    invoice_block = _flag(known.invoices, "invoice_id", "dunning_block", invoices["invoice_id"])
+    customer_block = _flag(known.customers, "customer_id", "dunning_block", invoices["customer_id"])
+    reasons = pd.DataFrame({
+        "dispute": dispute,
+        "promise": on_invoice,
+        "account_promise": on_account,
+        "invoice_block": np.where(invoice_block, "dunning block on invoice", None),
+        "customer_block": np.where(customer_block, "dunning block on customer", None),
+    }, index=invoices.index)
+    # stack() drops the missing reasons, so each invoice joins only those that apply.
+    joined = reasons.stack().groupby(level=0).agg("; ".join) if len(reasons) else pd.Series(dtype=object)
+    return joined.reindex(invoices.index, fill_value="")
+
+
+def _flag(table: pd.DataFrame, key: str, column: str, keys: pd.Series) -> np.ndarray:
+    if column not in table:
+        return np.zeros(len(keys), dtype=bool)
+    return keys.map(table.set_index(key)[column]).fillna(False).astype(bool).to_numpy()
+
+
+def dunning_proposal(ledger: Ledger, as_of: pd.Timestamp, policy: DunningPolicy,
+                     tolerance: float = MONEY_TOLERANCE) -> pd.DataFrame:
+    """Per overdue open invoice due for its next level: level, fee, interest, channel and letter,
+    or held / skipped with the reason."""
+    as_of = pd.Timestamp(as_of).normalize()
+    known = known_at(ledger, as_of)
+    state = document_state(known, as_of, tolerance)
+    state = state.assign(currency=known.invoices["currency"].to_numpy(),
+                         days_past_due=days_between(as_of, state["due_date"]))
+    items = state[state["is_open"] & state["is_invoice"] & (state["days_past_due"] > 0)]
+    items = items.join(last_notices(known.dunning_notices), on="invoice_id")
+    items["last_level"] = items["last_level"].fillna(0).astype(int)
+    levels = policy_levels(policy)
+    items = items[items["last_level"] < len(levels)]  # the final level was issued: nothing further to send
+    items = items.assign(level=items["last_level"] + 1).join(levels, on="level")
+    since_previous = days_between(as_of, items["last_issued_date"])
+    due = ((items["min_days_past_due"].isna() | (items["days_past_due"] >= items["min_days_past_due"]))
+           & (items["min_days_since_previous"].isna() | (items["last_level"] == 0)
+              | (since_previous >= items["min_days_since_previous"])))
+    items = items[due].copy()
+    items["reason"] = hold_reasons(known, items, as_of, tolerance)
+    items["status"] = np.where(items["reason"] != "", HELD, PROPOSED)
+    proposed = items["status"] == PROPOSED
+    overdue_total = items["open_amount_base"].where(proposed, 0.0).groupby(items["customer_id"]).transform("sum")
+    below = proposed & (overdue_total < policy.minimum_amount)
+    items.loc[below, "status"] = SKIPPED
+    items.loc[below, "reason"] = f"overdue total below the minimum of {policy.minimum_amount:,.2f}"
+    charged = items["status"] == PROPOSED
+    items["fee"] = items["fee"].where(charged, 0.0)
+    items["interest"] = (items["open_amount"] * items["interest_rate"] * items["days_past_due"] / 365).where(charged, 0.0)
+    items["name"] = items["customer_id"].map(known.customers.set_index("customer_id")["name"])
+    items["letter_text"] = letters(items, as_of)
+    columns = ["customer_id", "name", "invoice_id", "currency", "due_date", "days_past_due", "open_amount",
+               "last_level", "last_issued_date", "level", "channel", "fee", "interest", "status", "reason",
+               "letter_text"]
+    order = items["status"].map({PROPOSED: 0, HELD: 1, SKIPPED: 2})
+    return items.assign(order=order).sort_values(["order", "customer_id", "invoice_id"])[columns].reset_index(drop=True)
+
+
+def letters(items: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    """The letter of each proposed customer and level, on each of its rows ("" for held and skipped)."""
+    text = pd.Series("", index=items.index, dtype=object)
+    proposed = items[items["status"] == PROPOSED]
+    # One rendering per letter (customer and level), not per invoice.
+    for (_customer, _level), group in proposed.groupby(["customer_id", "level"], sort=True):
+        first = group.iloc[0]
+        context = {
+            "customer_id": first["customer_id"], "customer_name": first["name"], "as_of": f"{as_of:%Y-%m-%d}",
+            "level": int(first["level"]), "channel": first["channel"],
+            "items": [{"invoice_id": row.invoice_id, "due_date": f"{row.due_date:%Y-%m-%d}",
+                       "days_past_due": int(row.days_past_due), "open_amount": row.open_amount,
+                       "currency": row.currency, "fee": row.fee, "interest": round(row.interest, 2)}
+                      for row in group.itertuples()],
+            "total_open": group["open_amount"].sum(), "total_fee": group["fee"].sum(),
+            "total_interest": round(group["interest"].sum(), 2),
+        }
+        context["total_due"] = context["total_open"] + context["total_fee"] + context["total_interest"]
+        try:
+            text[group.index] = TEMPLATES.from_string(first["template"]).render(context)
+        except TemplateError as error:
+            raise PolicyError(f"level {int(first['level'])} template: {error}") from None
+    return text
