@@ -272,8 +272,8 @@ def ledger_summary(ledger: Ledger, title: str) -> Table:
     for name, frame in ledger.tables().items():
         date_columns = [c for c in frame.columns if str(frame[c].dtype).startswith("datetime64")]
         dates = frame[date_columns].stack() if date_columns and len(frame) else None
-        amount_column = "amount_base" if "amount_base" in frame else "amount" if "amount" in frame else None
-        amount = f"{frame[amount_column].sum():,.2f}" if amount_column and len(frame) else ""
+        # Only tables with a base-currency amount can be summed: the others mix document currencies.
+        amount = f"{frame['amount_base'].sum():,.2f}" if "amount_base" in frame and len(frame) else ""
         table.add_row(name, f"{len(frame):,}",
                       "" if dates is None or dates.empty else f"{dates.min():%Y-%m-%d}",
                       "" if dates is None or dates.empty else f"{dates.max():%Y-%m-%d}", amount)
