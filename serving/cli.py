@@ -261,6 +261,8 @@ def headline_table(metrics: dict) -> Table:
             for name in names:
                 value = values.get(name)
                 table.add_row(task, who, name, "-" if value is None or pd.isna(value) else f"{value:.3f}")
+    for task, reason in metrics.get("skipped", {}).items():
+        table.add_row(task, "model", "not trained", reason)
     return table
 
 

@@ -105,7 +105,8 @@ def roc_plot(y: np.ndarray, scores: Mapping[str, np.ndarray]) -> str:
             fpr, tpr, _ = roc_curve(np.asarray(y, dtype=int), p)
             ax.plot(fpr, tpr, label=name)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return _png(fig)
 
 
