@@ -90,5 +90,6 @@ class TimeCalibratedClassifier(ClassifierMixin, BaseEstimator):
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-row SHAP contributions (log-odds of the trees) by feature, from LightGBM's TreeSHAP."""
         check_is_fitted(self, "booster_")
-        values = self.booster_.predict_proba(self.encoder_.transform(X), pred_contrib=True)
+        values = self.booster_.predict(self.encoder_.transform(X), pred_contrib=True)
+        # The last column is the expected value (bias); rows add up to the trees' raw log-odds.
         return pd.DataFrame(values[:, :-1], columns=self.feature_names_in_, index=X.index)

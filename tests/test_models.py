@@ -197,3 +197,16 @@ def test_late_model_trains_only_on_rows_whose_outcome_is_determined():
         frame, labels.assign(observed_days_past_due=observed))
     used = model.classifier_.rows_["trees"] + model.classifier_.rows_["calibration"]
     assert used == int(((observed > 5) & ~np.isnan(known_late(labels["days_late"], labels["paid"], 5))).sum())
+
+
+def test_contributions_explain_the_raw_log_odds(fitted_late_model):
+    model, frame, _ = fitted_late_model
+    sample = frame.head(20)
+    contributions = model.contributions(sample)
+    assert list(contributions.columns) == FEATURES
+    raw = model.classifier_.raw_proba(sample)
+    log_odds = np.log(raw / (1 - raw))
+    bias = log_odds - contributions.sum(axis=1).to_numpy()
+    np.testing.assert_allclose(bias, bias[0], atol=1e-6)  # one shared expected value
+    worst = contributions.loc[sample["customer_risk"].idxmax(), "customer_risk"]
+    assert worst > 0  # the riskiest customer's risk pushes P(late) up

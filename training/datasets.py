@@ -100,7 +100,3 @@ def censor_customer_labels(customers: pd.DataFrame, origin: pd.Timestamp, horizo
     label = np.where(already, np.nan, np.where(event_seen, 1.0, np.where(window_over, 0.0, np.nan)))
     return customers.assign(deteriorates=label)
 
-
-def with_full_labels(invoices: pd.DataFrame, observation_end: pd.Timestamp) -> pd.DataFrame:
-    """Test rows: the same label columns the models train on, seen up to the end of observation."""
-    return censor_invoice_labels(invoices, observation_end)
