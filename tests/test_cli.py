@@ -54,3 +54,20 @@ def test_a_bad_date_option_is_a_clear_error(tmp_path):
     assert result.exit_code == 1
     assert "--start" in result.output and "YYYY-MM-DD" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_backtest_without_enough_history_is_a_clear_error(tmp_path):
+    write_ledger(tiny_ledger(), tmp_path / "ledger")
+    result = runner.invoke(app, ["backtest", "--ledger", str(tmp_path / "ledger"), "--out", str(tmp_path / "bt")])
+    assert result.exit_code == 1
+    assert "not enough history for a backtest" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "bt" / "metrics.json").exists()
+
+
+def test_train_rejects_a_bad_until_date(tmp_path):
+    write_ledger(tiny_ledger(), tmp_path / "ledger")
+    result = runner.invoke(app, ["train", "--ledger", str(tmp_path / "ledger"), "--until", "2024-13-01",
+                                 "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert result.exit_code == 1
+    assert "--until" in result.output and "Traceback" not in result.output
