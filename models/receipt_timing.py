@@ -1,12 +1,13 @@
 """Receipt timing per open invoice: a distribution over the pay date, aware of censoring.
 
-Method: a discrete-time hazard over weekly intervals, fitted with LightGBM. Each open invoice at a
-cutoff becomes one row per week it was observed at risk; the target says whether it was paid in that
-week. An invoice still open when observation ends contributes its fully observed weeks with no event
+Method: a discrete-time hazard over periods of a few days (a week by default), fitted with LightGBM.
+Each open invoice at a cutoff becomes one row per period it was observed at risk; the target says
+whether it was paid in that period. An invoice still open when observation ends contributes its
+fully observed periods with no event
 and nothing after, so censored invoices are neither dropped (which would bias towards quick payers)
 nor imputed. We chose it over censored quantile regression because one model then gives P(paid by
 day d) for every d, the quantiles and the weekly cash expectation, all consistent with each other,
-and because the hazard can depend on how overdue the invoice will be in that week.
+and because the hazard can depend on how overdue the invoice will be in that period.
 """
 
 from __future__ import annotations
@@ -25,33 +26,36 @@ from models.encoding import FrameEncoder
 QUANTILES = (0.1, 0.5, 0.9)
 
 
-def person_period(days_to_pay: np.ndarray, paid: np.ndarray, horizon_weeks: int) -> tuple[np.ndarray, ...]:
-    """Expand invoices to weekly rows at risk: (row index, week 1.., paid in that week)."""
+def person_period(days_to_pay: np.ndarray, paid: np.ndarray, periods: int,
+                  period_days: int = 7) -> tuple[np.ndarray, ...]:
+    """Expand invoices to rows per period at risk: (row index, period 1.., paid in that period)."""
     days = np.asarray(days_to_pay, dtype=float)
     paid = np.asarray(paid, dtype=bool)
-    event_week = np.ceil(np.maximum(days, 1) / 7).astype(int)
-    # Paid: at risk up to and including the event week. Censored: only the weeks seen in full.
-    weeks_at_risk = np.where(paid, event_week, np.floor(days / 7).astype(int))
-    weeks_at_risk = np.clip(weeks_at_risk, 0, horizon_weeks)
-    rows = np.repeat(np.arange(len(days)), weeks_at_risk)
-    starts = np.cumsum(weeks_at_risk) - weeks_at_risk
-    week = np.arange(len(rows)) - np.repeat(starts, weeks_at_risk) + 1
-    event = paid[rows] & (week == event_week[rows])
-    return rows, week, event.astype(int)
+    event_period = np.ceil(np.maximum(days, 1) / period_days).astype(int)
+    # Paid: at risk up to and including the event period. Censored: only the periods seen in full.
+    at_risk = np.where(paid, event_period, np.floor(days / period_days).astype(int))
+    at_risk = np.clip(at_risk, 0, periods)
+    rows = np.repeat(np.arange(len(days)), at_risk)
+    starts = np.cumsum(at_risk) - at_risk
+    period = np.arange(len(rows)) - np.repeat(starts, at_risk) + 1
+    event = paid[rows] & (period == event_period[rows])
+    return rows, period, event.astype(int)
 
 
 class ReceiptTimingModel(BaseEstimator):
-    """Weekly discrete-time hazard (see the module docstring) over `horizon_weeks`.
+    """Discrete-time hazard (see the module docstring) over `horizon_weeks`, in periods of
+    `period_days` days (a week by default).
 
     `fit(X, y)` takes `y` as a frame with `days_to_pay` (days from the cutoff to payment, or to the end
     of observation when unpaid) and `paid` (bool)."""
 
-    def __init__(self, features: Sequence[str] | None = None, horizon_weeks: int = 26,
+    def __init__(self, features: Sequence[str] | None = None, horizon_weeks: int = 26, period_days: int = 7,
                  days_past_due_column: str | None = "days_past_due", max_rows: int = 4_000_000,
                  n_estimators: int = 300, learning_rate: float = 0.05, num_leaves: int = 31,
                  min_child_samples: int = 100, random_state: int = 0):
         self.features = features
         self.horizon_weeks = horizon_weeks
+        self.period_days = period_days
         self.days_past_due_column = days_past_due_column
         self.max_rows = max_rows
         self.n_estimators = n_estimators
@@ -60,58 +64,63 @@ class ReceiptTimingModel(BaseEstimator):
         self.min_child_samples = min_child_samples
         self.random_state = random_state
 
+    @property
+    def periods(self) -> int:
+        """Number of periods covering the horizon."""
+        return int(np.ceil(self.horizon_weeks * 7 / self.period_days))
+
     def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> ReceiptTimingModel:
         self.encoder_ = FrameEncoder(self.features).fit(X)
         days, paid = y["days_to_pay"].to_numpy(dtype=float), y["paid"].to_numpy(dtype=bool)
         keep = self._sample(days, paid)
         X, days, paid = X.iloc[keep], days[keep], paid[keep]
-        rows, week, event = person_period(days, paid, self.horizon_weeks)
+        rows, period, event = person_period(days, paid, self.periods, self.period_days)
         if event.sum() == 0 or event.sum() == len(event):
-            raise NotEnoughLabels("need both paid and unpaid weeks to fit the hazard")
-        matrix = self._weekly_matrix(self.encoder_.transform(X), rows, week)
+            raise NotEnoughLabels("need both paid and unpaid periods to fit the hazard")
+        matrix = self._period_matrix(self.encoder_.transform(X), rows, period)
         params = lgbm_params(self.n_estimators, self.learning_rate, self.num_leaves,
                              self.min_child_samples, self.random_state)
         self.hazard_ = lgb.LGBMClassifier(**params).fit(matrix, event)
         self.feature_names_in_ = self.encoder_.feature_names_in_
-        self.rows_ = {"invoices": len(days), "person_weeks": len(rows)}
+        self.rows_ = {"invoices": len(days), "person_periods": len(rows)}
         return self
 
     def _sample(self, days: np.ndarray, paid: np.ndarray) -> np.ndarray:
         """Row positions to train on: all, or a seeded random subset when the expansion is too big."""
-        weeks = np.clip(np.ceil(np.maximum(days, 1) / 7), 0, self.horizon_weeks)
-        total = weeks.sum()
+        periods = np.clip(np.ceil(np.maximum(days, 1) / self.period_days), 0, self.periods)
+        total = periods.sum()
         if total <= self.max_rows:
             return np.arange(len(days))
         rng = np.random.default_rng(self.random_state)
         return np.sort(rng.choice(len(days), size=int(len(days) * self.max_rows / total), replace=False))
 
-    def _weekly_matrix(self, encoded: pd.DataFrame, rows: np.ndarray, week: np.ndarray) -> pd.DataFrame:
+    def _period_matrix(self, encoded: pd.DataFrame, rows: np.ndarray, period: np.ndarray) -> pd.DataFrame:
         matrix = encoded.iloc[rows].reset_index(drop=True)
-        matrix["week"] = week
+        matrix["period_start_day"] = (period - 1) * self.period_days
         if self.days_past_due_column and self.days_past_due_column in encoded:
-            matrix["days_past_due_in_week"] = matrix[self.days_past_due_column] + 7 * (week - 1)
+            matrix["days_past_due_in_period"] = matrix[self.days_past_due_column] + (period - 1) * self.period_days
         return matrix
 
-    def weekly_hazard(self, X: pd.DataFrame) -> np.ndarray:
-        """P(paid in week k | unpaid at its start), shape (invoices, horizon_weeks)."""
+    def period_hazard(self, X: pd.DataFrame) -> np.ndarray:
+        """P(paid in period k | unpaid at its start), shape (invoices, periods)."""
         check_is_fitted(self, "hazard_")
-        n, weeks = len(X), self.horizon_weeks
-        rows = np.repeat(np.arange(n), weeks)
-        week = np.tile(np.arange(1, weeks + 1), n)
-        matrix = self._weekly_matrix(self.encoder_.transform(X), rows, week)
-        return self.hazard_.predict_proba(matrix)[:, 1].reshape(n, weeks)
+        n, periods = len(X), self.periods
+        rows = np.repeat(np.arange(n), periods)
+        period = np.tile(np.arange(1, periods + 1), n)
+        matrix = self._period_matrix(self.encoder_.transform(X), rows, period)
+        return self.hazard_.predict_proba(matrix)[:, 1].reshape(n, periods)
 
-    def weekly_paid_share(self, X: pd.DataFrame) -> np.ndarray:
-        """P(paid by the end of week k), shape (invoices, horizon_weeks), non-decreasing along k."""
-        return 1 - np.cumprod(1 - self.weekly_hazard(X), axis=1)
+    def paid_share(self, X: pd.DataFrame) -> np.ndarray:
+        """P(paid by the end of period k), shape (invoices, periods), non-decreasing along k."""
+        return 1 - np.cumprod(1 - self.period_hazard(X), axis=1)
 
     def predict_cdf(self, X: pd.DataFrame, days: Sequence[float]) -> np.ndarray:
-        """P(paid within d days of the cutoff) for each d (linear within a week), shape (invoices, days)."""
-        by_week = np.column_stack([np.zeros(len(X)), self.weekly_paid_share(X)])
-        days = np.clip(np.asarray(days, dtype=float), 0, self.horizon_weeks * 7.0)
-        week = np.minimum((days // 7).astype(int), self.horizon_weeks - 1)
-        fraction = days / 7 - week
-        return by_week[:, week] + fraction * (by_week[:, week + 1] - by_week[:, week])
+        """P(paid within d days of the cutoff) for each d (linear within a period), shape (invoices, days)."""
+        by_period = np.column_stack([np.zeros(len(X)), self.paid_share(X)])
+        days = np.clip(np.asarray(days, dtype=float), 0, self.periods * self.period_days)
+        period = np.minimum((days // self.period_days).astype(int), self.periods - 1)
+        fraction = days / self.period_days - period
+        return by_period[:, period] + fraction * (by_period[:, period + 1] - by_period[:, period])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Median days from the cutoff to payment (the pyfunc / serving default)."""
@@ -119,22 +128,22 @@ class ReceiptTimingModel(BaseEstimator):
 
     def predict_quantiles(self, X: pd.DataFrame, quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
         """Days from the cutoff by which each quantile of the pay-date distribution is reached; the
-        horizon (`horizon_weeks` x 7) where the model puts less mass than that inside it."""
-        by_week = np.column_stack([np.zeros(len(X)), self.weekly_paid_share(X)])
-        columns = {f"p{round(q * 100)}": _first_crossing(by_week, q) for q in quantiles}
+        horizon where the model puts less mass than that inside it."""
+        by_period = np.column_stack([np.zeros(len(X)), self.paid_share(X)])
+        columns = {f"p{round(q * 100)}": _first_crossing(by_period, q, self.period_days) for q in quantiles}
         return pd.DataFrame(columns, index=X.index)
 
 
-def _first_crossing(cumulative: np.ndarray, level: float) -> np.ndarray:
-    """Per row, the day (linear within a week) where the weekly cumulative curve first reaches `level`."""
-    weeks = cumulative.shape[1] - 1
+def _first_crossing(cumulative: np.ndarray, level: float, period_days: int) -> np.ndarray:
+    """Per row, the day (linear within a period) where the cumulative curve first reaches `level`."""
+    periods = cumulative.shape[1] - 1
     reached = cumulative >= level
-    first = np.where(reached.any(axis=1), reached.argmax(axis=1), weeks + 1)
-    days = np.full(len(cumulative), weeks * 7.0)
-    inside = (first >= 1) & (first <= weeks)
+    first = np.where(reached.any(axis=1), reached.argmax(axis=1), periods + 1)
+    days = np.full(len(cumulative), periods * float(period_days))
+    inside = (first >= 1) & (first <= periods)
     rows = np.flatnonzero(inside)
     before, after = cumulative[rows, first[rows] - 1], cumulative[rows, first[rows]]
     fraction = np.where(after > before, (level - before) / np.maximum(after - before, 1e-12), 1.0)
-    days[rows] = (first[rows] - 1 + fraction) * 7.0
+    days[rows] = (first[rows] - 1 + fraction) * period_days
     days[first == 0] = 0.0
     return days

@@ -120,6 +120,11 @@ def test_person_period_expansion():
     np.testing.assert_array_equal(rows, [0, 1, 1, 2, 2])
     np.testing.assert_array_equal(week, [1, 1, 2, 1, 2])
     np.testing.assert_array_equal(event, [1, 0, 1, 0, 0])
+    # 3-day periods: day 3 -> period 1; day 10 -> periods 1-4; censored at 20 -> 6 full; day 6 -> 2 full
+    rows, period, event = person_period(np.array([3.0, 10.0, 20.0, 6.0]), np.array([True, True, False, False]),
+                                        60, period_days=3)
+    np.testing.assert_array_equal(np.bincount(rows), [1, 4, 6, 2])
+    assert event.sum() == 2 and period[event == 1].tolist() == [1, 4]
 
 
 def test_receipt_timing_handles_censoring_without_bias():

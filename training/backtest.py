@@ -36,6 +36,7 @@ class ModelSettings:
     n_estimators: int = 300
     learning_rate: float = 0.05
     timing_horizon_weeks: int = 26
+    timing_period_days: int = 7
     timing_max_rows: int = 1_500_000
     random_state: int = 0
 
@@ -46,6 +47,7 @@ class ModelSettings:
 
     def timing_model(self) -> ReceiptTimingModel:
         return ReceiptTimingModel(features=invoice_model_features(), horizon_weeks=self.timing_horizon_weeks,
+                                  period_days=self.timing_period_days,
                                   max_rows=self.timing_max_rows, n_estimators=self.n_estimators,
                                   learning_rate=self.learning_rate, random_state=self.random_state)
 
