@@ -96,21 +96,18 @@ def validate(ledger_dir: Annotated[Path, typer.Argument(help="Ledger directory t
 def features(
     ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
     as_of: Annotated[str, typer.Option(help="Cutoff date, YYYY-MM-DD: only what was known then is used.")],
-    out: Annotated[Path, typer.Option(help="File to write: .parquet or .csv.")],
+    out: Annotated[Path, typer.Option(help="File to write: .parquet, .csv, .xlsx or .json.")],
 ) -> None:
     """Write the features of every document open at a date (one row per invoice, customer features joined)."""
     from features import features_at
+    from rules.output import SUFFIXES, write_frame
 
-    if out.suffix.lower() not in (".parquet", ".csv"):
-        raise LedgerError(Problem("--out", None, None, f"expected a .parquet or .csv file, got {out.name!r}"),
+    if out.suffix.lower() not in SUFFIXES:
+        raise LedgerError(Problem("--out", None, None, f"expected a {', '.join(SUFFIXES)} file, got {out.name!r}"),
                           title="bad option")
     cutoff = parse_date(as_of, "--as-of")
     frame = features_at(read_ledger(ledger_dir), cutoff)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".parquet":
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False)
+    write_frame(frame, out)
     console.print(f"{out}: {len(frame):,} open documents of {frame['customer_id'].nunique():,} customers "
                   f"as of {cutoff:%Y-%m-%d}, {frame.shape[1] - 2} features")
 

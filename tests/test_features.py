@@ -357,7 +357,7 @@ def test_cli_writes_the_features(tmp_path, suffix):
 @pytest.mark.parametrize(("as_of", "out", "message"), [
     ("20/03/2024", "f.csv", "YYYY-MM-DD"),
     ("2023-12-31", "f.csv", "before any data"),
-    ("2024-03-20", "f.xlsx", ".parquet or .csv"),
+    ("2024-03-20", "f.txt", "expected a .csv, .xlsx, .parquet, .json file"),
 ])
 def test_cli_bad_input_is_one_clear_error(tmp_path, as_of, out, message):
     write_ledger(tiny_ledger(), tmp_path / "ledger")
