@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger import Ledger, LedgerError, Problem, read_ledger, write_ledger
+from serving.tokens_cli import tokens_app
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -29,6 +30,9 @@ console = Console()
 errors = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable)
+
+
+app.add_typer(tokens_app, name="token", help="Create and list API tokens (stored hashed).")
 
 
 @app.callback()
@@ -126,7 +130,8 @@ def backtest(
     run = backtest_ledger(ledger, origins=origins, progress=lambda step: console.print(f"[dim]{step}[/dim]"))
     metrics_path, report_path = write_backtest(run, out)
     console.print(headline_table(run.result.metrics))
-    console.print(f"wrote {metrics_path} and {report_path}")
+    value_path = report_worklist_value(run, out)
+    console.print(f"wrote {metrics_path}, {report_path} and {value_path}")
 
 
 @app.command()
@@ -146,11 +151,31 @@ def train(
     outcome = train_and_register(ledger, tracking_uri or default_tracking_uri(), until=until_date,
                                  report_dir=report_dir, progress=lambda step: console.print(f"[dim]{step}[/dim]"))
     console.print(headline_table(outcome.metrics))
+    if report_dir is not None and outcome.run is not None:
+        report_worklist_value(outcome.run, report_dir)
     for task, decision in outcome.decisions.items():
         verdict = "promoted to champion" if decision.promote else "not promoted"
         version = f"version {outcome.versions[task]} " if task in outcome.versions else ""
         console.print(f"{task}: {version}{verdict}: {decision.reason}", highlight=False)
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in outcome.seconds.items()))
+
+
+def report_worklist_value(run, out: Path) -> Path:
+    """The check of the worklist's value at each backtest origin: printed, and written to
+    `out/worklist_value.json`."""
+    from rules.output import write_frame
+    from serving.evaluation import worklist_value
+
+    value = worklist_value(run)
+    table = Table(title="Worklist value: share of the money still unpaid 30 days later held by the top 20% "
+                        "of customers", title_justify="left")
+    for column in ("origin", "customers", "money at risk", "worklist", "model only", "overdue amount"):
+        table.add_column(column, justify="left" if column == "origin" else "right")
+    for row in value.itertuples():
+        table.add_row(f"{row.origin:%Y-%m-%d}", f"{row.customers:,}", f"{row.money_at_risk_base:,.0f}",
+                      f"{row.share_worklist:.3f}", f"{row.share_model_only:.3f}", f"{row.share_overdue_amount:.3f}")
+    console.print(table)
+    return write_frame(value, out / "worklist_value.json")
 
 
 T = TypeVar("T")
@@ -242,6 +267,84 @@ def kpis(
     ledger = read_ledger(ledger_dir)
     report = rules_call("--from/--to/--freq", lambda: kpi_report(ledger, start, end, freq))  # type: ignore[arg-type]
     show_or_write(report, out, f"KPIs {start:%Y-%m-%d} to {end:%Y-%m-%d} by {freq}")
+
+
+def champions_from(tracking_uri: str | None):
+    """The champion models from MLflow (the local store by default)."""
+    from serving.scoring import load_champions
+    from training.tracking import default_tracking_uri
+
+    return load_champions(tracking_uri or default_tracking_uri())
+
+
+def checked_out(out: Path | None) -> None:
+    """Fail before any work when `--out` has a suffix no writer knows."""
+    from rules.output import SUFFIXES
+
+    if out is not None and out.suffix.lower() not in SUFFIXES:
+        raise LedgerError(Problem("--out", None, None, f"expected a {', '.join(SUFFIXES)} file, got {out.name!r}"),
+                          title="bad option")
+
+
+@app.command()
+@reports_bad_input
+def score(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    as_of: Annotated[str, typer.Option(help="Scoring date, YYYY-MM-DD: only what was known then is used.")],
+    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+) -> None:
+    """Per open invoice: P(late), expected days late, pay date p10/p50/p90 and P(unpaid in 30 days)."""
+    from serving.scoring import score as score_ledger
+    from serving.scoring import score_table
+
+    checked_out(out)
+    cutoff = parse_date(as_of, "--as-of")
+    ledger = read_ledger(ledger_dir)
+    scores = score_ledger(ledger, cutoff, champions_from(tracking_uri))
+    show_or_write(score_table(scores), out, f"Scores as of {cutoff:%Y-%m-%d}")
+
+
+@app.command()
+@reports_bad_input
+def worklist(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    as_of: Annotated[str, typer.Option(help="Worklist date, YYYY-MM-DD.")],
+    collector: Annotated[str | None, typer.Option(help="Only this collector's customers.")] = None,
+    segment: Annotated[str | None, typer.Option(help="Only customers of this segment.")] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Worklist policy YAML (default configs/worklist/default.yaml).")] = None,
+    dunning_policy: Annotated[Path | None, typer.Option(help="Dunning policy YAML for the next action.")] = None,
+    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+) -> None:
+    """Customers to chase, ranked by money at risk with rule overrides, next action and reasons."""
+    from rules.dunning import load_policy
+    from rules.worklist import DEFAULT_POLICY, load_worklist_policy
+    from serving.scoring import build_worklist
+
+    checked_out(out)
+    cutoff = parse_date(as_of, "--as-of")
+    worklist_policy = rules_call("--policy", lambda: load_worklist_policy(policy or DEFAULT_POLICY))
+    dunning = rules_call("--dunning-policy", lambda: load_policy(dunning_policy)) if dunning_policy else None
+    ledger = read_ledger(ledger_dir)
+    table = rules_call("--collector", lambda: build_worklist(
+        ledger, cutoff, champions_from(tracking_uri), policy=worklist_policy, dunning_policy=dunning,
+        collector=collector, segment=segment, top=top))
+    if out is None:
+        table = compact_worklist(table)
+    show_or_write(table, out, f"Worklist as of {cutoff:%Y-%m-%d}")
+
+
+def compact_worklist(table: pd.DataFrame) -> pd.DataFrame:
+    """The worklist columns that fit a terminal, the reasons one per line."""
+    reasons = table[["reason_1", "reason_2", "reason_3"]].apply(
+        lambda row: "\n".join(text for text in row if isinstance(text, str) and text), axis=1)
+    return pd.DataFrame({"rank": table["rank"], "customer": table["customer_id"] + "\n" + table["name"],
+                         "status": table["status"], "at risk": table["money_at_risk_base"].round(0),
+                         "overdue": table["overdue_amount_base"].round(0), "dpd": table["max_days_past_due"],
+                         "next action": table["next_dunning_action"],
+                         "reasons": reasons if len(table) else pd.Series(dtype=object)})
 
 
 def headline_table(metrics: dict) -> Table:

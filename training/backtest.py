@@ -135,6 +135,7 @@ class OriginResult:
     cash: pd.DataFrame
     deterioration: pd.DataFrame
     skipped: dict = field(default_factory=dict)
+    fitted: FittedModels | None = None
 
 
 def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.DataFrame,
@@ -166,7 +167,7 @@ def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.
     for name, baseline in fitted.deterioration_baselines.items():
         deterioration[name] = baseline.predict_proba(rows)[:, 1]
         deterioration[f"{name}_flag"] = baseline.flag(rows)
-    return OriginResult(origin, late, timing, cash, deterioration, dict(fitted.skipped))
+    return OriginResult(origin, late, timing, cash, deterioration, dict(fitted.skipped), fitted)
 
 
 def _proba(model, rows: pd.DataFrame) -> np.ndarray:

@@ -132,6 +132,7 @@ class TrainOutcome:
     decisions: dict
     metrics: dict
     seconds: dict
+    run: BacktestRun | None = None
 
 
 def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp | None = None,
@@ -179,7 +180,7 @@ def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp
             input_example=example, decision=decision, report=report)
         decisions[task] = decision
     return TrainOutcome(versions, decisions, metrics,
-                        run.seconds | {"final_fit": fit_seconds})
+                        run.seconds | {"final_fit": fit_seconds}, run)
 
 
 def champion_backtest(run: BacktestRun, champions: dict, settings: ModelSettings, tracking_uri: str,

@@ -1,0 +1,153 @@
+"""Scoring: the champion models applied to a ledger as of a date, glued to the rules.
+
+Every function takes the ledger and `as_of` and computes features with `features_at`, so the CLI,
+the API and the backtest check all score the same rows the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features import FeatureConfig, feature_frames
+from features.settlement import base_rate
+from ledger import Ledger, LedgerError, Problem
+from serving.reasons import customer_reasons
+
+UNPAID_HORIZON_DAYS = 30
+DEFAULT_DUNNING_POLICY = Path(__file__).resolve().parents[1] / "configs" / "dunning" / "default.yaml"
+
+
+@dataclass
+class Champions:
+    """The three champion models (None where none was promoted) and their registered versions."""
+
+    late: object | None
+    timing: object | None
+    deterioration: object | None
+    versions: dict = field(default_factory=dict)
+
+    def require(self, task: str):
+        """The model for `task`, or a clear error saying how to get one."""
+        model = getattr(self, task)
+        if model is None:
+            from training.pipeline import MODEL_NAMES
+
+            raise LedgerError(Problem("models", None, None, f"no champion for {MODEL_NAMES[task]}: run "
+                                      "`arrisk train` on a ledger first (or pass --tracking-uri)"),
+                              title="no model")
+        return model
+
+
+def load_champions(tracking_uri: str) -> Champions:
+    """Load each champion once from the MLflow registry."""
+    from training.pipeline import MODEL_NAMES
+    from training.tracking import champion_version, load_champion
+
+    models = {task: load_champion(tracking_uri, name) for task, name in MODEL_NAMES.items()}
+    versions = {task: champion_version(tracking_uri, name) for task, name in MODEL_NAMES.items()}
+    return Champions(models["late"], models["timing"], models["deterioration"], versions)
+
+
+@dataclass
+class Scores:
+    """Open documents and known customers at `as_of`, with features and model outputs."""
+
+    as_of: pd.Timestamp
+    items: pd.DataFrame
+    customers: pd.DataFrame
+
+
+def open_documents(ledger: Ledger, features: pd.DataFrame) -> pd.DataFrame:
+    """The feature rows with the document's currency, due date and open amount in document currency."""
+    documents = ledger.invoices.set_index("invoice_id")
+    rate = base_rate(documents["amount"], documents["amount_base"])
+    ids = features["invoice_id"]
+    return features.assign(
+        currency=ids.map(documents["currency"]).to_numpy(),
+        due_date=ids.map(documents["due_date"]).to_numpy(),
+        open_amount=(features["open_amount_base"] / ids.map(rate).replace(0, np.nan)).to_numpy(),
+    )
+
+
+def score(ledger: Ledger, as_of: pd.Timestamp, champions: Champions,
+          config: FeatureConfig | None = None, horizon_days: int = UNPAID_HORIZON_DAYS) -> Scores:
+    """Per open document: P(late), expected days late, pay-date quantiles and P(still unpaid after
+    `horizon_days`); per customer: P(deteriorate) and the flag."""
+    as_of = pd.Timestamp(as_of).normalize()
+    invoice_features, customer_features = feature_frames(ledger, as_of, config)
+    items = open_documents(ledger, invoice_features)
+    timing = champions.require("timing")
+    quantiles = timing.predict_quantiles(items) if len(items) else pd.DataFrame(columns=["p10", "p50", "p90"])
+    paid_by_horizon = timing.predict_cdf(items, [horizon_days])[:, 0] if len(items) else np.array([])
+    items["p_unpaid"] = 1 - paid_by_horizon
+    for name in ("p10", "p50", "p90"):
+        days = quantiles[name].to_numpy(dtype=float)
+        items[f"pay_date_{name}"] = as_of + pd.to_timedelta(np.ceil(days), unit="D")
+    if champions.late is not None and len(items):
+        items["p_late"] = champions.late.predict_proba(items)[:, 1]
+        items["expected_days_late"] = champions.late.predict_days_late(items)
+    else:
+        items["p_late"] = np.nan
+        items["expected_days_late"] = np.nan
+    customers = customer_features.copy()
+    if champions.deterioration is not None and len(customers):
+        customers["deterioration_probability"] = champions.deterioration.predict_proba(customers)[:, 1]
+        customers["deteriorating"] = champions.deterioration.flag(customers)
+    else:
+        customers["deterioration_probability"] = np.nan
+        customers["deteriorating"] = False
+    return Scores(as_of, items, customers)
+
+
+SCORE_COLUMNS = ["invoice_id", "customer_id", "currency", "due_date", "open_amount", "open_amount_base",
+                 "days_past_due", "p_late", "expected_days_late", "pay_date_p10", "pay_date_p50", "pay_date_p90",
+                 "p_unpaid"]
+
+
+def score_table(scores: Scores) -> pd.DataFrame:
+    """The `arrisk score` output: one row per open document, in invoice id order."""
+    return scores.items[SCORE_COLUMNS].sort_values("invoice_id", ignore_index=True)
+
+
+def worklist_reasons(scores: Scores, champions: Champions, customer_ids: list[str]) -> dict[str, list[str]]:
+    """Per customer: plain-language reasons from the late-payment model's SHAP contributions."""
+    if champions.late is None or not customer_ids:
+        return {}
+    items = scores.items[scores.items["customer_id"].isin(customer_ids)]
+    contributions = champions.late.contributions(items)
+    weights = (items["open_amount_base"].clip(lower=0) * items["p_unpaid"]).to_numpy()
+    return customer_reasons(items, contributions, weights)
+
+
+def build_worklist(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *, policy=None, dunning_policy=None,
+                   collector: str | None = None, segment: str | None = None, top: int | None = None,
+                   scores: Scores | None = None) -> pd.DataFrame:
+    """The prioritised worklist as of `as_of` with the champions' risk and reasons."""
+    from rules.dunning import dunning_proposal, load_policy
+    from rules.worklist import DEFAULT_POLICY, load_worklist_policy, worklist
+
+    policy = policy or load_worklist_policy(DEFAULT_POLICY)
+    scores = scores or score(ledger, as_of, champions, horizon_days=policy.horizon_days)
+    dunning_policy = dunning_policy or load_policy(DEFAULT_DUNNING_POLICY)
+    dunning = dunning_proposal(ledger, scores.as_of, dunning_policy)
+    table = worklist(ledger, scores.as_of, scores.items, scores.customers, policy, dunning=dunning,
+                     collector=collector, segment=segment, top=top)
+    reasons = worklist_reasons(scores, champions, table["customer_id"].tolist())
+    return fill_reasons(table, reasons)
+
+
+def fill_reasons(table: pd.DataFrame, reasons: dict[str, list[str]]) -> pd.DataFrame:
+    """Fill the empty reason slots of each row with its model reasons, rule reasons kept first."""
+    slots = ["reason_1", "reason_2", "reason_3"]
+    filled = []
+    for row in table[["customer_id", *slots]].itertuples(index=False):
+        present = [text for text in row[1:] if text]
+        extra = [text for text in reasons.get(row.customer_id, []) if text not in present]
+        filled.append(([*present, *extra, "", "", ""])[:3])
+    return table.assign(**dict(zip(slots, zip(*filled, strict=True), strict=True))) if filled else table
+
+

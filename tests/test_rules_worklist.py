@@ -1,0 +1,160 @@
+"""The worklist's ranking and rule overrides on hand-built frames and on the tiny ledger."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features import feature_frames
+from rules.worklist import (
+    ESCALATED,
+    HELD,
+    WorklistPolicy,
+    WorklistPolicyError,
+    customer_priority,
+    load_worklist_policy,
+    top_share,
+    worklist,
+)
+from tests.ledgers import tiny_ledger
+
+POLICY = WorklistPolicy()
+
+
+def items_frame(rows: list[tuple]) -> pd.DataFrame:
+    """(customer, amount, days past due, p_unpaid, hold reason, broken promise) per open document."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "open_amount_base", "days_past_due", "p_unpaid",
+                                        "hold_reason", "broken_promise"])
+    return frame.assign(invoice_id=[f"I{i}" for i in range(len(frame))])
+
+
+def customers_frame(ids: list[str], deteriorating=(), over_limit=()) -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ids,
+                         "credit_utilisation": [1.2 if c in over_limit else 0.5 for c in ids],
+                         "deteriorating": [c in deteriorating for c in ids]})
+
+
+def test_score_is_money_at_risk_summed_per_customer_then_weighted_by_the_rules():
+    items = items_frame([
+        ("A", 1000.0, 10, 0.5, "", False),   # 500 at risk
+        ("A", 200.0, 0, 0.1, "", False),     # not yet due, still at risk: 20
+        ("B", 2000.0, 40, 0.1, "", True),    # 200 x 3 for the broken promise = 600
+        ("C", 900.0, 0, 0.9, "", False),     # nothing overdue: not on the list
+        ("D", 5000.0, 60, 0.9, "open dispute D1 (pricing)", False),  # held
+        ("E", -300.0, 5, 1.0, "", False),    # credit memo: no risk
+        ("E", 100.0, 5, 1.0, "", False),     # 100
+        ("F", 100.0, 5, 1.0, "", False),     # deteriorating: 100 x 2 = 200
+        ("G", 100.0, 5, 1.0, "", False),     # over the limit: 100 x 1.5 = 150
+    ])
+    table = customer_priority(items, customers_frame(list("ABCDEFG"), deteriorating={"F"}, over_limit={"G"}), POLICY)
+    scores = table.set_index("customer_id")["score"]
+    assert list(table["customer_id"]) == ["B", "A", "F", "G", "E", "D"]
+    assert scores.to_dict() == pytest.approx({"B": 600.0, "A": 520.0, "F": 200.0, "G": 150.0, "E": 100.0, "D": 0.0})
+    assert list(table["rank"]) == [1, 2, 3, 4, 5, 6]
+    by_id = table.set_index("customer_id")
+    assert by_id.loc["D", "status"] == HELD and by_id.loc["D", "held_at_risk_base"] == pytest.approx(4500.0)
+    assert by_id.loc["B", "status"] == ESCALATED
+    assert by_id.loc["E", "open_amount_base"] == pytest.approx(-200.0)
+    assert by_id.loc["E", "overdue_amount_base"] == pytest.approx(100.0)
+
+
+def test_a_broken_promise_raises_priority():
+    rows = [("A", 1000.0, 10, 0.5, "", False), ("B", 800.0, 10, 0.5, "", False)]
+    before = customer_priority(items_frame(rows), customers_frame(["A", "B"]), POLICY)
+    rows[1] = ("B", 800.0, 10, 0.5, "", True)
+    after = customer_priority(items_frame(rows), customers_frame(["A", "B"]), POLICY)
+    assert before.set_index("customer_id").loc["B", "rank"] == 2
+    assert after.set_index("customer_id").loc["B", "rank"] == 1
+
+
+def test_more_money_at_risk_never_lowers_priority():
+    base = [("A", 1000.0, 10, 0.5, "", False), ("B", 1000.0, 10, 0.4, "", False)]
+    for p in (0.3, 0.5, 0.7, 0.9):
+        table = customer_priority(items_frame([base[0], ("B", 1000.0, 10, p, "", False)]),
+                                  customers_frame(["A", "B"]), POLICY)
+        rank_b = table.set_index("customer_id").loc["B", "rank"]
+        assert rank_b == (1 if p > 0.5 else 2)
+
+
+def test_equal_scores_rank_by_overdue_amount_then_customer_id_whatever_the_input_order():
+    rows = [("Z", 100.0, 5, 1.0, "", False), ("M", 100.0, 5, 1.0, "", False),
+            ("A", 50.0, 5, 1.0, "", False), ("A", 50.0, 0, 1.0, "", False), ("Q", 200.0, 5, 0.5, "", False)]
+    forward = customer_priority(items_frame(rows), customers_frame(["Z", "M", "A", "Q"]), POLICY)
+    backward = customer_priority(items_frame(rows[::-1]), customers_frame(["Q", "A", "M", "Z"]), POLICY)
+    # Q: 100 at risk but 200 overdue; M and Z: 100 overdue; A: only 50 overdue.
+    assert list(forward["customer_id"]) == ["Q", "M", "Z", "A"]
+    assert list(backward["customer_id"]) == list(forward["customer_id"])
+
+
+def test_top_share_counts_the_outcome_held_by_the_top_fifth():
+    score = pd.Series([5.0, 4.0, 3.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    outcome = pd.Series([10.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 60.0])
+    assert top_share(score, outcome, 0.2) == pytest.approx(0.4)
+    assert top_share(outcome, outcome, 0.2) == pytest.approx(0.9)
+    assert pd.isna(top_share(score, outcome * 0, 0.2))
+
+
+def scored_tiny(as_of: str, p_unpaid: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    items, customers = feature_frames(tiny_ledger(), pd.Timestamp(as_of))
+    return items.assign(p_unpaid=p_unpaid), customers.assign(deteriorating=False)
+
+
+def test_worklist_holds_a_pending_promise_and_escalates_once_it_is_broken():
+    ledger = tiny_ledger()
+    # 10 March: C1's promise PR1 (200 on I2 by 15 March) is pending, so I2 is held.
+    items, customers = scored_tiny("2024-03-10")
+    before = worklist(ledger, pd.Timestamp("2024-03-10"), items, customers, POLICY).set_index("customer_id")
+    assert before.loc["C1", "status"] == HELD
+    assert before.loc["C1", "rank"] == 2
+    assert before.loc["C1", "reason_1"] == "on hold: pending promise PR1 to pay by 2024-03-15"
+    assert before.loc["C1", "last_promise"] == "promise of 2024-03-05 to pay 200.00 by 2024-03-15: pending"
+    # 10 April: nothing came, the promise is broken and C1 jumps to the top.
+    items, customers = scored_tiny("2024-04-10")
+    after = worklist(ledger, pd.Timestamp("2024-04-10"), items, customers, POLICY).set_index("customer_id")
+    assert after.loc["C1", "status"] == ESCALATED
+    assert after.loc["C1", "rank"] == 1
+    assert after.loc["C1", "score"] == pytest.approx(200 * 0.5 * 3)
+    assert after.loc["C1", "reason_1"] == "promise to pay 200.00 by 2024-03-15 broken"
+    assert after.loc["C1", "last_promise"].endswith(": broken")
+    # C2: I3 (800) is in dispute and held; I4 (300, 46 days past due) is chased.
+    assert after.loc["C2", "score"] == pytest.approx(300 * 0.5)
+    assert after.loc["C2", "oldest_invoice_id"] == "I4"
+    assert after.loc["C2", "max_days_past_due"] == 46
+    assert after.loc["C2", "last_dispute"] == "dispute on I3 (pricing) opened 2024-03-01, open"
+
+
+def test_worklist_filters_by_segment_and_keeps_the_overall_rank():
+    ledger = tiny_ledger()
+    items, customers = scored_tiny("2024-04-10")
+    small = worklist(ledger, pd.Timestamp("2024-04-10"), items, customers, POLICY, segment="small")
+    assert list(small["customer_id"]) == ["C2"]
+    assert list(small["rank"]) == [1]
+    assert worklist(ledger, pd.Timestamp("2024-04-10"), items, customers, POLICY, top=1)["customer_id"].tolist() == ["C1"]
+
+
+def test_worklist_by_collector_needs_a_collector_column():
+    ledger = tiny_ledger()
+    items, customers = scored_tiny("2024-04-10")
+    with pytest.raises(ValueError, match="no collector column"):
+        worklist(ledger, pd.Timestamp("2024-04-10"), items, customers, POLICY, collector="Anna")
+    with_collectors = ledger.replace(customers=ledger.customers.assign(collector=["Anna", "Ben"]))
+    table = worklist(with_collectors, pd.Timestamp("2024-04-10"), items, customers, POLICY, collector="Ben")
+    assert list(table["customer_id"]) == ["C2"]
+
+
+def test_worklist_of_an_empty_ledger_is_empty():
+    ledger = tiny_ledger()
+    items, customers = scored_tiny("2024-04-10")
+    table = worklist(ledger, pd.Timestamp("2024-04-10"), items.iloc[0:0], customers, POLICY)
+    assert table.empty and "reason_1" in table
+
+
+def test_policy_file_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("horizon_days: 30\nbroken_promis_weight: 2\n")
+    with pytest.raises(WorklistPolicyError, match="broken_promis_weight"):
+        load_worklist_policy(path)
+    path.write_text("deterioration_weight: 0.5\n")
+    with pytest.raises(WorklistPolicyError, match="deterioration_weight"):
+        load_worklist_policy(path)
+    assert load_worklist_policy().horizon_days == 30
