@@ -336,6 +336,79 @@ def worklist(
     show_or_write(table, out, f"Worklist as of {cutoff:%Y-%m-%d}")
 
 
+@app.command()
+@reports_bad_input
+def forecast(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    as_of: Annotated[str, typer.Option(help="Forecast date, YYYY-MM-DD: receipts from the next day on.")],
+    horizon_weeks: Annotated[int, typer.Option(min=1, max=26, help="Weeks ahead.")] = 13,
+    freq: Annotated[str, typer.Option(help="Period: week or day.")] = "week",
+    currency: Annotated[str | None, typer.Option(help="Only this currency's rows (the base total included "
+                                                      "when it is the base currency).")] = None,
+    draws: Annotated[int, typer.Option(min=100, max=100_000, help="Simulation draws for the intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+) -> None:
+    """Cash receipts per week or day with 10/50/90% intervals, per currency and in base currency, and the
+    baselines' forecasts beside them."""
+    from serving.scoring import build_forecast
+
+    checked_out(out)
+    if freq not in ("week", "day"):
+        raise LedgerError(Problem("--freq", None, None, f"expected week or day, got {freq!r}"), title="bad option")
+    cutoff = parse_date(as_of, "--as-of")
+    ledger = read_ledger(ledger_dir)
+    table = rules_call("--horizon-weeks", lambda: build_forecast(
+        ledger, cutoff, champions_from(tracking_uri), horizon_weeks=horizon_weeks, freq=freq, draws=draws, seed=seed))
+    if currency is not None:
+        table = table[table["currency"] == currency.upper()]
+    if out is None:
+        table = compact_forecast(table, ledger.base_currency if currency is None else None)
+    show_or_write(table, out, f"Cash forecast as of {cutoff:%Y-%m-%d} ({freq}ly, {horizon_weeks} weeks)")
+
+
+def compact_forecast(table: pd.DataFrame, only: str | None) -> pd.DataFrame:
+    """The forecast columns that fit a terminal; the base-currency total only, unless a currency was asked."""
+    if only is not None:
+        table = table[table["converted"]]
+    return pd.DataFrame({"currency": table["currency"], "period": table["period"],
+                         "from": table["period_start"].dt.strftime("%Y-%m-%d"),
+                         "to": table["period_end"].dt.strftime("%Y-%m-%d"),
+                         "expected": table["expected"].round(0), "p10": table["p10"].round(0),
+                         "p90": table["p90"].round(0),
+                         "on due date": table["baseline_pays_on_due_date"].round(0),
+                         "due + avg delay": table["baseline_due_date_plus_customer_average"].round(0)})
+
+
+@app.command()
+def serve(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger the service answers from.")] = Path(
+        "out/demo/synthetic"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    tokens_file: Annotated[Path | None, typer.Option(help="API tokens YAML (else ARRISK_TOKENS_FILE / "
+                                                          "ARRISK_API_TOKENS).")] = None,
+) -> None:
+    """Start the API (BentoML) on HOST:PORT; OpenAPI docs at /v1/docs."""
+    import subprocess
+
+    if not ledger_dir.is_dir():
+        errors.print(f"error: {ledger_dir}: no ledger there (run `make demo` or pass --ledger)", highlight=False)
+        raise typer.Exit(1)
+    environment = dict(os.environ, ARRISK_LEDGER=str(ledger_dir.resolve()))
+    if tracking_uri:
+        environment["ARRISK_TRACKING_URI"] = tracking_uri
+    if tokens_file:
+        environment["ARRISK_TOKENS_FILE"] = str(tokens_file.resolve())
+    console.print(f"ar-risk API on http://{host}:{port}/v1 (docs: http://{host}:{port}/v1/docs); Ctrl-C stops it")
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:ARRiskService", "--host", host,
+               "--port", str(port), "--working-dir", str(root)]
+    raise typer.Exit(subprocess.call(command, env=environment))
+
+
 def compact_worklist(table: pd.DataFrame) -> pd.DataFrame:
     """The worklist columns that fit a terminal, the reasons one per line."""
     reasons = table[["reason_1", "reason_2", "reason_3"]].apply(

@@ -107,7 +107,7 @@ def phrase(name: str, value, row: pd.Series, descriptions: dict[str, str]) -> st
 def top_reasons(contributions: pd.Series, row: pd.Series, count: int = 3,
                 descriptions: dict[str, str] | None = None) -> list[str]:
     """The `count` features that push risk up the most, in words (ties by feature name)."""
-    descriptions = descriptions if descriptions is not None else _descriptions()
+    descriptions = descriptions if descriptions is not None else feature_descriptions()
     positive = contributions[contributions > 0]
     order = sorted(positive.items(), key=lambda item: (-item[1], item[0]))[:count]
     return [phrase(name, row.get(name), row, descriptions) for name, _ in order]
@@ -117,7 +117,7 @@ def customer_reasons(items: pd.DataFrame, contributions: pd.DataFrame, weights: 
                      count: int = 3) -> dict[str, list[str]]:
     """Per customer: reasons from the contributions of its open items, averaged with `weights` (the money
     at risk, so large risky items speak loudest); values are those of the item weighing most."""
-    descriptions = _descriptions()
+    words = feature_descriptions()
     weights = np.where(np.asarray(weights, dtype=float) > 0, weights, 1e-9)
     frame = contributions.mul(weights, axis=0)
     frame["customer_id"] = items["customer_id"].to_numpy()
@@ -125,10 +125,10 @@ def customer_reasons(items: pd.DataFrame, contributions: pd.DataFrame, weights: 
     mean = frame.groupby("customer_id", sort=True).sum().div(weight_sum, axis=0)
     heaviest = items.assign(_w=weights).sort_values(["_w", "invoice_id"], ascending=[False, True])
     heaviest = heaviest.drop_duplicates("customer_id").set_index("customer_id")
-    return {customer: top_reasons(mean.loc[customer], heaviest.loc[customer], count, descriptions)
+    return {customer: top_reasons(mean.loc[customer], heaviest.loc[customer], count, words)
             for customer in mean.index}
 
 
-def _descriptions() -> dict[str, str]:
+def feature_descriptions() -> dict[str, str]:
     registry = registry_frame()
     return dict(zip(registry["name"], registry["description"], strict=True))

@@ -151,3 +151,30 @@ def fill_reasons(table: pd.DataFrame, reasons: dict[str, list[str]]) -> pd.DataF
     return table.assign(**dict(zip(slots, zip(*filled, strict=True), strict=True))) if filled else table
 
 
+
+
+def build_forecast(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *, horizon_weeks: int = 13,
+                   freq: str = "week", draws: int = 1000, seed: int = 0, scores: Scores | None = None) -> pd.DataFrame:
+    """The cash forecast at `as_of`: receipts per period from the receipt-timing distributions of all open
+    invoices, with 10/50/90% intervals, per currency and in base currency, beside the two baselines
+    (pays on the due date; due date plus the customer's average delay)."""
+    from models.baselines import PayDateBaseline
+    from rules.forecast import cash_forecast, period_edges
+
+    timing = champions.require("timing")
+    model_days = timing.periods * timing.period_days
+    if horizon_weeks * 7 > model_days:
+        raise ValueError(f"horizon of {horizon_weeks} weeks is beyond the receipt-timing model's "
+                         f"{model_days // 7} weeks")
+    scores = scores or score(ledger, as_of, champions)
+    items = scores.items[(scores.items["is_credit_memo"] == 0) & (scores.items["open_amount_base"] > 0)]
+    edges = period_edges(horizon_weeks, freq)  # type: ignore[arg-type]
+    cdf = timing.predict_cdf(items, edges) if len(items) else np.zeros((0, len(edges)))
+    baselines = {
+        "pays_on_due_date": PayDateBaseline().fit(items),
+        "due_date_plus_customer_average": PayDateBaseline(delay_column="avg_days_late_last_10").fit(items),
+    }
+    baseline_cdfs = {name: (model.predict_cdf(items, edges) if len(items) else np.zeros((0, len(edges))))
+                     for name, model in baselines.items()}
+    return cash_forecast(scores.as_of, cdf, edges, items, ledger.base_currency, draws=draws, seed=seed,
+                         baselines=baseline_cdfs)

@@ -123,7 +123,7 @@ def test_worklist_holds_a_pending_promise_and_escalates_once_it_is_broken():
     assert after.loc["C2", "last_dispute"] == "dispute on I3 (pricing) opened 2024-03-01, open"
 
 
-def test_worklist_filters_by_segment_and_keeps_the_overall_rank():
+def test_worklist_filters_by_segment_and_numbers_the_rows_it_keeps():
     ledger = tiny_ledger()
     items, customers = scored_tiny("2024-04-10")
     small = worklist(ledger, pd.Timestamp("2024-04-10"), items, customers, POLICY, segment="small")

@@ -1,0 +1,296 @@
+"""The ar-risk API: a BentoML service, thin over `serving.views` (DESIGN.md §8, STYLE.md BentoML).
+
+The HTTP layer is a FastAPI app mounted on the BentoML service at `/v1`: it gives pydantic request and
+response models, OpenAPI docs at `/v1/docs`, and exact control of error bodies (401/403/404/422 as
+JSON, never a traceback). The service loads the champion models and the ledger once at start-up:
+
+- `ARRISK_LEDGER`: ledger directory (default `out/demo/synthetic`, the README demo's);
+- `ARRISK_TRACKING_URI`: MLflow store with the champions (default the local `mlflow/`);
+- `ARRISK_TOKENS_FILE` and/or `ARRISK_API_TOKENS`: API tokens (see `serving.auth`); without any, every
+  endpoint but health answers 401.
+
+Run it with `arrisk serve` or `bentoml serve serving.service:ARRiskService`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import bentoml
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ledger import LedgerError
+from serving.auth import AuthError, Forbidden, Principal, TokenStore, token_store_from_env
+from serving.views import NotFound, ServingState
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LEDGER = PROJECT_ROOT / "out" / "demo" / "synthetic"
+LEDGER_ENV, TRACKING_ENV = "ARRISK_LEDGER", "ARRISK_TRACKING_URI"
+log = logging.getLogger("arrisk.service")
+
+api = FastAPI(title="ar-risk", version="1", description=(
+    "Accounts-receivable risk: invoice scores, the collection worklist, customer views with explanations, "
+    "deterioration flags, the cash forecast, aging, dunning and KPIs. Every endpoint but /v1/health needs "
+    "`Authorization: Bearer <token>` with the scope named in its description."))
+
+
+# ---- responses -------------------------------------------------------------------------------------
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    ready: bool
+
+
+class Info(BaseModel):
+    ledger: str
+    ledger_fingerprint: str
+    default_as_of: datetime.date
+    model_versions: dict[str, str | None]
+    user: str
+    scopes: list[str]
+
+
+class Table(BaseModel):
+    """A report: the date it is as of, its rows (column -> value) and how many there are."""
+
+    as_of: datetime.date | None = None
+    rows: list[dict[str, Any]]
+    count: int
+
+
+class ScoreRequest(BaseModel):
+    as_of: datetime.date | None = Field(None, description="Scoring date; default: the ledger's last day.")
+    invoice_ids: list[str] | None = Field(None, min_length=1, max_length=10_000,
+                                          description="Open documents to score; default: all open documents.")
+
+
+class CustomerView(BaseModel):
+    as_of: datetime.date
+    customer_id: str
+    name: str
+    segment: str
+    collector: str | None
+    credit_limit: float | None
+    deterioration_probability: float | None
+    deteriorating: bool
+    deterioration_reasons: list[str]
+    deterioration_contributions: list[dict[str, Any]]
+    worklist: dict[str, Any] | None
+    open_items: list[dict[str, Any]]
+    aging: list[dict[str, Any]]
+    kpis: list[dict[str, Any]]
+
+
+# ---- errors ----------------------------------------------------------------------------------------
+
+@api.exception_handler(AuthError)
+async def _auth_error(request: Request, error: AuthError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+@api.exception_handler(NotFound)
+async def _not_found(request: Request, error: NotFound) -> JSONResponse:
+    return JSONResponse({"error": "not_found", "detail": str(error)}, status_code=404)
+
+
+@api.exception_handler(LedgerError)
+async def _bad_input(request: Request, error: LedgerError) -> JSONResponse:
+    return JSONResponse({"error": "bad_input", "detail": error.summary()}, status_code=400)
+
+
+@api.exception_handler(ValueError)
+async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
+    return JSONResponse({"error": "bad_input", "detail": str(error)}, status_code=400)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    # A bug of ours, not the client's: logged with its traceback here, never sent to the client.
+    log.exception("unexpected error on %s", request.url.path)
+    return JSONResponse({"error": "internal", "detail": "unexpected error; see the service log"}, status_code=500)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: dates as ISO strings, NaN as null, numpy scalars as Python numbers."""
+    return [{column: _plain(value) for column, value in row.items()} for row in frame.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.date().isoformat()
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return None if not np.isfinite(value) else float(value)
+    if value is pd.NaT or value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def as_timestamp(value: datetime.date | None) -> pd.Timestamp | None:
+    return None if value is None else pd.Timestamp(value)
+
+
+def load_state(environ: dict[str, str]) -> tuple[ServingState, TokenStore, str]:
+    """The ledger, the champions and the tokens named by the environment, loaded once."""
+    from ledger import read_ledger
+    from serving.scoring import load_champions
+    from training.tracking import default_tracking_uri
+
+    ledger_dir = Path(environ.get(LEDGER_ENV, str(DEFAULT_LEDGER)))
+    tracking_uri = environ.get(TRACKING_ENV) or default_tracking_uri()
+    state = ServingState(read_ledger(ledger_dir), load_champions(tracking_uri))
+    state.champions.require("timing")
+    return state, token_store_from_env(environ), str(ledger_dir)
+
+
+# ---- the service -----------------------------------------------------------------------------------
+
+@bentoml.service(name="ar_risk", traffic={"timeout": 120}, workers=1)
+@bentoml.asgi_app(api, path="/v1")
+class ARRiskService:
+    """Scores, worklists, explanations, flags and forecasts for one ledger and its champion models."""
+
+    def __init__(self) -> None:
+        self.state, self.tokens, self.ledger_path = load_state(dict(os.environ))
+        self.fingerprint = self.state.ledger.fingerprint()
+        if not len(self.tokens):
+            log.warning("no API tokens configured (%s / %s): every endpoint but health answers 401",
+                        "ARRISK_TOKENS_FILE", "ARRISK_API_TOKENS")
+
+    def allow(self, authorization: str | None, *scopes: str) -> Principal:
+        """The caller, if its token is valid and holds one of `scopes` (admin holds all)."""
+        principal = self.tokens.authenticate(authorization)
+        if not any(principal.has(scope) for scope in scopes):
+            raise Forbidden(" or ".join(scopes))
+        return principal
+
+    @api.get("/health", response_model=Health, summary="Liveness and readiness (no token needed)")
+    def health(self) -> Health:
+        return Health(status="ok", ready=self.state.champions.timing is not None)
+
+    @api.get("/info", response_model=Info, summary="Model versions and the ledger in use (any scope)")
+    def info(self, authorization: str | None = Header(None)) -> Info:
+        principal = self.allow(authorization, "collector", "credit", "treasury")
+        return Info(ledger=self.ledger_path, ledger_fingerprint=self.fingerprint,
+                    default_as_of=self.state.default_as_of.date(), model_versions=self.state.champions.versions,
+                    user=principal.user, scopes=sorted(principal.scopes))
+
+    @api.post("/score", response_model=Table, summary="Score open invoices (collector, credit)")
+    def score(self, request: ScoreRequest, authorization: str | None = Header(None)) -> Table:
+        """P(late), bucket probabilities, expected days late, pay date p10/p50/p90, P(unpaid in 30 days)
+        and three reasons per open invoice."""
+        self.allow(authorization, "collector", "credit")
+        as_of = self.state.checked_as_of(as_timestamp(request.as_of))
+        table = self.state.score_invoices(as_of, request.invoice_ids)
+        return Table(as_of=as_of.date(), rows=records(table), count=len(table))
+
+    @api.get("/worklist", response_model=Table, summary="The prioritised collection worklist (collector)")
+    def worklist(self, as_of: datetime.date | None = None, collector: str | None = None,
+                 segment: str | None = None, top: int | None = Query(None, ge=1, le=100_000),
+                 authorization: str | None = Header(None)) -> Table:
+        """Customers to chase with money at risk, next dunning action and reasons. A collector's token
+        sees its own portfolio unless `collector` is given."""
+        principal = self.allow(authorization, "collector")
+        collector = collector or principal.collector
+        when = self.state.checked_as_of(as_timestamp(as_of))
+        table = self.state.worklist(when, collector=collector, segment=segment, top=top)
+        return Table(as_of=when.date(), rows=records(table), count=len(table))
+
+    @api.get("/customers/{customer_id}", response_model=CustomerView,
+             summary="One customer: open items, aging, risk, explanation, KPIs (collector, credit)")
+    def customer(self, customer_id: str, as_of: datetime.date | None = None,
+                 authorization: str | None = Header(None)) -> CustomerView:
+        self.allow(authorization, "collector", "credit")
+        view = self.state.customer(customer_id, as_of_or_none(self.state, as_of))
+        row = view["worklist"]
+        return CustomerView(
+            **{key: _plain(view[key]) for key in ("customer_id", "name", "segment", "collector", "credit_limit",
+                                                  "deterioration_probability", "deteriorating")},
+            as_of=view["as_of"].date(), deterioration_reasons=view["deterioration_reasons"],
+            deterioration_contributions=view["deterioration_contributions"],
+            worklist=records(row)[0] if len(row) else None, open_items=records(view["open_items"]),
+            aging=records(view["aging"]), kpis=records(view["kpis"]))
+
+    @api.get("/deterioration", response_model=Table, summary="Deterioration flags with evidence (credit)")
+    def deterioration(self, as_of: datetime.date | None = None, flagged_only: bool = True,
+                      top: int | None = Query(None, ge=1, le=100_000),
+                      authorization: str | None = Header(None)) -> Table:
+        self.allow(authorization, "credit")
+        when = self.state.checked_as_of(as_timestamp(as_of))
+        table = self.state.deterioration_flags(when, flagged_only=flagged_only, top=top)
+        return Table(as_of=when.date(), rows=records(table), count=len(table))
+
+    @api.get("/forecast", response_model=Table, summary="Cash-receipt forecast with intervals (treasury)")
+    def forecast(self, as_of: datetime.date | None = None, horizon_weeks: int = Query(13, ge=1, le=26),
+                 freq: Literal["week", "day"] = "week", currency: str | None = None,
+                 authorization: str | None = Header(None)) -> Table:
+        """Expected receipts per period with 10/50/90% intervals, per currency and converted to the base
+        currency, and the baselines' forecasts beside them."""
+        self.allow(authorization, "treasury")
+        when = self.state.checked_as_of(as_timestamp(as_of))
+        table = self.state.forecast(when, horizon_weeks=horizon_weeks, freq=freq)
+        if currency is not None:
+            table = table[table["currency"] == currency.upper()]
+        return Table(as_of=when.date(), rows=records(table), count=len(table))
+
+    @api.get("/aging", response_model=Table, summary="Aging by customer and bucket (collector, credit, treasury)")
+    def aging(self, as_of: datetime.date | None = None, basis: Literal["due_date", "invoice_date"] = "due_date",
+              currency: Literal["base", "document"] = "base",
+              authorization: str | None = Header(None)) -> Table:
+        from rules.aging import aging_report, with_company_total
+
+        self.allow(authorization, "collector", "credit", "treasury")
+        when = self.state.checked_as_of(as_timestamp(as_of))
+        table = with_company_total(aging_report(self.state.ledger, when, basis=basis, currency=currency))
+        return Table(as_of=when.date(), rows=records(table), count=len(table))
+
+    @api.get("/dunning", response_model=Table, summary="Dunning proposal (collector)")
+    def dunning(self, as_of: datetime.date | None = None, authorization: str | None = Header(None)) -> Table:
+        from rules.dunning import dunning_proposal, load_policy
+        from serving.scoring import DEFAULT_DUNNING_POLICY
+
+        self.allow(authorization, "collector")
+        when = self.state.checked_as_of(as_timestamp(as_of))
+        table = dunning_proposal(self.state.ledger, when, load_policy(DEFAULT_DUNNING_POLICY))
+        return Table(as_of=when.date(), rows=records(table), count=len(table))
+
+    @api.get("/kpis", response_model=Table, summary="DSO, BPDSO, ADD, CEI and collection KPIs (credit, treasury)")
+    def kpis(self, start: Annotated[datetime.date, Query(alias="from")], end: Annotated[datetime.date, Query(alias="to")],
+             freq: Literal["month", "quarter"] = "month", customer_id: str | None = None,
+             authorization: str | None = Header(None)) -> Table:
+        from rules.kpis import COMPANY, kpi_report
+
+        self.allow(authorization, "credit", "treasury")
+        if end < start:
+            raise ValueError("'to' must not be before 'from'")
+        self.state.checked_as_of(pd.Timestamp(start))
+        table = kpi_report(self.state.ledger, pd.Timestamp(start), pd.Timestamp(end), freq)
+        table = table[table["customer_id"] == (customer_id or COMPANY)]
+        return Table(as_of=end, rows=records(table), count=len(table))
+
+
+def as_of_or_none(state: ServingState, as_of: datetime.date | None) -> pd.Timestamp:
+    return state.checked_as_of(as_timestamp(as_of))

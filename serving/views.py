@@ -1,0 +1,200 @@
+"""What the API and the web pages show, as plain functions over one loaded ledger and its champions.
+
+`ServingState` holds the ledger and the models loaded once at start-up, and caches the scores and the
+full worklist per `as_of` (building them is the expensive part; a request then filters a frame). Every
+method takes `as_of` explicitly; `default_as_of` is the last day the ledger has events for, never today.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.labels import last_event_date
+from ledger import Ledger, LedgerError, Problem
+from rules.worklist import WorklistPolicy
+from serving.reasons import feature_descriptions, top_reasons
+from serving.scoring import Champions, Scores, build_forecast, build_worklist, score, score_table
+
+CACHED_DATES = 4
+
+
+class NotFound(LookupError):
+    """A customer or invoice the ledger does not know at the date asked."""
+
+
+@dataclass
+class ServingState:
+    """The ledger and champions a service answers from, with per-date caches."""
+
+    ledger: Ledger
+    champions: Champions
+    policy: WorklistPolicy = field(default_factory=WorklistPolicy)
+    _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _worklists: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def default_as_of(self) -> pd.Timestamp:
+        """The last day with an event in the ledger: what 'now' means for this ledger."""
+        return last_event_date(self.ledger)
+
+    def checked_as_of(self, as_of: pd.Timestamp | None) -> pd.Timestamp:
+        """`as_of` (or the default) as a date within the ledger's history, else a clear error."""
+        as_of = self.default_as_of if as_of is None else pd.Timestamp(as_of).normalize()
+        first = self.ledger.invoices["invoice_date"].min()
+        if pd.isna(first) or as_of < first:
+            raise LedgerError(Problem("as_of", None, None, f"{as_of:%Y-%m-%d} is before the ledger's first invoice"
+                                      + ("" if pd.isna(first) else f" ({first:%Y-%m-%d})")), title="bad input")
+        return as_of
+
+    def scores(self, as_of: pd.Timestamp | None = None) -> Scores:
+        """Scores of every open document and customer at `as_of` (cached)."""
+        as_of = self.checked_as_of(as_of)
+        return self._cached(self._scores, as_of, lambda: score(
+            self.ledger, as_of, self.champions, horizon_days=self.policy.horizon_days))
+
+    def full_worklist(self, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The whole worklist at `as_of` (cached); filter it with `worklist`."""
+        as_of = self.checked_as_of(as_of)
+        return self._cached(self._worklists, as_of, lambda: build_worklist(
+            self.ledger, as_of, self.champions, policy=self.policy, scores=self.scores(as_of)))
+
+    def worklist(self, as_of: pd.Timestamp | None = None, collector: str | None = None,
+                 segment: str | None = None, top: int | None = None) -> pd.DataFrame:
+        """The worklist filtered by collector and segment, ranks renumbered, first `top` rows."""
+        table = self.full_worklist(as_of)
+        if collector is not None:
+            table = table[table["collector"] == collector]
+        if segment is not None:
+            table = table[table["segment"] == segment]
+        table = table.assign(rank=np.arange(1, len(table) + 1))
+        return table.head(top) if top is not None else table
+
+    def score_invoices(self, as_of: pd.Timestamp | None, invoice_ids: list[str] | None) -> pd.DataFrame:
+        """Scores of the given open documents (all when None), with bucket probabilities and reasons."""
+        scores = self.scores(as_of)
+        items = scores.items
+        if invoice_ids is not None:
+            unknown = sorted(set(invoice_ids) - set(items["invoice_id"]))
+            if unknown:
+                raise NotFound(f"not open at {scores.as_of:%Y-%m-%d}: {', '.join(unknown[:10])}")
+            items = items.set_index("invoice_id").loc[invoice_ids].reset_index()
+        table = score_table(Scores(scores.as_of, items, scores.customers)).set_index("invoice_id").loc[
+            items["invoice_id"]].reset_index()
+        buckets = bucket_probabilities(self.champions, items)
+        late = self.champions.late
+        reasons = (invoice_reasons(items, late.contributions(items)) if late is not None and len(items)
+                   else [[] for _ in range(len(items))])
+        return pd.concat([table, buckets.reset_index(drop=True)], axis=1).assign(reasons=reasons)
+
+    def customer(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
+        """Everything about one customer at `as_of`: open items with risk and reasons, aging, deterioration
+        with its explanation, worklist position and KPIs of the last three months."""
+        from rules.aging import aging_report
+        from rules.kpis import kpi_report
+
+        scores = self.scores(as_of)
+        as_of = scores.as_of
+        known = scores.customers["customer_id"] == customer_id
+        if not known.any():
+            raise NotFound(f"customer {customer_id!r} is not known at {as_of:%Y-%m-%d}")
+        facts = scores.customers[known].iloc[0]
+        items = self.score_invoices(as_of, scores.items.loc[scores.items["customer_id"] == customer_id,
+                                                            "invoice_id"].tolist())
+        aging = aging_report(self.ledger, as_of)
+        aging = aging[aging["customer_id"] == customer_id]
+        kpis = kpi_report(self.ledger, (as_of - pd.offsets.MonthBegin(3)).normalize(), as_of)
+        kpis = kpis[kpis["customer_id"] == customer_id]
+        worklist = self.full_worklist(as_of)
+        row = worklist[worklist["customer_id"] == customer_id]
+        info = self.ledger.customers.set_index("customer_id").loc[customer_id]
+        return {
+            "as_of": as_of, "customer_id": customer_id, "name": info["name"], "segment": info["segment"],
+            "collector": info.get("collector"), "credit_limit": info["credit_limit"],
+            "open_items": items, "aging": aging, "kpis": kpis,
+            "deterioration_probability": facts["deterioration_probability"],
+            "deteriorating": bool(facts["deteriorating"]),
+            "deterioration_reasons": self.deterioration_reasons(scores.customers[known]).get(customer_id, []),
+            "deterioration_contributions": self.deterioration_contributions(scores.customers[known]),
+            "worklist": row,
+        }
+
+    def deterioration_reasons(self, customers: pd.DataFrame) -> dict[str, list[str]]:
+        """Per customer: the deterioration model's top reasons in words."""
+        model = self.champions.deterioration
+        if model is None or customers.empty:
+            return {}
+        contributions = model.contributions(customers)
+        return {row.customer_id: top_reasons(contributions.loc[index], customers.loc[index])
+                for index, row in zip(customers.index, customers.itertuples(), strict=True)}
+
+    def deterioration_contributions(self, customers: pd.DataFrame, count: int = 8) -> list[dict]:
+        """The largest SHAP contributions (either sign) of one customer, for an explanation chart."""
+        model = self.champions.deterioration
+        if model is None or customers.empty:
+            return []
+        values = model.contributions(customers).iloc[0]
+        top = values.reindex(values.abs().sort_values(ascending=False).index).head(count)
+        return [{"feature": name, "contribution": float(value),
+                 "value": None if pd.isna(customers.iloc[0].get(name)) else float(customers.iloc[0][name])}
+                for name, value in top.items()]
+
+    def deterioration_flags(self, as_of: pd.Timestamp | None = None, flagged_only: bool = True,
+                            top: int | None = None) -> pd.DataFrame:
+        """Customers by deterioration probability, with the flag, the evidence and the reasons."""
+        scores = self.scores(as_of)
+        customers = scores.customers
+        if flagged_only:
+            customers = customers[customers["deteriorating"]]
+        customers = customers.sort_values(["deterioration_probability", "customer_id"], ascending=[False, True])
+        if top is not None:
+            customers = customers.head(top)
+        reasons = self.deterioration_reasons(customers)
+        evidence = ["open_ar_base", "overdue_amount_base", "max_days_past_due", "avg_days_late_last_10",
+                    "days_late_trend", "credit_utilisation", "broken_promises_180d", "open_disputes"]
+        table = customers[["customer_id", "deterioration_probability", "deteriorating",
+                           *[c for c in evidence if c in customers]]].reset_index(drop=True)
+        names = self.ledger.customers.set_index("customer_id")["name"]
+        return table.assign(name=table["customer_id"].map(names),
+                            reasons=[reasons.get(c, []) for c in table["customer_id"]])
+
+    def forecast(self, as_of: pd.Timestamp | None = None, horizon_weeks: int = 13, freq: str = "week") -> pd.DataFrame:
+        """The cash forecast at `as_of` (see `serving.scoring.build_forecast`)."""
+        scores = self.scores(as_of)
+        return build_forecast(self.ledger, scores.as_of, self.champions, horizon_weeks=horizon_weeks, freq=freq,
+                              scores=scores)
+
+    def _cached(self, cache: OrderedDict, key: pd.Timestamp, build):
+        with self._lock:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+        value = build()
+        with self._lock:
+            cache[key] = value
+            while len(cache) > CACHED_DATES:
+                cache.popitem(last=False)
+        return value
+
+
+def invoice_reasons(items: pd.DataFrame, contributions: pd.DataFrame, count: int = 3) -> list[list[str]]:
+    """Per open document: the late-payment model's top reasons in words."""
+    words = feature_descriptions()
+    return [top_reasons(contributions.iloc[position], items.iloc[position], count, words)
+            for position in range(len(items))]
+
+
+def bucket_probabilities(champions: Champions, items: pd.DataFrame) -> pd.DataFrame:
+    """P(on time) and P(1-30 / 31-60 / 61-90 / 90+ days late) per item (NaN without a late model)."""
+    from models.late_payment import BUCKET_NAMES
+
+    if champions.late is None or items.empty:
+        return pd.DataFrame(np.nan, index=items.index, columns=[f"p_{name}" for name in BUCKET_NAMES])
+    buckets = champions.late.predict_buckets(items)
+    return buckets.rename(columns={name: f"p_{name}" for name in buckets.columns})
+
