@@ -5,10 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := out/demo
+# The demo ledger runs from 2022-01-01 for 24 months: its last day is the date the worklist and forecast are for.
+DEMO_AS_OF := 2023-12-31
+PORT ?= 3000
 export BENTOML_DO_NOT_TRACK := True
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo serve test lint bench clean
 
 install: $(STAMP)
 
@@ -24,6 +27,12 @@ demo: $(STAMP)
 	$(BIN)/arrisk validate $(DEMO)/ibm
 	$(BIN)/arrisk train --ledger $(DEMO)/synthetic --report-dir $(DEMO)/backtest-synthetic
 	$(BIN)/arrisk backtest --ledger $(DEMO)/ibm --out $(DEMO)/backtest-ibm --origins 6
+	$(BIN)/python -m serving.smoke --ledger $(DEMO)/synthetic
+	COLUMNS=150 $(BIN)/arrisk worklist --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --top 10
+	COLUMNS=150 $(BIN)/arrisk forecast --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --horizon-weeks 13
+
+serve: $(STAMP)
+	$(BIN)/arrisk serve --ledger $(DEMO)/synthetic --port $(PORT) --tokens-file configs/tokens.example.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,6 +42,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/backtest_models.py
+	$(BIN)/python benchmarks/forecast.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

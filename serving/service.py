@@ -75,6 +75,15 @@ class ScoreRequest(BaseModel):
                                           description="Open documents to score; default: all open documents.")
 
 
+class CustomerRisk(BaseModel):
+    as_of: datetime.date
+    customer_id: str
+    deterioration_probability: float | None
+    deteriorating: bool
+    deterioration_reasons: list[str]
+    open_items: list[dict[str, Any]]
+
+
 class CustomerView(BaseModel):
     as_of: datetime.date
     customer_id: str
@@ -176,6 +185,8 @@ class ARRiskService:
     def __init__(self) -> None:
         self.state, self.tokens, self.ledger_path = load_state(dict(os.environ))
         self.fingerprint = self.state.ledger.fingerprint()
+        # Score and rank the ledger's latest day now, so the first request of the morning is fast.
+        self.state.full_worklist()
         if not len(self.tokens):
             log.warning("no API tokens configured (%s / %s): every endpoint but health answers 401",
                         "ARRISK_TOKENS_FILE", "ARRISK_API_TOKENS")
@@ -218,6 +229,17 @@ class ARRiskService:
         when = self.state.checked_as_of(as_timestamp(as_of))
         table = self.state.worklist(when, collector=collector, segment=segment, top=top)
         return Table(as_of=when.date(), rows=records(table), count=len(table))
+
+    @api.get("/customers/{customer_id}/risk", response_model=CustomerRisk,
+             summary="One customer's open items scored with reasons, and its deterioration risk (collector, credit)")
+    def customer_risk(self, customer_id: str, as_of: datetime.date | None = None,
+                      authorization: str | None = Header(None)) -> CustomerRisk:
+        self.allow(authorization, "collector", "credit")
+        risk = self.state.customer_risk(customer_id, as_of_or_none(self.state, as_of))
+        return CustomerRisk(as_of=risk["as_of"].date(), customer_id=customer_id,
+                            deterioration_probability=_plain(risk["deterioration_probability"]),
+                            deteriorating=risk["deteriorating"], deterioration_reasons=risk["deterioration_reasons"],
+                            open_items=records(risk["open_items"]))
 
     @api.get("/customers/{customer_id}", response_model=CustomerView,
              summary="One customer: open items, aging, risk, explanation, KPIs (collector, credit)")

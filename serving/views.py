@@ -92,6 +92,21 @@ class ServingState:
                    else [[] for _ in range(len(items))])
         return pd.concat([table, buckets.reset_index(drop=True)], axis=1).assign(reasons=reasons)
 
+    def customer_risk(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
+        """One customer's risk at `as_of`: its open items scored with reasons, and its deterioration
+        probability, flag and reasons (the light part of the customer view)."""
+        scores = self.scores(as_of)
+        known = scores.customers["customer_id"] == customer_id
+        if not known.any():
+            raise NotFound(f"customer {customer_id!r} is not known at {scores.as_of:%Y-%m-%d}")
+        facts = scores.customers[known]
+        items = self.score_invoices(scores.as_of, scores.items.loc[scores.items["customer_id"] == customer_id,
+                                                                   "invoice_id"].tolist())
+        return {"as_of": scores.as_of, "customer_id": customer_id, "open_items": items,
+                "deterioration_probability": facts["deterioration_probability"].iloc[0],
+                "deteriorating": bool(facts["deteriorating"].iloc[0]),
+                "deterioration_reasons": self.deterioration_reasons(facts).get(customer_id, [])}
+
     def customer(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
         """Everything about one customer at `as_of`: open items with risk and reasons, aging, deterioration
         with its explanation, worklist position and KPIs of the last three months."""

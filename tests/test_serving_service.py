@@ -1,0 +1,201 @@
+"""The BentoML service through its ASGI app: every endpoint, scope and error path, with no network."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+from serving.auth import hash_token
+from serving.scoring import score, score_table
+from tests.conftest import SCORING_DATE
+
+TOKENS = {scope: f"arr_test_{scope}_token_0123456789" for scope in ("collector", "credit", "treasury", "admin")}
+AS_OF = f"{SCORING_DATE:%Y-%m-%d}"
+
+
+def bearer(scope: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[scope]}"}
+
+
+@pytest.fixture(scope="module")
+def client(scoring_ledger, champion_store, tmp_path_factory):
+    from ledger import write_ledger
+
+    ledger_dir = tmp_path_factory.mktemp("service") / "ledger"
+    write_ledger(scoring_ledger, ledger_dir)
+    collector = scoring_ledger.customers["collector"].iloc[0]
+    entries = [f"{scope}:{scope}-user:{scope}:{hash_token(token)}" + (f":{collector}" if scope == "collector" else "")
+               for scope, token in TOKENS.items()]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARRISK_LEDGER", str(ledger_dir))
+        patch.setenv("ARRISK_TRACKING_URI", champion_store)
+        patch.setenv("ARRISK_API_TOKENS", ",".join(entries))
+        patch.delenv("ARRISK_TOKENS_FILE", raising=False)
+        from serving.service import ARRiskService
+
+        with no_network(patch), TestClient(ARRiskService.to_asgi(), raise_server_exceptions=False) as test_client:
+            test_client.collector = collector
+            yield test_client
+
+
+class no_network:
+    """Refuse every connection that leaves the machine while the service starts and answers."""
+
+    def __init__(self, patch: pytest.MonkeyPatch):
+        self.patch = patch
+
+    def __enter__(self):
+        real_connect = socket.socket.connect
+
+        def local_only(sock, address):
+            host = address[0] if isinstance(address, tuple) else address
+            if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("/"):
+                raise OSError(f"network access attempted: {address}")
+            return real_connect(sock, address)
+
+        self.patch.setattr(socket.socket, "connect", local_only)
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_health_needs_no_token_and_says_ready(client):
+    response = client.get("/v1/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok", "ready": True}
+
+
+PROTECTED = [
+    ("get", "/v1/info", None), ("post", "/v1/score", {"as_of": AS_OF}), ("get", "/v1/worklist", None),
+    ("get", "/v1/customers/X", None), ("get", "/v1/customers/X/risk", None), ("get", "/v1/deterioration", None), ("get", "/v1/forecast", None),
+    ("get", "/v1/aging", None), ("get", "/v1/dunning", None), ("get", "/v1/kpis?from=2023-01-01&to=2023-03-31", None),
+]
+
+
+@pytest.mark.parametrize("method, path, body", PROTECTED)
+def test_every_endpoint_but_health_needs_a_token(client, method, path, body):
+    for headers in ({}, {"Authorization": "Bearer arr_wrong"}, {"Authorization": "Basic abc"}):
+        response = client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"] == "unauthorized"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("method, path, body, allowed", [
+    ("post", "/v1/score", {"as_of": AS_OF, "invoice_ids": None}, {"collector", "credit"}),
+    ("get", "/v1/worklist?top=2", None, {"collector"}),
+    ("get", "/v1/deterioration?top=2", None, {"credit"}),
+    ("get", "/v1/forecast?horizon_weeks=2", None, {"treasury"}),
+    ("get", "/v1/dunning", None, {"collector"}),
+    ("get", "/v1/kpis?from=2023-04-01&to=2023-05-31", None, {"credit", "treasury"}),
+])
+def test_scopes_gate_endpoints_and_admin_may_do_everything(client, method, path, body, allowed):
+    for scope in TOKENS:
+        response = client.request(method, path, json=body, headers=bearer(scope))
+        if scope in allowed or scope == "admin":
+            assert response.status_code == 200, (scope, response.text)
+        else:
+            assert response.status_code == 403, (scope, response.text)
+            assert response.json()["error"] == "forbidden"
+
+
+def test_info_reports_model_versions_and_the_ledger_fingerprint(client, scoring_ledger):
+    body = client.get("/v1/info", headers=bearer("credit")).json()
+    assert body["ledger_fingerprint"] == scoring_ledger.fingerprint()
+    assert body["model_versions"] == {"late": "1", "timing": "1", "deterioration": "1"}
+    assert body["default_as_of"] == AS_OF and body["user"] == "credit-user"
+
+
+def test_api_scores_equal_the_batch_scores(client, scoring_ledger, champions):
+    batch = score_table(score(scoring_ledger, SCORING_DATE, champions)).set_index("invoice_id")
+    wanted = batch.index[:5].tolist()
+    response = client.post("/v1/score", json={"as_of": AS_OF, "invoice_ids": wanted}, headers=bearer("collector"))
+    assert response.status_code == 200, response.text
+    rows = pd.DataFrame(response.json()["rows"]).set_index("invoice_id")
+    assert rows.index.tolist() == wanted
+    assert np.allclose(rows["p_late"], batch.loc[wanted, "p_late"])
+    assert np.allclose(rows["p_unpaid"], batch.loc[wanted, "p_unpaid"])
+    assert (rows["pay_date_p50"] == batch.loc[wanted, "pay_date_p50"].dt.strftime("%Y-%m-%d")).all()
+    buckets = rows[["p_on_time", "p_late_1_30", "p_late_31_60", "p_late_61_90", "p_late_90_plus"]].sum(axis=1)
+    assert np.allclose(buckets, 1.0)
+    assert all(len(reasons) >= 1 for reasons in rows["reasons"])
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"as_of": "2023-02-30"}, 422, "as_of"),
+    ({"as_of": AS_OF, "invoice_ids": []}, 422, "invoice_ids"),
+    ({"as_of": AS_OF, "invoice_ids": "INV1"}, 422, "invoice_ids"),
+    ({"as_of": "1990-01-01"}, 400, "as_of"),
+    ({"as_of": AS_OF, "invoice_ids": ["NOPE"]}, 404, "NOPE"),
+])
+def test_bad_score_requests_are_4xx_naming_the_problem(client, body, status, field):
+    response = client.post("/v1/score", json=body, headers=bearer("collector"))
+    assert response.status_code == status
+    assert field in response.text and "Traceback" not in response.text
+
+
+def test_worklist_of_a_collector_token_is_its_portfolio(client):
+    mine = client.get(f"/v1/worklist?as_of={AS_OF}", headers=bearer("collector")).json()
+    everyone = client.get(f"/v1/worklist?as_of={AS_OF}", headers=bearer("admin")).json()
+    assert 0 < mine["count"] < everyone["count"]
+    assert {row["collector"] for row in mine["rows"]} == {client.collector}
+    assert [row["rank"] for row in mine["rows"]] == list(range(1, mine["count"] + 1))
+    top = client.get(f"/v1/worklist?as_of={AS_OF}&top=3", headers=bearer("admin")).json()
+    assert [row["customer_id"] for row in top["rows"]] == [row["customer_id"] for row in everyone["rows"][:3]]
+    assert client.get("/v1/worklist?top=0", headers=bearer("admin")).status_code == 422
+
+
+def test_customer_view_has_items_risk_explanation_and_kpis(client):
+    first = client.get(f"/v1/worklist?as_of={AS_OF}&top=1", headers=bearer("admin")).json()["rows"][0]
+    response = client.get(f"/v1/customers/{first['customer_id']}?as_of={AS_OF}", headers=bearer("credit"))
+    assert response.status_code == 200, response.text
+    view = response.json()
+    assert view["worklist"]["rank"] == 1
+    assert len(view["open_items"]) >= 1 and all("p_late" in item for item in view["open_items"])
+    assert 0 <= view["deterioration_probability"] <= 1
+    assert view["deterioration_contributions"] and view["aging"] and view["kpis"]
+    assert client.get("/v1/customers/NOBODY", headers=bearer("credit")).status_code == 404
+    risk = client.get(f"/v1/customers/{first['customer_id']}/risk?as_of={AS_OF}", headers=bearer("collector")).json()
+    assert [item["invoice_id"] for item in risk["open_items"]] == [item["invoice_id"] for item in view["open_items"]]
+    assert risk["deterioration_probability"] == pytest.approx(view["deterioration_probability"])
+    assert client.get("/v1/customers/NOBODY/risk", headers=bearer("collector")).status_code == 404
+
+
+def test_deterioration_flags_come_with_evidence_and_reasons(client):
+    body = client.get(f"/v1/deterioration?as_of={AS_OF}&flagged_only=false&top=5", headers=bearer("credit")).json()
+    probabilities = [row["deterioration_probability"] for row in body["rows"]]
+    assert probabilities == sorted(probabilities, reverse=True) and body["count"] == 5
+    assert all("max_days_past_due" in row and isinstance(row["reasons"], list) for row in body["rows"])
+
+
+def test_forecast_has_thirteen_weeks_per_currency_with_intervals_and_baselines(client):
+    body = client.get(f"/v1/forecast?as_of={AS_OF}", headers=bearer("treasury")).json()
+    rows = pd.DataFrame(body["rows"])
+    total = rows[rows["converted"]]
+    assert len(total) == 13 and total["period"].tolist() == list(range(1, 14))
+    assert (total["p10"] <= total["p50"]).all() and (total["p50"] <= total["p90"]).all()
+    assert "baseline_pays_on_due_date" in rows
+    days = client.get(f"/v1/forecast?as_of={AS_OF}&freq=day&horizon_weeks=2&currency=eur",
+                      headers=bearer("treasury")).json()
+    assert days["count"] >= 14 and {row["currency"] for row in days["rows"]} == {"EUR"}
+    assert client.get("/v1/forecast?freq=month", headers=bearer("treasury")).status_code == 422
+    assert client.get("/v1/forecast?horizon_weeks=99", headers=bearer("treasury")).status_code == 422
+
+
+def test_rules_endpoints_answer_and_reject_bad_dates(client):
+    aging = client.get(f"/v1/aging?as_of={AS_OF}", headers=bearer("collector")).json()
+    assert aging["rows"][-1]["customer_id"] == "(all customers)"
+    kpis = client.get("/v1/kpis?from=2023-01-01&to=2023-03-31", headers=bearer("credit")).json()
+    assert kpis["count"] == 3 and all(row["dso_simple"] is not None for row in kpis["rows"])
+    assert client.get("/v1/kpis?from=2023-03-31&to=2023-01-01", headers=bearer("credit")).status_code == 400
+    assert client.get("/v1/kpis?from=2023-01-01", headers=bearer("credit")).status_code == 422
+    assert client.get("/v1/aging?basis=posting_date", headers=bearer("credit")).status_code == 422
+
+
+def test_openapi_docs_are_served(client):
+    schema = client.get("/v1/openapi.json").json()
+    assert {"/health", "/score", "/worklist", "/customers/{customer_id}", "/forecast"} <= set(schema["paths"])
