@@ -199,3 +199,19 @@ def test_rules_endpoints_answer_and_reject_bad_dates(client):
 def test_openapi_docs_are_served(client):
     schema = client.get("/v1/openapi.json").json()
     assert {"/health", "/score", "/worklist", "/customers/{customer_id}", "/forecast"} <= set(schema["paths"])
+
+
+def test_bentofile_builds_a_bento_offline(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    environment = dict(os.environ, BENTOML_HOME=str(tmp_path / "bentoml"), BENTOML_DO_NOT_TRACK="True")
+    result = subprocess.run([sys.executable, "-m", "bentoml", "build", str(root), "--output", "tag"],
+                            capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    bentos = list((tmp_path / "bentoml" / "bentos" / "ar_risk").glob("*/src/serving/service.py"))
+    assert len(bentos) == 1
+    assert (bentos[0].parents[1] / "configs" / "worklist" / "default.yaml").exists()
