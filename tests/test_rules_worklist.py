@@ -158,3 +158,27 @@ def test_policy_file_rejects_unknown_keys(tmp_path):
     with pytest.raises(WorklistPolicyError, match="deterioration_weight"):
         load_worklist_policy(path)
     assert load_worklist_policy().horizon_days == 30
+
+
+def test_an_item_due_today_is_not_overdue_and_a_partial_payment_counts_what_is_left():
+    ledger = tiny_ledger()
+    # I2 (500, 300 paid on 1 March) is due on 2 March: not overdue that day, overdue the next.
+    on_due_date, customers = scored_tiny("2024-03-02", p_unpaid=1.0)
+    table = worklist(ledger, pd.Timestamp("2024-03-02"), on_due_date, customers, WorklistPolicy())
+    assert "C1" not in set(table["customer_id"])
+    day_after, customers = scored_tiny("2024-03-03", p_unpaid=1.0)
+    table = worklist(ledger, pd.Timestamp("2024-03-03"), day_after, customers, WorklistPolicy()).set_index("customer_id")
+    assert table.loc["C1", "overdue_amount_base"] == pytest.approx(200.0)
+    assert table.loc["C1", "money_at_risk_base"] == pytest.approx(200.0)
+
+
+def test_a_customer_with_only_unapplied_cash_is_not_chased():
+    ledger = tiny_ledger()
+    extra_customer = ledger.customers.iloc[[1]].assign(customer_id="C3", name="Cash Only Ltd")
+    payment = ledger.payments.iloc[[2]].assign(payment_id="P9", customer_id="C3", amount=75.0, amount_base=75.0)
+    ledger = ledger.replace(customers=pd.concat([ledger.customers, extra_customer], ignore_index=True),
+                            payments=pd.concat([ledger.payments, payment], ignore_index=True))
+    items, customers = feature_frames(ledger, pd.Timestamp("2024-04-10"))
+    table = worklist(ledger, pd.Timestamp("2024-04-10"), items.assign(p_unpaid=0.5),
+                     customers.assign(deteriorating=False), POLICY)
+    assert "C3" not in set(table["customer_id"]) and list(table["customer_id"]) == ["C1", "C2"]
