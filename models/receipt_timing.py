@@ -101,24 +101,28 @@ class ReceiptTimingModel(BaseEstimator):
             matrix["days_past_due_in_period"] = matrix[self.days_past_due_column] + (period - 1) * self.period_days
         return matrix
 
-    def period_hazard(self, X: pd.DataFrame) -> np.ndarray:
-        """P(paid in period k | unpaid at its start), shape (invoices, periods)."""
+    def period_hazard(self, X: pd.DataFrame, periods: int | None = None) -> np.ndarray:
+        """P(paid in period k | unpaid at its start) for the first `periods` periods (all when None),
+        shape (invoices, periods)."""
         check_is_fitted(self, "hazard_")
-        n, periods = len(X), self.periods
+        n = len(X)
+        periods = self.periods if periods is None else max(1, min(int(periods), self.periods))
         rows = np.repeat(np.arange(n), periods)
         period = np.tile(np.arange(1, periods + 1), n)
         matrix = self._period_matrix(self.encoder_.transform(X), rows, period)
         return self.hazard_.predict_proba(matrix)[:, 1].reshape(n, periods)
 
-    def paid_share(self, X: pd.DataFrame) -> np.ndarray:
+    def paid_share(self, X: pd.DataFrame, periods: int | None = None) -> np.ndarray:
         """P(paid by the end of period k), shape (invoices, periods), non-decreasing along k."""
-        return 1 - np.cumprod(1 - self.period_hazard(X), axis=1)
+        return 1 - np.cumprod(1 - self.period_hazard(X, periods), axis=1)
 
     def predict_cdf(self, X: pd.DataFrame, days: Sequence[float]) -> np.ndarray:
-        """P(paid within d days of the cutoff) for each d (linear within a period), shape (invoices, days)."""
-        by_period = np.column_stack([np.zeros(len(X)), self.paid_share(X)])
+        """P(paid within d days of the cutoff) for each d (linear within a period), shape (invoices, days).
+        Only the periods up to the largest d are predicted (the hazard of a period depends on no later one)."""
         days = np.clip(np.asarray(days, dtype=float), 0, self.periods * self.period_days)
-        period = np.minimum((days // self.period_days).astype(int), self.periods - 1)
+        needed = max(1, int(np.ceil(days.max() / self.period_days))) if days.size else 1
+        by_period = np.column_stack([np.zeros(len(X)), self.paid_share(X, needed)])
+        period = np.minimum((days // self.period_days).astype(int), needed - 1)
         fraction = days / self.period_days - period
         return by_period[:, period] + fraction * (by_period[:, period + 1] - by_period[:, period])
 

@@ -150,9 +150,10 @@ def _flag(table: pd.DataFrame, key: str, column: str, keys: pd.Series) -> np.nda
 
 
 def dunning_proposal(ledger: Ledger, as_of: pd.Timestamp, policy: DunningPolicy,
-                     tolerance: float = MONEY_TOLERANCE) -> pd.DataFrame:
+                     tolerance: float = MONEY_TOLERANCE, letters: bool = True) -> pd.DataFrame:
     """Per overdue open invoice due for its next level: level, fee, interest, channel and letter,
-    or held / skipped with the reason."""
+    or held / skipped with the reason (`letters=False` leaves the letter text empty: rendering is the
+    slow part and the worklist needs only the next level)."""
     as_of = pd.Timestamp(as_of).normalize()
     known = known_at(ledger, as_of)
     state = document_state(known, as_of, tolerance)
@@ -180,7 +181,7 @@ def dunning_proposal(ledger: Ledger, as_of: pd.Timestamp, policy: DunningPolicy,
     items["fee"] = items["fee"].where(charged, 0.0)
     items["interest"] = (items["open_amount"] * items["interest_rate"] * items["days_past_due"] / 365).where(charged, 0.0)
     items["name"] = items["customer_id"].map(known.customers.set_index("customer_id")["name"])
-    items["letter_text"] = letters(items, as_of)
+    items["letter_text"] = rendered_letters(items, as_of) if letters else ""
     columns = ["customer_id", "name", "invoice_id", "currency", "due_date", "days_past_due", "open_amount",
                "last_level", "last_issued_date", "level", "channel", "fee", "interest", "status", "reason",
                "letter_text"]
@@ -188,7 +189,7 @@ def dunning_proposal(ledger: Ledger, as_of: pd.Timestamp, policy: DunningPolicy,
     return items.assign(order=order).sort_values(["order", "customer_id", "invoice_id"])[columns].reset_index(drop=True)
 
 
-def letters(items: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+def rendered_letters(items: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
     """The letter of each proposed customer and level, on each of its rows ("" for held and skipped)."""
     text = pd.Series("", index=items.index, dtype=object)
     proposed = items[items["status"] == PROPOSED]

@@ -301,8 +301,9 @@ def score(
     checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
     ledger = read_ledger(ledger_dir)
-    scores = score_ledger(ledger, cutoff, champions_from(tracking_uri))
-    show_or_write(score_table(scores), out, f"Scores as of {cutoff:%Y-%m-%d}")
+    champions = champions_from(tracking_uri)
+    scores = score_ledger(ledger, cutoff, champions)
+    show_or_write(score_table(scores, champions), out, f"Scores as of {cutoff:%Y-%m-%d}")
 
 
 @app.command()
@@ -407,6 +408,127 @@ def serve(
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:ARRiskService", "--host", host,
                "--port", str(port), "--working-dir", str(root)]
     raise typer.Exit(subprocess.call(command, env=environment))
+
+
+report_app = typer.Typer(help="Monitoring and management reports (HTML for people, JSON for machines).",
+                         no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("drift")
+@reports_bad_input
+def report_drift(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    as_of: Annotated[str, typer.Option(help="The recent date to compare with the training reference.")],
+    out: Annotated[Path, typer.Option(help="Folder for drift.html and drift.json.")] = Path("out/reports"),
+    reference_months: Annotated[int, typer.Option(min=1, max=24, help="Month ends in the reference.")] = 6,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+) -> None:
+    """Feature and prediction drift at a date against the champion's training months, with a verdict."""
+    from monitoring.drift import drift_report, write_drift_report
+    from training.pipeline import MODEL_NAMES
+    from training.tracking import champion_run, default_tracking_uri
+
+    cutoff = parse_date(as_of, "--as-of")
+    uri = tracking_uri or default_tracking_uri()
+    champions = champions_from(uri)
+    logged = champion_run(uri, MODEL_NAMES["late"])
+    trained = (logged or {}).get("params", {}).get("trained_until")
+    trained_until = pd.Timestamp(trained) if trained else None
+    if trained_until is not None and trained_until >= cutoff:
+        trained_until = None  # the champion saw this date: compare with the months before it instead
+    ledger = read_ledger(ledger_dir)
+    report = rules_call("--as-of", lambda: drift_report(ledger, cutoff, champions, trained_until, reference_months))
+    html_path, json_path = write_drift_report(report, out)
+    summary = report.summary
+    console.print(f"{summary['drifted_share']:.0%} of {summary['features_compared']} features drifted "
+                  f"(reference {summary['reference_cutoffs'][0]} to {summary['reference_cutoffs'][-1]}, "
+                  f"{summary['rows']['reference']:,} rows; current {summary['rows']['current']:,} rows)",
+                  highlight=False)
+    for item in summary["drifted_features"][:10]:
+        console.print(f"  {item['column']}: {item['method']} {item['score']:.3f} (threshold {item['threshold']})",
+                      highlight=False)
+    verdict = "retrain: " + "; ".join(summary["reasons"]) if summary["retrain"] else "no retraining needed"
+    console.print(verdict, highlight=False)
+    console.print(f"wrote {html_path} and {json_path}")
+
+
+@report_app.command("performance")
+@reports_bad_input
+def report_performance(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    from_: Annotated[str | None, typer.Option("--from", help="First month end to score (YYYY-MM-DD).")] = None,
+    to: Annotated[str | None, typer.Option(help="Last month end to score (YYYY-MM-DD).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for performance.html and performance.json.")] = Path("out/reports"),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+) -> None:
+    """The champions' realised metrics per month once outcomes are known, beside the baselines."""
+    from monitoring.performance import performance_table, scored_months, write_performance
+    from training.pipeline import MODEL_NAMES
+    from training.tracking import champion_run, default_tracking_uri
+
+    start = parse_date(from_, "--from") if from_ else None
+    end = parse_date(to, "--to") if to else None
+    uri = tracking_uri or default_tracking_uri()
+    champions = champions_from(uri)
+    champions.require("late")
+    champions.require("timing")
+    logged = champion_run(uri, MODEL_NAMES["late"]) or {}
+    trained = logged.get("params", {}).get("trained_until")
+    ledger = read_ledger(ledger_dir)
+    table = performance_table(scored_months(ledger, champions, start, end), pd.Timestamp(trained) if trained else None)
+    if table.empty:
+        raise LedgerError(Problem("--from/--to", None, None, "no month end in that range has 91 days of outcomes "
+                                  "after it"), title="nothing to report")
+    html_path, json_path = write_performance(table, ledger.fingerprint(), out)
+    shown = ["month", "in_training", "auc_model", "auc_customer_late_rate", "mae_days_model",
+             "mae_days_pays_on_due_date", "wape_13w_model", "wape_13w_pays_on_due_date"]
+    from rules.output import rich_table
+
+    console.print(rich_table(table[shown].assign(month=table["month"].dt.strftime("%Y-%m-%d")).round(3),
+                             title="Champion performance by month"))
+    console.print(f"wrote {html_path} and {json_path}")
+
+
+@report_app.command("kpis")
+@reports_bad_input
+def report_kpis(
+    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
+    to: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")],
+    freq: Annotated[str, typer.Option(help="Period: month or quarter.")] = "month",
+    out: Annotated[Path, typer.Option(help="Folder for kpis.html, kpis.xlsx and kpis.json.")] = Path("out/reports"),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store for the deterioration model "
+                                                          "(default: local mlflow/; skipped when it has none).")] = None,
+) -> None:
+    """KPI dashboard: DSO, BPDSO, ADD, CEI, aging mix, promise and dispute rates and the top deteriorating
+    customers over time, as one offline HTML page and an Excel workbook."""
+    from monitoring.kpi_dashboard import write_kpi_dashboard
+    from rules.kpis import kpi_periods
+
+    start, end = parse_date(from_, "--from"), parse_date(to, "--to")
+    ledger = read_ledger(ledger_dir)
+    periods = rules_call("--from/--to/--freq", lambda: kpi_periods(start, end, freq))  # type: ignore[arg-type]
+    model = champions_from(tracking_uri).deterioration
+    deterioration = deterioration_by_period(ledger, model, periods["period_end"]) if model is not None else None
+    html_path, xlsx_path = rules_call("--from/--to/--freq", lambda: write_kpi_dashboard(
+        ledger, start, end, out, freq, deterioration))  # type: ignore[arg-type]
+    console.print(f"wrote {html_path}, {xlsx_path} and {out / 'kpis.json'}"
+                  + ("" if model is not None else " (no deterioration model: that section is left out)"))
+
+
+def deterioration_by_period(ledger: Ledger, model, period_ends: pd.Series) -> pd.DataFrame:
+    """P(deteriorate) of every known customer at each period end, from the customer features then."""
+    from features import customer_features_at
+
+    frames = []
+    for period_end in period_ends:
+        if period_end < ledger.invoices["invoice_date"].min():
+            continue
+        customers = customer_features_at(ledger, period_end)
+        frames.append(pd.DataFrame({"period_end": period_end, "customer_id": customers["customer_id"],
+                                    "deterioration_probability": model.predict_proba(customers)[:, 1]}))
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def compact_worklist(table: pd.DataFrame) -> pd.DataFrame:

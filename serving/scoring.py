@@ -75,18 +75,15 @@ def open_documents(ledger: Ledger, features: pd.DataFrame) -> pd.DataFrame:
 
 def score(ledger: Ledger, as_of: pd.Timestamp, champions: Champions,
           config: FeatureConfig | None = None, horizon_days: int = UNPAID_HORIZON_DAYS) -> Scores:
-    """Per open document: P(late), expected days late, pay-date quantiles and P(still unpaid after
-    `horizon_days`); per customer: P(deteriorate) and the flag."""
+    """Per open document: P(late), expected days late and P(still unpaid after `horizon_days`); per
+    customer: P(deteriorate) and the flag. Pay-date quantiles need the whole timing distribution, so
+    `with_pay_dates` adds them to the rows that show them."""
     as_of = pd.Timestamp(as_of).normalize()
     invoice_features, customer_features = feature_frames(ledger, as_of, config)
     items = open_documents(ledger, invoice_features)
     timing = champions.require("timing")
-    quantiles = timing.predict_quantiles(items) if len(items) else pd.DataFrame(columns=["p10", "p50", "p90"])
     paid_by_horizon = timing.predict_cdf(items, [horizon_days])[:, 0] if len(items) else np.array([])
     items["p_unpaid"] = 1 - paid_by_horizon
-    for name in ("p10", "p50", "p90"):
-        days = quantiles[name].to_numpy(dtype=float)
-        items[f"pay_date_{name}"] = as_of + pd.to_timedelta(np.ceil(days), unit="D")
     if champions.late is not None and len(items):
         items["p_late"] = champions.late.predict_proba(items)[:, 1]
         items["expected_days_late"] = champions.late.predict_days_late(items)
@@ -108,9 +105,19 @@ SCORE_COLUMNS = ["invoice_id", "customer_id", "currency", "due_date", "open_amou
                  "p_unpaid"]
 
 
-def score_table(scores: Scores) -> pd.DataFrame:
+def with_pay_dates(items: pd.DataFrame, champions: Champions, as_of: pd.Timestamp) -> pd.DataFrame:
+    """`items` with the 10/50/90% pay dates of the receipt-timing distribution (days rounded up)."""
+    timing = champions.require("timing")
+    quantiles = timing.predict_quantiles(items) if len(items) else pd.DataFrame(columns=["p10", "p50", "p90"])
+    dates = {f"pay_date_{name}": as_of + pd.to_timedelta(np.ceil(quantiles[name].to_numpy(dtype=float)), unit="D")
+             for name in ("p10", "p50", "p90")}
+    return items.assign(**dates)
+
+
+def score_table(scores: Scores, champions: Champions) -> pd.DataFrame:
     """The `arrisk score` output: one row per open document, in invoice id order."""
-    return scores.items[SCORE_COLUMNS].sort_values("invoice_id", ignore_index=True)
+    items = with_pay_dates(scores.items, champions, scores.as_of)
+    return items[SCORE_COLUMNS].sort_values("invoice_id", ignore_index=True)
 
 
 def worklist_reasons(scores: Scores, champions: Champions, customer_ids: list[str]) -> dict[str, list[str]]:
@@ -125,19 +132,21 @@ def worklist_reasons(scores: Scores, champions: Champions, customer_ids: list[st
 
 def build_worklist(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *, policy=None, dunning_policy=None,
                    collector: str | None = None, segment: str | None = None, top: int | None = None,
-                   scores: Scores | None = None) -> pd.DataFrame:
-    """The prioritised worklist as of `as_of` with the champions' risk and reasons."""
+                   scores: Scores | None = None, reasons: bool = True) -> pd.DataFrame:
+    """The prioritised worklist as of `as_of` with the champions' risk and reasons (`reasons=False`:
+    rule reasons only, for a caller that explains just the rows it shows)."""
     from rules.dunning import dunning_proposal, load_policy
     from rules.worklist import DEFAULT_POLICY, load_worklist_policy, worklist
 
     policy = policy or load_worklist_policy(DEFAULT_POLICY)
     scores = scores or score(ledger, as_of, champions, horizon_days=policy.horizon_days)
     dunning_policy = dunning_policy or load_policy(DEFAULT_DUNNING_POLICY)
-    dunning = dunning_proposal(ledger, scores.as_of, dunning_policy)
+    dunning = dunning_proposal(ledger, scores.as_of, dunning_policy, letters=False)
     table = worklist(ledger, scores.as_of, scores.items, scores.customers, policy, dunning=dunning,
                      collector=collector, segment=segment, top=top)
-    reasons = worklist_reasons(scores, champions, table["customer_id"].tolist())
-    return fill_reasons(table, reasons)
+    if not reasons:
+        return table
+    return fill_reasons(table, worklist_reasons(scores, champions, table["customer_id"].tolist()))
 
 
 def fill_reasons(table: pd.DataFrame, reasons: dict[str, list[str]]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ Run it with `arrisk serve` or `bentoml serve serving.service:ARRiskService`.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ import bentoml
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from ledger import LedgerError
@@ -36,7 +37,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LEDGER = PROJECT_ROOT / "out" / "demo" / "synthetic"
-LEDGER_ENV, TRACKING_ENV = "ARRISK_LEDGER", "ARRISK_TRACKING_URI"
+LEDGER_ENV, TRACKING_ENV, REPORTS_ENV = "ARRISK_LEDGER", "ARRISK_TRACKING_URI", "ARRISK_REPORTS"
+DEFAULT_REPORTS = PROJECT_ROOT / "out" / "reports"
+# What `arrisk report drift | performance | kpis` write; only these names are ever served.
+REPORT_FILES = {"drift.html": "text/html", "drift.json": "application/json", "performance.html": "text/html",
+                "performance.json": "application/json", "kpis.html": "text/html", "kpis.json": "application/json",
+                "kpis.xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 log = logging.getLogger("arrisk.service")
 
 api = FastAPI(title="ar-risk", version="1", description=(
@@ -184,6 +190,7 @@ class ARRiskService:
 
     def __init__(self) -> None:
         self.state, self.tokens, self.ledger_path = load_state(dict(os.environ))
+        self.reports = Path(os.environ.get(REPORTS_ENV, str(DEFAULT_REPORTS)))
         self.fingerprint = self.state.ledger.fingerprint()
         # Score and rank the ledger's latest day now, so the first request of the morning is fast.
         self.state.full_worklist()
@@ -298,6 +305,30 @@ class ARRiskService:
         when = self.state.checked_as_of(as_timestamp(as_of))
         table = dunning_proposal(self.state.ledger, when, load_policy(DEFAULT_DUNNING_POLICY))
         return Table(as_of=when.date(), rows=records(table), count=len(table))
+
+    @api.get("/reports", response_model=Table, summary="The latest monitoring reports (credit, treasury)")
+    def reports(self, authorization: str | None = Header(None)) -> Table:
+        """The report files present (`arrisk report drift | performance | kpis` write them), with the JSON
+        summaries inline."""
+        self.allow(authorization, "credit", "treasury")
+        rows = []
+        for name in sorted(REPORT_FILES):
+            path = self.reports / name
+            if path.is_file():
+                stat = path.stat()
+                rows.append({"name": name, "url": f"/v1/reports/{name}", "bytes": stat.st_size,
+                             "modified": datetime.datetime.fromtimestamp(stat.st_mtime, datetime.UTC).isoformat(),
+                             "summary": json.loads(path.read_text()) if name.endswith(".json") else None})
+        return Table(rows=rows, count=len(rows))
+
+    @api.get("/reports/{name}", summary="One report file: HTML, JSON or the KPI workbook (credit, treasury)")
+    def report_file(self, name: str, authorization: str | None = Header(None)) -> FileResponse:
+        self.allow(authorization, "credit", "treasury")
+        path = self.reports / name
+        if name not in REPORT_FILES or not path.is_file():
+            raise NotFound(f"no report {name!r}: run `arrisk report drift | performance | kpis` first "
+                           f"(known names: {', '.join(sorted(REPORT_FILES))})")
+        return FileResponse(path, media_type=REPORT_FILES[name], filename=name)
 
     @api.get("/kpis", response_model=Table, summary="DSO, BPDSO, ADD, CEI and collection KPIs (credit, treasury)")
     def kpis(self, start: Annotated[datetime.date, Query(alias="from")], end: Annotated[datetime.date, Query(alias="to")],

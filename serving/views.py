@@ -16,11 +16,23 @@ import pandas as pd
 
 from features.labels import last_event_date
 from ledger import Ledger, LedgerError, Problem
+from models.late_payment import BUCKET_NAMES
 from rules.worklist import WorklistPolicy
 from serving.reasons import feature_descriptions, top_reasons
-from serving.scoring import Champions, Scores, build_forecast, build_worklist, score, score_table
+from serving.scoring import (
+    SCORE_COLUMNS,
+    Champions,
+    Scores,
+    build_forecast,
+    build_worklist,
+    fill_reasons,
+    score,
+    with_pay_dates,
+    worklist_reasons,
+)
 
 CACHED_DATES = 4
+BUCKET_COLUMNS = [f"p_{name}" for name in BUCKET_NAMES]
 
 
 class NotFound(LookupError):
@@ -36,6 +48,7 @@ class ServingState:
     policy: WorklistPolicy = field(default_factory=WorklistPolicy)
     _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _worklists: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _explained: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -53,16 +66,19 @@ class ServingState:
         return as_of
 
     def scores(self, as_of: pd.Timestamp | None = None) -> Scores:
-        """Scores of every open document and customer at `as_of` (cached)."""
+        """Scores of every open document (with bucket probabilities) and customer at `as_of` (cached)."""
+        return self._served(as_of).scores
+
+    def _served(self, as_of: pd.Timestamp | None) -> ServedScores:
         as_of = self.checked_as_of(as_of)
-        return self._cached(self._scores, as_of, lambda: score(
-            self.ledger, as_of, self.champions, horizon_days=self.policy.horizon_days))
+        return self._cached(self._scores, as_of, lambda: served_scores(score(
+            self.ledger, as_of, self.champions, horizon_days=self.policy.horizon_days), self.champions))
 
     def full_worklist(self, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
         """The whole worklist at `as_of` (cached); filter it with `worklist`."""
         as_of = self.checked_as_of(as_of)
         return self._cached(self._worklists, as_of, lambda: build_worklist(
-            self.ledger, as_of, self.champions, policy=self.policy, scores=self.scores(as_of)))
+            self.ledger, as_of, self.champions, policy=self.policy, scores=self.scores(as_of), reasons=False))
 
     def worklist(self, as_of: pd.Timestamp | None = None, collector: str | None = None,
                  segment: str | None = None, top: int | None = None) -> pd.DataFrame:
@@ -73,35 +89,51 @@ class ServingState:
         if segment is not None:
             table = table[table["segment"] == segment]
         table = table.assign(rank=np.arange(1, len(table) + 1))
-        return table.head(top) if top is not None else table
+        table = table.head(top) if top is not None else table
+        scores = self.scores(as_of)
+        return fill_reasons(table, self._reasons(scores, table["customer_id"].tolist()))
+
+    def _reasons(self, scores: Scores, customer_ids: list[str]) -> dict[str, list[str]]:
+        """Model reasons of these customers at the scores' date, computed once per customer and date."""
+        if scores.as_of not in self._explained and len(self._explained) >= CACHED_DATES:
+            self._explained.pop(next(iter(self._explained)))
+        known = self._explained.setdefault(scores.as_of, {})
+        missing = [c for c in customer_ids if c not in known]
+        if missing:
+            known.update(worklist_reasons(scores, self.champions, missing))
+        return {c: known.get(c, []) for c in customer_ids}
 
     def score_invoices(self, as_of: pd.Timestamp | None, invoice_ids: list[str] | None) -> pd.DataFrame:
-        """Scores of the given open documents (all when None), with bucket probabilities and reasons."""
-        scores = self.scores(as_of)
-        items = scores.items
+        """Scores of the given open documents (all when None) in the order given, with bucket
+        probabilities, pay dates and reasons."""
+        served = self._served(as_of)
+        items = served.scores.items
         if invoice_ids is not None:
-            unknown = sorted(set(invoice_ids) - set(items["invoice_id"]))
-            if unknown:
-                raise NotFound(f"not open at {scores.as_of:%Y-%m-%d}: {', '.join(unknown[:10])}")
-            items = items.set_index("invoice_id").loc[invoice_ids].reset_index()
-        table = score_table(Scores(scores.as_of, items, scores.customers)).set_index("invoice_id").loc[
-            items["invoice_id"]].reset_index()
-        buckets = bucket_probabilities(self.champions, items)
+            positions = served.by_invoice.reindex(invoice_ids)
+            if positions.isna().any():
+                unknown = sorted(set(np.asarray(invoice_ids)[positions.isna().to_numpy()]))
+                raise NotFound(f"not open at {served.scores.as_of:%Y-%m-%d}: {', '.join(unknown[:10])}")
+            items = items.iloc[positions.to_numpy(dtype=int)]
+        return self._scored_rows(served, items)
+
+    def _scored_rows(self, served: ServedScores, items: pd.DataFrame) -> pd.DataFrame:
+        """The score columns of `items` with pay dates and reasons (the per-row model calls happen here)."""
+        items = with_pay_dates(items, self.champions, served.scores.as_of).reset_index(drop=True)
         late = self.champions.late
         reasons = (invoice_reasons(items, late.contributions(items)) if late is not None and len(items)
                    else [[] for _ in range(len(items))])
-        return pd.concat([table, buckets.reset_index(drop=True)], axis=1).assign(reasons=reasons)
+        return items[SCORE_COLUMNS + BUCKET_COLUMNS].assign(reasons=reasons)
 
     def customer_risk(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
         """One customer's risk at `as_of`: its open items scored with reasons, and its deterioration
         probability, flag and reasons (the light part of the customer view)."""
-        scores = self.scores(as_of)
-        known = scores.customers["customer_id"] == customer_id
-        if not known.any():
+        served = self._served(as_of)
+        scores = served.scores
+        if customer_id not in served.customer_position.index:
             raise NotFound(f"customer {customer_id!r} is not known at {scores.as_of:%Y-%m-%d}")
-        facts = scores.customers[known]
-        items = self.score_invoices(scores.as_of, scores.items.loc[scores.items["customer_id"] == customer_id,
-                                                                   "invoice_id"].tolist())
+        facts = scores.customers.iloc[[served.customer_position[customer_id]]]
+        positions = served.by_customer.get(customer_id, np.array([], dtype=int))
+        items = self._scored_rows(served, scores.items.iloc[positions])
         return {"as_of": scores.as_of, "customer_id": customer_id, "open_items": items,
                 "deterioration_probability": facts["deterioration_probability"].iloc[0],
                 "deteriorating": bool(facts["deteriorating"].iloc[0]),
@@ -197,6 +229,27 @@ class ServingState:
         return value
 
 
+@dataclass
+class ServedScores:
+    """Scores at one date with the lookups a request needs (row positions by invoice and customer)."""
+
+    scores: Scores
+    by_invoice: pd.Series
+    by_customer: dict
+    customer_position: pd.Series
+
+
+def served_scores(scores: Scores, champions: Champions) -> ServedScores:
+    """Add bucket probabilities to every item (one vectorised call) and index the rows for lookups."""
+    items = scores.items.reset_index(drop=True)
+    items = pd.concat([items, bucket_probabilities(champions, items).reset_index(drop=True)], axis=1)
+    scores = Scores(scores.as_of, items, scores.customers.reset_index(drop=True))
+    by_invoice = pd.Series(np.arange(len(items)), index=items["invoice_id"].to_numpy())
+    by_customer = {customer: np.asarray(rows) for customer, rows in items.groupby("customer_id").indices.items()}
+    customer_position = pd.Series(np.arange(len(scores.customers)), index=scores.customers["customer_id"].to_numpy())
+    return ServedScores(scores, by_invoice, by_customer, customer_position)
+
+
 def invoice_reasons(items: pd.DataFrame, contributions: pd.DataFrame, count: int = 3) -> list[list[str]]:
     """Per open document: the late-payment model's top reasons in words."""
     words = feature_descriptions()
@@ -206,10 +259,8 @@ def invoice_reasons(items: pd.DataFrame, contributions: pd.DataFrame, count: int
 
 def bucket_probabilities(champions: Champions, items: pd.DataFrame) -> pd.DataFrame:
     """P(on time) and P(1-30 / 31-60 / 61-90 / 90+ days late) per item (NaN without a late model)."""
-    from models.late_payment import BUCKET_NAMES
-
     if champions.late is None or items.empty:
-        return pd.DataFrame(np.nan, index=items.index, columns=[f"p_{name}" for name in BUCKET_NAMES])
+        return pd.DataFrame(np.nan, index=items.index, columns=BUCKET_COLUMNS)
     buckets = champions.late.predict_buckets(items)
     return buckets.rename(columns={name: f"p_{name}" for name in buckets.columns})
 

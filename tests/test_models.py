@@ -153,6 +153,12 @@ def test_receipt_timing_quantiles_cdf_and_coverage():
     assert inside.mean() > 0.7
     cdf = model.predict_cdf(frame.head(50), [0, 3, 7, 30, 91])
     assert (np.diff(cdf, axis=1) >= -1e-12).all() and (cdf[:, 0] == 0).all()
+    # Asking for early days only predicts fewer periods and gives the same probabilities.
+    np.testing.assert_allclose(model.predict_cdf(frame.head(50), [28, 30]),
+                               model.predict_cdf(frame.head(50), [0, 28, 30, 91])[:, 1:3])
+    full = np.column_stack([np.zeros(50), model.paid_share(frame.head(50))])
+    np.testing.assert_allclose(cdf[:, 2], full[:, 1])  # day 7 is the end of period 1
+    np.testing.assert_allclose(model.predict_cdf(frame.head(50), [7, 14]), full[:, [1, 2]])
 
 
 def test_deterioration_model_flags_and_threshold():

@@ -18,7 +18,7 @@ runner = CliRunner()
 
 def test_score_has_one_row_per_open_document_with_consistent_outputs(scoring_ledger, champions):
     scores = score(scoring_ledger, SCORING_DATE, champions)
-    table = score_table(scores)
+    table = score_table(scores, champions)
     open_documents = features_at(scoring_ledger, SCORING_DATE)
     assert sorted(table["invoice_id"]) == sorted(open_documents["invoice_id"])
     assert table["p_late"].between(0, 1).all() and table["p_unpaid"].between(0, 1).all()
@@ -33,8 +33,8 @@ def test_score_has_one_row_per_open_document_with_consistent_outputs(scoring_led
 
 def test_score_uses_nothing_known_after_the_date(scoring_ledger, champions):
     as_of = SCORING_DATE - pd.Timedelta(days=45)
-    full = score_table(score(scoring_ledger, as_of, champions))
-    cut = score_table(score(known_at(scoring_ledger, as_of), as_of, champions))
+    full = score_table(score(scoring_ledger, as_of, champions), champions)
+    cut = score_table(score(known_at(scoring_ledger, as_of), as_of, champions), champions)
     pd.testing.assert_frame_equal(full, cut)
 
 
@@ -79,7 +79,7 @@ def test_score_and_worklist_commands_write_the_same_numbers_as_the_functions(
                                  "--tracking-uri", champion_store, "--out", str(out)])
     assert result.exit_code == 0, result.output
     written = pd.read_parquet(out)
-    expected = score_table(score(scoring_ledger, SCORING_DATE, champions))
+    expected = score_table(score(scoring_ledger, SCORING_DATE, champions), champions)
     assert written["invoice_id"].tolist() == expected["invoice_id"].tolist()
     assert np.allclose(written["p_late"], expected["p_late"]) and np.allclose(written["p_unpaid"], expected["p_unpaid"])
 

@@ -27,6 +27,10 @@ def client(scoring_ledger, champion_store, tmp_path_factory):
 
     ledger_dir = tmp_path_factory.mktemp("service") / "ledger"
     write_ledger(scoring_ledger, ledger_dir)
+    reports = ledger_dir.parent / "reports"
+    reports.mkdir()
+    (reports / "drift.json").write_text('{"retrain": false, "drifted_share": 0.05}')
+    (reports / "kpis.html").write_text("<!doctype html><title>KPIs</title>")
     collector = scoring_ledger.customers["collector"].iloc[0]
     entries = [f"{scope}:{scope}-user:{scope}:{hash_token(token)}" + (f":{collector}" if scope == "collector" else "")
                for scope, token in TOKENS.items()]
@@ -34,6 +38,7 @@ def client(scoring_ledger, champion_store, tmp_path_factory):
         patch.setenv("ARRISK_LEDGER", str(ledger_dir))
         patch.setenv("ARRISK_TRACKING_URI", champion_store)
         patch.setenv("ARRISK_API_TOKENS", ",".join(entries))
+        patch.setenv("ARRISK_REPORTS", str(reports))
         patch.delenv("ARRISK_TOKENS_FILE", raising=False)
         from serving.service import ARRiskService
 
@@ -72,7 +77,8 @@ def test_health_needs_no_token_and_says_ready(client):
 PROTECTED = [
     ("get", "/v1/info", None), ("post", "/v1/score", {"as_of": AS_OF}), ("get", "/v1/worklist", None),
     ("get", "/v1/customers/X", None), ("get", "/v1/customers/X/risk", None), ("get", "/v1/deterioration", None), ("get", "/v1/forecast", None),
-    ("get", "/v1/aging", None), ("get", "/v1/dunning", None), ("get", "/v1/kpis?from=2023-01-01&to=2023-03-31", None),
+    ("get", "/v1/aging", None), ("get", "/v1/dunning", None), ("get", "/v1/reports", None),
+    ("get", "/v1/reports/kpis.html", None), ("get", "/v1/kpis?from=2023-01-01&to=2023-03-31", None),
 ]
 
 
@@ -111,7 +117,7 @@ def test_info_reports_model_versions_and_the_ledger_fingerprint(client, scoring_
 
 
 def test_api_scores_equal_the_batch_scores(client, scoring_ledger, champions):
-    batch = score_table(score(scoring_ledger, SCORING_DATE, champions)).set_index("invoice_id")
+    batch = score_table(score(scoring_ledger, SCORING_DATE, champions), champions).set_index("invoice_id")
     wanted = batch.index[:5].tolist()
     response = client.post("/v1/score", json={"as_of": AS_OF, "invoice_ids": wanted}, headers=bearer("collector"))
     assert response.status_code == 200, response.text
@@ -194,6 +200,17 @@ def test_rules_endpoints_answer_and_reject_bad_dates(client):
     assert client.get("/v1/kpis?from=2023-03-31&to=2023-01-01", headers=bearer("credit")).status_code == 400
     assert client.get("/v1/kpis?from=2023-01-01", headers=bearer("credit")).status_code == 422
     assert client.get("/v1/aging?basis=posting_date", headers=bearer("credit")).status_code == 422
+
+
+def test_latest_reports_are_listed_with_their_summaries_and_served(client):
+    listing = client.get("/v1/reports", headers=bearer("treasury")).json()
+    assert [row["name"] for row in listing["rows"]] == ["drift.json", "kpis.html"]
+    assert listing["rows"][0]["summary"] == {"retrain": False, "drifted_share": 0.05}
+    page = client.get("/v1/reports/kpis.html", headers=bearer("credit"))
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert client.get("/v1/reports/drift.html", headers=bearer("credit")).status_code == 404
+    assert client.get("/v1/reports/..%2F..%2Fetc%2Fpasswd", headers=bearer("credit")).status_code == 404
+    assert client.get("/v1/reports", headers=bearer("collector")).status_code == 403
 
 
 def test_openapi_docs_are_served(client):
