@@ -1,0 +1,560 @@
+"""The activity store: what collectors record about customers, one audited transaction per write.
+
+Every write commits its record, its audit entry and its idempotency key together or not at all.
+Nothing here reads the clock: callers pass `now`, which stamps `recorded_at` and the audit entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from activity import audit
+from activity.models import (
+    CENT,
+    ID_LENGTH,
+    Base,
+    Contact,
+    Dispute,
+    DunningLetter,
+    IdempotencyKey,
+    Portfolio,
+    Promise,
+    User,
+    canonical_json,
+    json_value,
+    primary_key,
+    record_dict,
+)
+from ledger.currencies import ISO_4217
+from ledger.schema import CONTACT_CHANNELS
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PROMISE_STATUSES = ("open", "cancelled")
+DISPUTE_STATUSES = ("open", "resolved")
+DUNNING_CHANNELS = ("email", "letter", "call", "legal")  # DESIGN.md §5
+ROLES = ("collector", "credit", "treasury", "admin")
+MAX_AMOUNT = Decimal("1e16")  # what Numeric(18, 2) holds
+
+PROMISE_CHANGES = frozenset({"amount", "promised_date", "note", "status"})
+DISPUTE_CHANGES = frozenset({"status", "resolution", "resolved_date", "owner"})
+CONTACT_CHANGES = frozenset({"outcome", "note", "next_action_date"})
+
+
+class StoreError(Exception):
+    """Base of the errors the activity store raises on purpose."""
+
+
+class NotFound(StoreError):
+    """No record with that id."""
+
+
+class VersionConflict(StoreError):
+    """The record changed since the caller read it; re-read and retry."""
+
+
+class IdempotencyMismatch(StoreError):
+    """An idempotency key was reused for a different request."""
+
+
+class InvalidInput(StoreError):
+    """A field of the request is not acceptable; `field` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class ActivityStore:
+    """Promises, disputes, contacts and dunning letters in a SQL database (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        """A new session on the store's database (the caller closes it)."""
+        return self._sessions()
+
+    def migrate(self) -> None:
+        """Bring the database schema up to the latest migration; safe to run again."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # -- promises -------------------------------------------------------------------------------
+
+    def create_promise(self, user: str, *, customer_id: str, amount: Any, promised_date: date | str,
+                       made_date: date | str, invoice_id: str | None = None, currency: str | None = None,
+                       note: str = "", idempotency_key: str | None = None, now: datetime) -> dict:
+        """Record a customer's promise to pay `amount` by `promised_date`."""
+        values = _promise_values(customer_id=customer_id, invoice_id=invoice_id, made_date=made_date,
+                                 promised_date=promised_date, amount=amount, currency=currency,
+                                 status="open", note=note)
+        return self._create(user, Promise, "PTP", values, idempotency_key, now)
+
+    def update_promise(self, user: str, promise_id: str, expected_version: int, *, now: datetime,
+                       **changes: Any) -> dict:
+        """Change a promise's amount, promised_date, note or status ("cancelled")."""
+        return self._update(user, Promise, promise_id, expected_version, changes, PROMISE_CHANGES,
+                            _promise_values, now)
+
+    def get_promise(self, promise_id: str) -> dict:
+        """One promise by id."""
+        return self._get(Promise, promise_id)
+
+    def list_promises(self, customer_id: str | None = None) -> list[dict]:
+        """All promises, or a customer's, in the order they were made."""
+        return self._list(Promise, customer_id, Promise.made_date)
+
+    # -- disputes -------------------------------------------------------------------------------
+
+    def create_dispute(self, user: str, *, invoice_id: str, customer_id: str, opened_date: date | str,
+                       reason_code: str, amount: Any, owner: str | None = None,
+                       idempotency_key: str | None = None, now: datetime) -> dict:
+        """Open a dispute on an invoice; its owner defaults to the user who opens it."""
+        values = _dispute_values(invoice_id=invoice_id, customer_id=customer_id, opened_date=opened_date,
+                                 reason_code=reason_code, amount=amount, owner=owner or user,
+                                 status="open", resolution=None, resolved_date=None)
+        return self._create(user, Dispute, "DSP", values, idempotency_key, now)
+
+    def update_dispute(self, user: str, dispute_id: str, expected_version: int, *, now: datetime,
+                       **changes: Any) -> dict:
+        """Change a dispute's status, resolution, resolved_date or owner."""
+        return self._update(user, Dispute, dispute_id, expected_version, changes, DISPUTE_CHANGES,
+                            _dispute_values, now)
+
+    def get_dispute(self, dispute_id: str) -> dict:
+        """One dispute by id."""
+        return self._get(Dispute, dispute_id)
+
+    def list_disputes(self, customer_id: str | None = None) -> list[dict]:
+        """All disputes, or a customer's, in the order they were opened."""
+        return self._list(Dispute, customer_id, Dispute.opened_date)
+
+    # -- contacts -------------------------------------------------------------------------------
+
+    def create_contact(self, user: str, *, customer_id: str, contact_date: date | str, channel: str,
+                       outcome: str = "", note: str = "", next_action_date: date | str | None = None,
+                       idempotency_key: str | None = None, now: datetime) -> dict:
+        """Record a contact with a customer and what came of it."""
+        values = _contact_values(customer_id=customer_id, contact_date=contact_date, channel=channel,
+                                 outcome=outcome, note=note, next_action_date=next_action_date)
+        return self._create(user, Contact, "CNT", values, idempotency_key, now)
+
+    def update_contact(self, user: str, contact_id: str, expected_version: int, *, now: datetime,
+                       **changes: Any) -> dict:
+        """Change a contact's outcome, note or next_action_date."""
+        return self._update(user, Contact, contact_id, expected_version, changes, CONTACT_CHANGES,
+                            _contact_values, now)
+
+    def get_contact(self, contact_id: str) -> dict:
+        """One contact by id."""
+        return self._get(Contact, contact_id)
+
+    def list_contacts(self, customer_id: str | None = None) -> list[dict]:
+        """All contacts, or a customer's, in date order."""
+        return self._list(Contact, customer_id, Contact.contact_date)
+
+    # -- dunning letters ------------------------------------------------------------------------
+
+    def record_dunning_letter(self, user: str, *, invoice_id: str, customer_id: str, level: int,
+                              issued_date: date | str, channel: str = "letter",
+                              idempotency_key: str | None = None, now: datetime) -> dict:
+        """Record a dunning notice sent for an invoice (never edited afterwards)."""
+        values = _letter_values(invoice_id=invoice_id, customer_id=customer_id, level=level,
+                                issued_date=issued_date, channel=channel)
+        return self._create(user, DunningLetter, "DUN", values, idempotency_key, now)
+
+    def list_letters(self, customer_id: str | None = None) -> list[dict]:
+        """All dunning letters, or a customer's, in the order they were issued."""
+        return self._list(DunningLetter, customer_id, DunningLetter.issued_date)
+
+    # -- users and portfolios (not audited: no record history, and no `now` to stamp) -----------
+
+    def upsert_user(self, name: str, role: str) -> None:
+        """Add a user or change their role."""
+        name = _required_text("name", name)
+        role = _choice("role", role, ROLES)
+        with self._sessions() as session, session.begin():
+            _serialise_writers(session)
+            session.merge(User(name=name, role=role))
+
+    def assign_portfolio(self, collector: str, customer_ids: Iterable[str]) -> None:
+        """Add customers to a collector's portfolio (customers already in it are left alone)."""
+        collector = _required_text("collector", collector)
+        wanted = {_required_text("customer_ids", customer_id) for customer_id in customer_ids}
+        with self._sessions() as session, session.begin():
+            _serialise_writers(session)
+            if session.get(User, collector) is None:
+                raise NotFound(f"user {collector!r} not found")
+            held = set(session.scalars(select(Portfolio.customer_id).where(Portfolio.collector == collector)))
+            session.add_all(Portfolio(collector=collector, customer_id=c) for c in sorted(wanted - held))
+
+    def portfolio(self, collector: str) -> list[str]:
+        """The customer ids in a collector's portfolio, sorted."""
+        with self._sessions() as session:
+            query = select(Portfolio.customer_id).where(Portfolio.collector == collector)
+            return sorted(session.scalars(query))
+
+    # -- the ledger's view ----------------------------------------------------------------------
+
+    def ledger_tables(self) -> dict[str, pd.DataFrame]:
+        """The records in the ledger's table shapes (ledger/schema.py), ready to merge into a ledger."""
+        with self._sessions() as session:
+            promises = session.scalars(select(Promise).where(Promise.status == "open")).all()
+            disputes = session.scalars(select(Dispute)).all()
+            contacts = session.scalars(select(Contact)).all()
+            letters = session.scalars(select(DunningLetter).order_by(DunningLetter.issued_date)).all()
+        return {
+            "promises": _ledger_promises(promises),
+            "disputes": _ledger_disputes(disputes),
+            "contacts": _ledger_contacts(contacts),
+            "dunning_notices": _ledger_dunning_notices(letters),
+        }
+
+    # -- the write path -------------------------------------------------------------------------
+
+    def _create(self, user: str, model: type[Base], id_prefix: str, values: dict,
+                idempotency_key: str | None, now: datetime) -> dict:
+        """Insert a new record with its audit entry, once per idempotency key."""
+        user, now = _required_text("user", user), _instant(now)
+        # Fingerprint the validated values, so 5000, "5000" and Decimal("5000.00") are one request.
+        fingerprint = request_fingerprint({"operation": f"create {model.__tablename__}", "user": user, **values})
+
+        def insert(session: Session) -> dict:
+            record = model(**values, created_by=user, recorded_at=now)
+            setattr(record, model.__mapper__.primary_key[0].key, _new_id(id_prefix))
+            if hasattr(model, "version"):
+                record.version = 1
+            session.add(record)
+            session.flush()
+            after = record_dict(record)
+            audit.append_entry(session, user=user, action="create", table=record.__tablename__,
+                               record_id=primary_key(record), before=None, after=after, now=now)
+            return after
+
+        return self._write(user, fingerprint, idempotency_key, now, insert)
+
+    def _update(self, user: str, model: type[Base], record_id: str, expected_version: int,
+                changes: dict, allowed: frozenset[str], validate: Callable[..., dict],
+                now: datetime) -> dict:
+        """Apply `changes` if the record is still at `expected_version`, with its audit entry."""
+        user, now = _required_text("user", user), _instant(now)
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise InvalidInput(unknown[0], f"cannot be changed (allowed: {', '.join(sorted(allowed))})")
+        if not changes:
+            raise InvalidInput("changes", "nothing to change")
+        id_column = model.__mapper__.primary_key[0]
+
+        def apply(session: Session) -> dict:
+            record = session.get(model, record_id)
+            if record is None:
+                raise NotFound(f"{model.__tablename__} {record_id!r} not found")
+            if record.version != expected_version:
+                raise VersionConflict(f"{model.__tablename__} {record_id!r} is at version {record.version}, "
+                                      f"not {expected_version}")
+            before = record_dict(record)
+            current = {name: getattr(record, name) for name in inspect.signature(validate).parameters}
+            values = validate(**(current | changes))
+            # The version in the WHERE clause is what makes two concurrent writers unable to both win.
+            statement = (
+                update(model)
+                .where(id_column == record_id, model.version == expected_version)
+                .values({name: values[name] for name in changes}
+                        | {"version": expected_version + 1, "recorded_at": now})
+                .execution_options(synchronize_session=False)
+            )
+            if session.execute(statement).rowcount != 1:
+                raise VersionConflict(f"{model.__tablename__} {record_id!r} changed concurrently")
+            session.refresh(record)
+            after = record_dict(record)
+            audit.append_entry(session, user=user, action="update", table=model.__tablename__,
+                               record_id=record_id, before=before, after=after, now=now)
+            return after
+
+        # No idempotency key: a repeated update fails on the version instead of applying twice.
+        return self._write(user, "", None, now, apply)
+
+    def _write(self, user: str, fingerprint: str, idempotency_key: str | None, now: datetime,
+               apply: Callable[[Session], dict]) -> dict:
+        """Run `apply` in one transaction, replaying the stored response for a repeated key."""
+        with self._sessions() as session, session.begin():
+            _serialise_writers(session)
+            if idempotency_key is not None:
+                stored = session.get(IdempotencyKey, idempotency_key)
+                if stored is not None:
+                    if stored.fingerprint != fingerprint:
+                        raise IdempotencyMismatch(f"idempotency key {idempotency_key!r} was used for "
+                                                  "a different request")
+                    return json.loads(stored.response)
+            response = apply(session)
+            if idempotency_key is not None:
+                session.add(IdempotencyKey(key=idempotency_key, user_name=user, fingerprint=fingerprint,
+                                           response=canonical_json(response), recorded_at=now))
+                session.flush()
+            return response
+
+    def _get(self, model: type[Base], record_id: str) -> dict:
+        with self._sessions() as session:
+            record = session.get(model, record_id)
+            if record is None:
+                raise NotFound(f"{model.__tablename__} {record_id!r} not found")
+            return record_dict(record)
+
+    def _list(self, model: type[Base], customer_id: str | None, date_column: Any) -> list[dict]:
+        id_column = model.__mapper__.primary_key[0]
+        query = select(model).order_by(date_column, id_column)
+        if customer_id is not None:
+            query = query.where(model.customer_id == customer_id)
+        with self._sessions() as session:
+            return [record_dict(record) for record in session.scalars(query)]
+
+
+def request_fingerprint(request: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a request: equal requests, equal fingerprints."""
+    as_json = {key: json_value(value) for key, value in request.items()}
+    return hashlib.sha256(canonical_json(as_json).encode("utf-8")).hexdigest()
+
+
+def _make_engine(url: str) -> Engine:
+    """An engine; on SQLite, transactions start with BEGIN IMMEDIATE so writers queue, not fail."""
+    if not url.startswith("sqlite"):
+        return create_engine(url)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module so we can emit BEGIN IMMEDIATE ourselves.
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _serialise_writers(session: Session) -> None:
+    """One writer at a time, so the audit chain never forks (SQLite already does this on BEGIN)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Readers are not blocked; writers queue here until the one before them commits.
+        session.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+
+
+def _new_id(prefix: str) -> str:
+    # Random, not a counter: no clock, no sequence to contend on, unique across databases.
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+# -- validation: each returns the normalised values of a whole record --------------------------------
+
+
+def _promise_values(*, customer_id: str, invoice_id: str | None, made_date: Any, promised_date: Any,
+                    amount: Any, currency: str | None, status: str, note: str) -> dict:
+    made, promised = _as_date("made_date", made_date), _as_date("promised_date", promised_date)
+    if promised < made:
+        raise InvalidInput("promised_date", f"{promised} is before made_date {made}")
+    return {
+        "customer_id": _required_text("customer_id", customer_id),
+        "invoice_id": _optional_text("invoice_id", invoice_id),
+        "made_date": made,
+        "promised_date": promised,
+        "amount": _money("amount", amount, allow_zero=False),
+        "currency": _currency(currency),
+        "status": _choice("status", status, PROMISE_STATUSES),
+        "note": _text("note", note),
+    }
+
+
+def _dispute_values(*, invoice_id: str, customer_id: str, opened_date: Any, reason_code: str, amount: Any,
+                    owner: str, status: str, resolution: str | None, resolved_date: Any) -> dict:
+    opened = _as_date("opened_date", opened_date)
+    status = _choice("status", status, DISPUTE_STATUSES)
+    resolved = None if resolved_date is None else _as_date("resolved_date", resolved_date)
+    if status == "resolved" and resolved is None:
+        raise InvalidInput("resolved_date", "is required when status is resolved")
+    if status == "open" and resolved is not None:
+        raise InvalidInput("resolved_date", "must be empty while the dispute is open")
+    if resolved is not None and resolved < opened:
+        raise InvalidInput("resolved_date", f"{resolved} is before opened_date {opened}")
+    return {
+        "invoice_id": _required_text("invoice_id", invoice_id),
+        "customer_id": _required_text("customer_id", customer_id),
+        "opened_date": opened,
+        "reason_code": _required_text("reason_code", reason_code),
+        "amount": _money("amount", amount, allow_zero=True),
+        "owner": _required_text("owner", owner),
+        "status": status,
+        "resolution": None if resolution is None else _text("resolution", resolution),
+        "resolved_date": resolved,
+    }
+
+
+def _contact_values(*, customer_id: str, contact_date: Any, channel: str, outcome: str, note: str,
+                    next_action_date: Any) -> dict:
+    contacted = _as_date("contact_date", contact_date)
+    next_action = None if next_action_date is None else _as_date("next_action_date", next_action_date)
+    if next_action is not None and next_action < contacted:
+        raise InvalidInput("next_action_date", f"{next_action} is before contact_date {contacted}")
+    return {
+        "customer_id": _required_text("customer_id", customer_id),
+        "contact_date": contacted,
+        "channel": _choice("channel", channel, CONTACT_CHANNELS),
+        "outcome": _text("outcome", outcome),
+        "note": _text("note", note),
+        "next_action_date": next_action,
+    }
+
+
+def _letter_values(*, invoice_id: str, customer_id: str, level: Any, issued_date: Any, channel: str) -> dict:
+    # bool is an int in Python; True is not a dunning level.
+    if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 9:
+        raise InvalidInput("level", f"must be a whole number from 1 to 9, got {level!r}")
+    return {
+        "invoice_id": _required_text("invoice_id", invoice_id),
+        "customer_id": _required_text("customer_id", customer_id),
+        "level": level,
+        "issued_date": _as_date("issued_date", issued_date),
+        "channel": _choice("channel", channel, DUNNING_CHANNELS),
+    }
+
+
+def _required_text(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(field, "must be a non-empty string")
+    if len(value) > ID_LENGTH:
+        raise InvalidInput(field, f"is longer than {ID_LENGTH} characters")
+    return value
+
+
+def _optional_text(field: str, value: Any) -> str | None:
+    return None if value is None else _required_text(field, value)
+
+
+def _text(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a string")
+    return value
+
+
+def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidInput(field, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _currency(value: Any) -> str | None:
+    if value is not None and value not in ISO_4217:
+        raise InvalidInput("currency", f"{value!r} is not an ISO 4217 currency code")
+    return value
+
+
+def _money(field: str, value: Any, *, allow_zero: bool) -> Decimal:
+    if isinstance(value, bool):
+        raise InvalidInput(field, "must be a number")
+    try:
+        # Through str: a float 0.1 means 0.1, not its binary approximation.
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidInput(field, f"{value!r} is not a number") from None
+    if not amount.is_finite():
+        raise InvalidInput(field, "must be finite")
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise InvalidInput(field, "must be positive" if not allow_zero else "must not be negative")
+    if amount != amount.quantize(CENT):
+        raise InvalidInput(field, "has more than 2 decimal places")
+    if amount >= MAX_AMOUNT:
+        raise InvalidInput(field, "is too large")
+    return amount.quantize(CENT)
+
+
+def _as_date(field: str, value: Any) -> date:
+    # A datetime is a date in Python; refuse it so a time of day never hides in a business date.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(field, f"{value!r} is not a date (YYYY-MM-DD)") from None
+    raise InvalidInput(field, f"must be a date, got {value!r}")
+
+
+def _instant(now: Any) -> datetime:
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise InvalidInput("now", "must be a timezone-aware datetime")
+    return now.astimezone(UTC)
+
+
+# -- the ledger's table shapes ------------------------------------------------------------------------
+
+
+def _frame(rows: list[dict], columns: list[str], dates: tuple[str, ...] = (),
+           floats: tuple[str, ...] = ()) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=columns).astype(object)
+    for column in dates:
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
+    for column in floats:
+        frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def _ledger_promises(promises: list[Promise]) -> pd.DataFrame:
+    rows = [{"promise_id": p.promise_id, "customer_id": p.customer_id, "invoice_id": p.invoice_id,
+             "made_date": p.made_date, "promised_date": p.promised_date, "amount": float(p.amount)}
+            for p in promises]
+    frame = _frame(rows, ["promise_id", "customer_id", "invoice_id", "made_date", "promised_date", "amount"],
+                   dates=("made_date", "promised_date"), floats=("amount",))
+    # kept is derived from ledger payments downstream; here it is unknown.
+    frame["kept"] = pd.array([pd.NA] * len(frame), dtype="boolean")
+    return frame
+
+
+def _ledger_disputes(disputes: list[Dispute]) -> pd.DataFrame:
+    rows = [{"dispute_id": d.dispute_id, "invoice_id": d.invoice_id, "opened_date": d.opened_date,
+             "resolved_date": d.resolved_date, "reason": d.reason_code, "amount": float(d.amount)}
+            for d in disputes]
+    return _frame(rows, ["dispute_id", "invoice_id", "opened_date", "resolved_date", "reason", "amount"],
+                  dates=("opened_date", "resolved_date"), floats=("amount",))
+
+
+def _ledger_contacts(contacts: list[Contact]) -> pd.DataFrame:
+    rows = [{"contact_id": c.contact_id, "customer_id": c.customer_id, "contact_date": c.contact_date,
+             "channel": c.channel, "outcome": c.outcome} for c in contacts]
+    return _frame(rows, ["contact_id", "customer_id", "contact_date", "channel", "outcome"],
+                  dates=("contact_date",))
+
+
+def _ledger_dunning_notices(letters: list[DunningLetter]) -> pd.DataFrame:
+    # The ledger keys notices by (invoice_id, level): a level resent counts from its first notice.
+    first = {}
+    for letter in letters:
+        first.setdefault((letter.invoice_id, letter.level), letter.issued_date)
+    rows = [{"invoice_id": invoice_id, "level": level, "issued_date": issued}
+            for (invoice_id, level), issued in first.items()]
+    frame = _frame(rows, ["invoice_id", "level", "issued_date"], dates=("issued_date",))
+    frame["level"] = frame["level"].astype("int64")
+    return frame
