@@ -42,6 +42,9 @@ class FrameEncoder(TransformerMixin, BaseEstimator):
             if column in self.categories_:
                 values = X[column].astype("string").astype(object).where(X[column].notna())
                 matrix[column] = pd.Categorical(values, categories=self.categories_[column])
+            elif X[column].dtype.kind in "fiub":
+                # Already numbers (numpy or nullable): a direct copy, the common and fast case.
+                matrix[column] = X[column].to_numpy(dtype=float, na_value=np.nan)
             else:
                 numbers = pd.to_numeric(X[column], errors="coerce").astype("Float64")
                 matrix[column] = numbers.to_numpy(dtype=float, na_value=np.nan)

@@ -18,6 +18,7 @@ import datetime
 import json
 import logging
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,7 +29,11 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from activity.store import IdempotencyMismatch, InvalidInput, StoreError, VersionConflict
+from activity.store import NotFound as StoreNotFound
 from ledger import LedgerError
+from ledger.schema import CONTACT_CHANNELS
+from serving.activity import check_known
 from serving.auth import AuthError, Forbidden, Principal, TokenStore, token_store_from_env
 from serving.views import NotFound, ServingState
 
@@ -81,6 +86,63 @@ class ScoreRequest(BaseModel):
                                           description="Open documents to score; default: all open documents.")
 
 
+class PromiseIn(BaseModel):
+    customer_id: str | None = Field(None, description="The customer; taken from the invoice when omitted.")
+    invoice_id: str | None = Field(None, description="The invoice promised; none for a promise on the account.")
+    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
+    made_date: datetime.date
+    promised_date: datetime.date
+    currency: str | None = None
+    note: str = ""
+
+
+class PromiseUpdate(BaseModel):
+    expected_version: int = Field(ge=1, description="The version you read; a newer one answers 409.")
+    amount: Decimal | None = Field(None, gt=0, max_digits=18, decimal_places=2)
+    promised_date: datetime.date | None = None
+    note: str | None = None
+    status: Literal["cancelled"] | None = None
+
+
+class DisputeIn(BaseModel):
+    invoice_id: str
+    opened_date: datetime.date
+    reason_code: str = Field(min_length=1)
+    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
+    owner: str | None = None
+
+
+class DisputeUpdate(BaseModel):
+    expected_version: int = Field(ge=1)
+    status: Literal["open", "resolved"] | None = None
+    resolution: str | None = None
+    resolved_date: datetime.date | None = None
+    owner: str | None = None
+
+
+class ContactIn(BaseModel):
+    customer_id: str
+    contact_date: datetime.date
+    channel: Literal[CONTACT_CHANNELS]  # type: ignore[valid-type]
+    outcome: str = ""
+    note: str = ""
+    next_action_date: datetime.date | None = None
+
+
+class ContactUpdate(BaseModel):
+    expected_version: int = Field(ge=1)
+    outcome: str | None = None
+    note: str | None = None
+    next_action_date: datetime.date | None = None
+
+
+class LetterIn(BaseModel):
+    invoice_id: str
+    level: int = Field(ge=1, le=9)
+    issued_date: datetime.date
+    channel: Literal["email", "letter", "call", "legal"] = "letter"
+
+
 class CustomerRisk(BaseModel):
     as_of: datetime.date
     customer_id: str
@@ -117,6 +179,17 @@ async def _auth_error(request: Request, error: AuthError) -> JSONResponse:
 @api.exception_handler(NotFound)
 async def _not_found(request: Request, error: NotFound) -> JSONResponse:
     return JSONResponse({"error": "not_found", "detail": str(error)}, status_code=404)
+
+
+@api.exception_handler(StoreError)
+async def _store_error(request: Request, error: StoreError) -> JSONResponse:
+    status, kind = {VersionConflict: (409, "version_conflict"), IdempotencyMismatch: (409, "idempotency_mismatch"),
+                    StoreNotFound: (404, "not_found"), InvalidInput: (422, "bad_input")}.get(
+        type(error), (400, "bad_input"))
+    body = {"error": kind, "detail": str(error)}
+    if isinstance(error, InvalidInput):
+        body["field"] = error.field
+    return JSONResponse(body, status_code=status)
 
 
 @api.exception_handler(LedgerError)
@@ -171,12 +244,14 @@ def as_timestamp(value: datetime.date | None) -> pd.Timestamp | None:
 def load_state(environ: dict[str, str]) -> tuple[ServingState, TokenStore, str]:
     """The ledger, the champions and the tokens named by the environment, loaded once."""
     from ledger import read_ledger
+    from serving.activity import database_url, open_store
     from serving.scoring import load_champions
     from training.tracking import default_tracking_uri
 
     ledger_dir = Path(environ.get(LEDGER_ENV, str(DEFAULT_LEDGER)))
     tracking_uri = environ.get(TRACKING_ENV) or default_tracking_uri()
-    state = ServingState(read_ledger(ledger_dir), load_champions(tracking_uri))
+    state = ServingState(read_ledger(ledger_dir), load_champions(tracking_uri),
+                         store=open_store(database_url(environ)))
     state.champions.require("timing")
     return state, token_store_from_env(environ), str(ledger_dir)
 
@@ -330,6 +405,113 @@ class ARRiskService:
                            f"(known names: {', '.join(sorted(REPORT_FILES))})")
         return FileResponse(path, media_type=REPORT_FILES[name], filename=name)
 
+    # ---- collections activity (issue 8): every write is audited with the token's user --------------
+
+    def recorded(self, record: dict) -> JSONResponse:
+        """A write's answer; the next worklist sees it (the activity is merged and caches dropped)."""
+        self.state.reload_activity()
+        return JSONResponse(record, status_code=201)
+
+    @api.post("/promises", status_code=201, summary="Record a promise to pay (collector)")
+    def create_promise(self, promise: PromiseIn, authorization: str | None = Header(None),
+                       idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:
+        principal = self.allow(authorization, "collector")
+        customer = check_known(self.state.base_ledger, promise.customer_id, promise.invoice_id)
+        record = self.state.store.create_promise(
+            principal.user, customer_id=customer, invoice_id=promise.invoice_id, amount=promise.amount,
+            made_date=promise.made_date, promised_date=promise.promised_date, currency=promise.currency,
+            note=promise.note, idempotency_key=idempotency_key, now=recording_time())
+        return self.recorded(record)
+
+    @api.patch("/promises/{promise_id}", summary="Change or cancel a promise, given the version read (collector)")
+    def update_promise(self, promise_id: str, change: PromiseUpdate,
+                       authorization: str | None = Header(None)) -> JSONResponse:
+        principal = self.allow(authorization, "collector")
+        changes = change.model_dump(exclude_none=True, exclude={"expected_version"})
+        record = self.state.store.update_promise(principal.user, promise_id, change.expected_version,
+                                                 now=recording_time(), **changes)
+        self.state.reload_activity()
+        return JSONResponse(record)
+
+    @api.get("/promises", response_model=Table, summary="Promises to pay (collector, credit)")
+    def promises(self, customer_id: str | None = None, authorization: str | None = Header(None)) -> Table:
+        self.allow(authorization, "collector", "credit")
+        rows = self.state.store.list_promises(customer_id)
+        return Table(rows=rows, count=len(rows))
+
+    @api.post("/disputes", status_code=201, summary="Open a dispute on an invoice (collector, credit)")
+    def create_dispute(self, dispute: DisputeIn, authorization: str | None = Header(None),
+                       idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:
+        principal = self.allow(authorization, "collector", "credit")
+        customer = check_known(self.state.base_ledger, None, dispute.invoice_id)
+        record = self.state.store.create_dispute(
+            principal.user, invoice_id=dispute.invoice_id, customer_id=customer, opened_date=dispute.opened_date,
+            reason_code=dispute.reason_code, amount=dispute.amount, owner=dispute.owner,
+            idempotency_key=idempotency_key, now=recording_time())
+        return self.recorded(record)
+
+    @api.patch("/disputes/{dispute_id}", summary="Resolve or reassign a dispute (collector, credit)")
+    def update_dispute(self, dispute_id: str, change: DisputeUpdate,
+                       authorization: str | None = Header(None)) -> JSONResponse:
+        principal = self.allow(authorization, "collector", "credit")
+        changes = change.model_dump(exclude_none=True, exclude={"expected_version"})
+        record = self.state.store.update_dispute(principal.user, dispute_id, change.expected_version,
+                                                 now=recording_time(), **changes)
+        self.state.reload_activity()
+        return JSONResponse(record)
+
+    @api.get("/disputes", response_model=Table, summary="Disputes (collector, credit)")
+    def disputes(self, customer_id: str | None = None, authorization: str | None = Header(None)) -> Table:
+        self.allow(authorization, "collector", "credit")
+        rows = self.state.store.list_disputes(customer_id)
+        return Table(rows=rows, count=len(rows))
+
+    @api.post("/contacts", status_code=201, summary="Log a call, e-mail or letter (collector)")
+    def create_contact(self, contact: ContactIn, authorization: str | None = Header(None),
+                       idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:
+        principal = self.allow(authorization, "collector")
+        customer = check_known(self.state.base_ledger, contact.customer_id)
+        record = self.state.store.create_contact(
+            principal.user, customer_id=customer, contact_date=contact.contact_date, channel=contact.channel,
+            outcome=contact.outcome, note=contact.note, next_action_date=contact.next_action_date,
+            idempotency_key=idempotency_key, now=recording_time())
+        return self.recorded(record)
+
+    @api.patch("/contacts/{contact_id}", summary="Correct a contact log entry (collector)")
+    def update_contact(self, contact_id: str, change: ContactUpdate,
+                       authorization: str | None = Header(None)) -> JSONResponse:
+        principal = self.allow(authorization, "collector")
+        changes = change.model_dump(exclude_none=True, exclude={"expected_version"})
+        record = self.state.store.update_contact(principal.user, contact_id, change.expected_version,
+                                                 now=recording_time(), **changes)
+        self.state.reload_activity()
+        return JSONResponse(record)
+
+    @api.get("/contacts", response_model=Table, summary="Contact log (collector, credit)")
+    def contacts(self, customer_id: str | None = None, authorization: str | None = Header(None)) -> Table:
+        self.allow(authorization, "collector", "credit")
+        rows = self.state.store.list_contacts(customer_id)
+        return Table(rows=rows, count=len(rows))
+
+    @api.post("/dunning-letters", status_code=201, summary="Record a dunning letter sent, so levels advance (collector)")
+    def create_letter(self, letter: LetterIn, authorization: str | None = Header(None),
+                      idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:
+        principal = self.allow(authorization, "collector")
+        customer = check_known(self.state.base_ledger, None, letter.invoice_id)
+        record = self.state.store.record_dunning_letter(
+            principal.user, invoice_id=letter.invoice_id, customer_id=customer, level=letter.level,
+            issued_date=letter.issued_date, channel=letter.channel, idempotency_key=idempotency_key,
+            now=recording_time())
+        return self.recorded(record)
+
+    @api.get("/audit/verify", summary="Check the audit log's hash chain and the records against it (admin)")
+    def audit_verify(self, authorization: str | None = Header(None)) -> dict:
+        from activity.audit import verify_audit
+
+        self.allow(authorization, "admin")
+        problems = verify_audit(self.state.store)
+        return {"ok": not problems, "problems": problems}
+
     @api.get("/kpis", response_model=Table, summary="DSO, BPDSO, ADD, CEI and collection KPIs (credit, treasury)")
     def kpis(self, start: Annotated[datetime.date, Query(alias="from")], end: Annotated[datetime.date, Query(alias="to")],
              freq: Literal["month", "quarter"] = "month", customer_id: str | None = None,
@@ -343,6 +525,12 @@ class ARRiskService:
         table = kpi_report(self.state.ledger, pd.Timestamp(start), pd.Timestamp(end), freq)
         table = table[table["customer_id"] == (customer_id or COMPANY)]
         return Table(as_of=end, rows=records(table), count=len(table))
+
+
+def recording_time() -> datetime.datetime:
+    """When a change is recorded, for the audit trail: the one clock read in ar-risk, and it never feeds a
+    score, a rule or a feature (those use the business dates in the record)."""
+    return datetime.datetime.now(datetime.UTC)
 
 
 def as_of_or_none(state: ServingState, as_of: datetime.date | None) -> pd.Timestamp:

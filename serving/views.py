@@ -46,20 +46,38 @@ class ServingState:
     ledger: Ledger
     champions: Champions
     policy: WorklistPolicy = field(default_factory=WorklistPolicy)
+    store: object | None = None
+    base_ledger: Ledger | None = None
+    default_as_of: pd.Timestamp = field(init=False)  # the base ledger's last day with an event, never today
+    first_invoice_date: pd.Timestamp = field(init=False)
     _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _worklists: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _explained: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @property
-    def default_as_of(self) -> pd.Timestamp:
-        """The last day with an event in the ledger: what 'now' means for this ledger."""
-        return last_event_date(self.ledger)
+    def __post_init__(self) -> None:
+        self.base_ledger = self.base_ledger or self.ledger
+        # Both scan the whole ledger: computed once, not on every request.
+        self.default_as_of = last_event_date(self.base_ledger)
+        self.first_invoice_date = self.base_ledger.invoices["invoice_date"].min()
+        self.reload_activity()
+
+    def reload_activity(self) -> None:
+        """Rebuild the ledger from the base ledger and the activity store, and forget every cached
+        result: a recorded promise must change the next worklist."""
+        from serving.activity import with_activity
+
+        if self.store is not None:
+            self.ledger = with_activity(self.base_ledger, self.store.ledger_tables())
+        with self._lock:
+            self._scores.clear()
+            self._worklists.clear()
+            self._explained.clear()
 
     def checked_as_of(self, as_of: pd.Timestamp | None) -> pd.Timestamp:
         """`as_of` (or the default) as a date within the ledger's history, else a clear error."""
         as_of = self.default_as_of if as_of is None else pd.Timestamp(as_of).normalize()
-        first = self.ledger.invoices["invoice_date"].min()
+        first = self.first_invoice_date
         if pd.isna(first) or as_of < first:
             raise LedgerError(Problem("as_of", None, None, f"{as_of:%Y-%m-%d} is before the ledger's first invoice"
                                       + ("" if pd.isna(first) else f" ({first:%Y-%m-%d})")), title="bad input")
@@ -128,16 +146,20 @@ class ServingState:
         """One customer's risk at `as_of`: its open items scored with reasons, and its deterioration
         probability, flag and reasons (the light part of the customer view)."""
         served = self._served(as_of)
+        if customer_id in served.risk:  # the same answer until the ledger or the activity changes
+            return served.risk[customer_id]
         scores = served.scores
         if customer_id not in served.customer_position.index:
             raise NotFound(f"customer {customer_id!r} is not known at {scores.as_of:%Y-%m-%d}")
         facts = scores.customers.iloc[[served.customer_position[customer_id]]]
         positions = served.by_customer.get(customer_id, np.array([], dtype=int))
         items = self._scored_rows(served, scores.items.iloc[positions])
-        return {"as_of": scores.as_of, "customer_id": customer_id, "open_items": items,
+        risk = {"as_of": scores.as_of, "customer_id": customer_id, "open_items": items,
                 "deterioration_probability": facts["deterioration_probability"].iloc[0],
                 "deteriorating": bool(facts["deteriorating"].iloc[0]),
                 "deterioration_reasons": self.deterioration_reasons(facts).get(customer_id, [])}
+        served.risk[customer_id] = risk
+        return risk
 
     def customer(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
         """Everything about one customer at `as_of`: open items with risk and reasons, aging, deterioration
@@ -237,6 +259,7 @@ class ServedScores:
     by_invoice: pd.Series
     by_customer: dict
     customer_position: pd.Series
+    risk: dict = field(default_factory=dict)  # customer -> its risk answer, filled as customers are asked for
 
 
 def served_scores(scores: Scores, champions: Champions) -> ServedScores:
