@@ -52,6 +52,15 @@ def with_activity(ledger: Ledger, tables: dict[str, pd.DataFrame]) -> Ledger:
     return ledger.replace(**merged) if merged else ledger
 
 
+def ledger_with_recorded_activity(ledger: Ledger, environ: dict | None = None) -> Ledger:
+    """The ledger plus what was recorded in the activity store, when there is one (`ARRISK_DATABASE_URL`
+    or an existing `out/activity.sqlite`); the ledger unchanged otherwise."""
+    environ = os.environ if environ is None else environ
+    if not environ.get(DATABASE_ENV) and not DEFAULT_DATABASE.exists():
+        return ledger
+    return with_activity(ledger, open_store(database_url(environ)).ledger_tables())
+
+
 def check_known(ledger: Ledger, customer_id: str | None = None, invoice_id: str | None = None) -> str:
     """The customer of the record, after checking the customer and invoice exist (and belong together)."""
     invoices = ledger.invoices.set_index("invoice_id")["customer_id"]

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger import Ledger, LedgerError, Problem, read_ledger, write_ledger
+from serving.activity_cli import activity_app, audit_app
 from serving.tokens_cli import tokens_app
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
@@ -33,6 +34,8 @@ F = TypeVar("F", bound=Callable)
 
 
 app.add_typer(tokens_app, name="token", help="Create and list API tokens (stored hashed).")
+app.add_typer(activity_app, name="activity")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
@@ -244,7 +247,7 @@ def dunning(
 
     cutoff = parse_date(as_of, "--as-of")
     dunning_policy = rules_call("--policy", lambda: load_policy(policy))
-    ledger = read_ledger(ledger_dir)
+    ledger = with_recorded_activity(read_ledger(ledger_dir))
     proposal = rules_call("--policy", lambda: dunning_proposal(ledger, cutoff, dunning_policy))
     # Letters are too long for a terminal table; they are in every written file.
     show_or_write(proposal if out is not None else proposal.drop(columns=["letter_text"]), out,
@@ -267,6 +270,13 @@ def kpis(
     ledger = read_ledger(ledger_dir)
     report = rules_call("--from/--to/--freq", lambda: kpi_report(ledger, start, end, freq))  # type: ignore[arg-type]
     show_or_write(report, out, f"KPIs {start:%Y-%m-%d} to {end:%Y-%m-%d} by {freq}")
+
+
+def with_recorded_activity(ledger: Ledger) -> Ledger:
+    """The ledger plus the promises, disputes, contacts and letters recorded in the activity store."""
+    from serving.activity import ledger_with_recorded_activity
+
+    return ledger_with_recorded_activity(ledger)
 
 
 def champions_from(tracking_uri: str | None):
@@ -300,7 +310,7 @@ def score(
 
     checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
-    ledger = read_ledger(ledger_dir)
+    ledger = with_recorded_activity(read_ledger(ledger_dir))
     champions = champions_from(tracking_uri)
     scores = score_ledger(ledger, cutoff, champions)
     show_or_write(score_table(scores, champions), out, f"Scores as of {cutoff:%Y-%m-%d}")
@@ -328,7 +338,7 @@ def worklist(
     cutoff = parse_date(as_of, "--as-of")
     worklist_policy = rules_call("--policy", lambda: load_worklist_policy(policy or DEFAULT_POLICY))
     dunning = rules_call("--dunning-policy", lambda: load_policy(dunning_policy)) if dunning_policy else None
-    ledger = read_ledger(ledger_dir)
+    ledger = with_recorded_activity(read_ledger(ledger_dir))
     table = rules_call("--collector", lambda: build_worklist(
         ledger, cutoff, champions_from(tracking_uri), policy=worklist_policy, dunning_policy=dunning,
         collector=collector, segment=segment, top=top))
@@ -359,7 +369,7 @@ def forecast(
     if freq not in ("week", "day"):
         raise LedgerError(Problem("--freq", None, None, f"expected week or day, got {freq!r}"), title="bad option")
     cutoff = parse_date(as_of, "--as-of")
-    ledger = read_ledger(ledger_dir)
+    ledger = with_recorded_activity(read_ledger(ledger_dir))
     table = rules_call("--horizon-weeks", lambda: build_forecast(
         ledger, cutoff, champions_from(tracking_uri), horizon_weeks=horizon_weeks, freq=freq, draws=draws, seed=seed))
     if currency is not None:

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from serving.auth import hash_token
 from serving.scoring import score, score_table
 from tests.conftest import SCORING_DATE
+from tests.service_app import service_app
 
 TOKENS = {scope: f"arr_test_{scope}_token_0123456789" for scope in ("collector", "credit", "treasury", "admin")}
 AS_OF = f"{SCORING_DATE:%Y-%m-%d}"
@@ -40,9 +41,7 @@ def client(scoring_ledger, champion_store, tmp_path_factory):
         patch.setenv("ARRISK_API_TOKENS", ",".join(entries))
         patch.setenv("ARRISK_REPORTS", str(reports))
         patch.delenv("ARRISK_TOKENS_FILE", raising=False)
-        from serving.service import ARRiskService
-
-        with no_network(patch), TestClient(ARRiskService.to_asgi(), raise_server_exceptions=False) as test_client:
+        with no_network(patch), TestClient(service_app(), raise_server_exceptions=False) as test_client:
             test_client.collector = collector
             yield test_client
 

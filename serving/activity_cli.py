@@ -1,0 +1,128 @@
+"""`arrisk activity ...` and `arrisk audit verify`: record and list collections activity from the shell.
+
+The database is `--database`, else `ARRISK_DATABASE_URL`, else the embedded SQLite file
+`out/activity.sqlite`. Every change is audited under `--user`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from activity.store import StoreError
+
+activity_app = typer.Typer(help="Record and list promises, disputes, contacts and dunning letters.",
+                           no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail of the activity store.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+
+Database = Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (default: ARRISK_DATABASE_URL "
+                                                                 "or out/activity.sqlite).")]
+User = Annotated[str, typer.Option(help="Who records this (kept in the audit log).")]
+Key = Annotated[str | None, typer.Option("--idempotency-key", help="Retrying with the same key records nothing new.")]
+Ledger = Annotated[Path | None, typer.Option("--ledger", help="Check the customer and invoice exist in this ledger.")]
+
+
+def store_for(database: str | None):
+    from serving.activity import database_url, open_store
+
+    return open_store(database or database_url())
+
+
+def run(action):
+    """Print the JSON answer of `action`, or a one-line error and exit 1."""
+    from ledger import LedgerError
+
+    try:
+        console.print_json(json.dumps(action(), default=str))
+    except StoreError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except LedgerError as error:
+        errors.print(f"error: {error.summary()}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def customer_of(ledger_dir: Path | None, customer_id: str | None, invoice_id: str | None) -> str | None:
+    """The customer, checked against the ledger when one is given."""
+    if ledger_dir is None:
+        return customer_id
+    from ledger import read_ledger
+    from serving.activity import check_known
+
+    return check_known(read_ledger(ledger_dir), customer_id, invoice_id)
+
+
+def now() -> datetime.datetime:
+    """When the change is recorded, for the audit trail only."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+@activity_app.command()
+def promise(user: User, amount: Annotated[str, typer.Option(help="Amount promised.")],
+            made_date: Annotated[str, typer.Option(help="When the customer promised, YYYY-MM-DD.")],
+            promised_date: Annotated[str, typer.Option(help="When they will pay, YYYY-MM-DD.")],
+            customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,
+            invoice: Annotated[str | None, typer.Option(help="Invoice id (none: a promise on the account).")] = None,
+            note: str = "", ledger: Ledger = None, idempotency_key: Key = None, database: Database = None) -> None:
+    """Record a promise to pay."""
+    run(lambda: store_for(database).create_promise(
+        user, customer_id=customer_of(ledger, customer, invoice), invoice_id=invoice, amount=amount,
+        made_date=made_date, promised_date=promised_date, note=note, idempotency_key=idempotency_key, now=now()))
+
+
+@activity_app.command()
+def dispute(user: User, invoice: Annotated[str, typer.Option(help="Invoice id.")],
+            customer: Annotated[str, typer.Option(help="Customer id.")],
+            opened_date: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
+            reason: Annotated[str, typer.Option(help="Reason code, e.g. pricing.")],
+            amount: Annotated[str, typer.Option(help="Amount disputed.")],
+            ledger: Ledger = None, idempotency_key: Key = None, database: Database = None) -> None:
+    """Open a dispute on an invoice."""
+    run(lambda: store_for(database).create_dispute(
+        user, invoice_id=invoice, customer_id=customer_of(ledger, customer, invoice),
+        opened_date=opened_date, reason_code=reason, amount=amount, idempotency_key=idempotency_key, now=now()))
+
+
+@activity_app.command()
+def contact(user: User, customer: Annotated[str, typer.Option(help="Customer id.")],
+            contact_date: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
+            channel: Annotated[str, typer.Option(help="call, email, letter, meeting, portal or other.")],
+            outcome: str = "", note: str = "", ledger: Ledger = None, idempotency_key: Key = None,
+            database: Database = None) -> None:
+    """Log a contact with a customer."""
+    run(lambda: store_for(database).create_contact(
+        user, customer_id=customer_of(ledger, customer, None), contact_date=contact_date,
+        channel=channel, outcome=outcome, note=note, idempotency_key=idempotency_key, now=now()))
+
+
+@activity_app.command("list")
+def list_records(what: Annotated[str, typer.Argument(help="promises, disputes, contacts or letters.")],
+                 customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
+                 database: Database = None) -> None:
+    """List recorded activity as JSON."""
+    listers = {"promises": "list_promises", "disputes": "list_disputes", "contacts": "list_contacts",
+               "letters": "list_letters"}
+    if what not in listers:
+        errors.print(f"error: expected one of {', '.join(listers)}, got {what!r}", highlight=False)
+        raise typer.Exit(1)
+    run(lambda: getattr(store_for(database), listers[what])(customer))
+
+
+@audit_app.command()
+def verify(database: Database = None) -> None:
+    """Check the hash chain of the audit log and every record against it; exit 1 on any problem."""
+    from activity.audit import verify_audit
+
+    problems = verify_audit(store_for(database))
+    for problem in problems:
+        errors.print(f"audit: {problem}", markup=False, highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print("audit log intact")
