@@ -227,7 +227,7 @@ WORKLIST_COLUMNS = ["rank", "customer_id", "name", "collector", "segment", "stat
 
 def worklist(ledger: Ledger, as_of: pd.Timestamp, items: pd.DataFrame, customers: pd.DataFrame,
              policy: WorklistPolicy, dunning: pd.DataFrame | None = None, collector: str | None = None,
-             segment: str | None = None, top: int | None = None,
+             segment: str | None = None, top: int | None = None, portfolio: list[str] | None = None,
              tolerance: float = MONEY_TOLERANCE) -> pd.DataFrame:
     """The worklist as of `as_of`: priority rows with who to call, what happened last and why.
 
@@ -239,7 +239,9 @@ def worklist(ledger: Ledger, as_of: pd.Timestamp, items: pd.DataFrame, customers
     items = item_rule_inputs(ledger, as_of, items, policy, tolerance)
     priority = customer_priority(items, customers, policy)
     info = known.customers.set_index("customer_id")
-    if collector is not None:
+    if portfolio is not None:  # the collector's portfolio as recorded in the activity store
+        priority = priority[priority["customer_id"].isin(portfolio)]
+    elif collector is not None:
         if "collector" not in info:
             raise ValueError("the ledger's customers have no collector column: cannot filter by collector")
         priority = priority[priority["customer_id"].map(info["collector"]) == collector]

@@ -61,6 +61,14 @@ def ledger_with_recorded_activity(ledger: Ledger, environ: dict | None = None) -
     return with_activity(ledger, open_store(database_url(environ)).ledger_tables())
 
 
+def recorded_portfolio(collector: str | None, environ: dict | None = None) -> list[str] | None:
+    """The collector's portfolio in the activity store, or None (no store, no collector, or none recorded)."""
+    environ = os.environ if environ is None else environ
+    if collector is None or (not environ.get(DATABASE_ENV) and not DEFAULT_DATABASE.exists()):
+        return None
+    return open_store(database_url(environ)).portfolio(collector) or None
+
+
 def check_known(ledger: Ledger, customer_id: str | None = None, invoice_id: str | None = None) -> str:
     """The customer of the record, after checking the customer and invoice exist (and belong together)."""
     invoices = ledger.invoices.set_index("invoice_id")["customer_id"]

@@ -102,6 +102,43 @@ def contact(user: User, customer: Annotated[str, typer.Option(help="Customer id.
         channel=channel, outcome=outcome, note=note, idempotency_key=idempotency_key, now=now()))
 
 
+@activity_app.command()
+def update(what: Annotated[str, typer.Argument(help="promise, dispute or contact.")],
+           record_id: Annotated[str, typer.Argument(help="Its id, e.g. PTP-...")],
+           user: User,
+           expected_version: Annotated[int, typer.Option(min=1, help="The version you read; a newer one fails.")],
+           changes: Annotated[list[str], typer.Option("--set", help="FIELD=VALUE, repeatable (e.g. status=cancelled, "
+                                                                    "promised_date=2024-01-12, resolution=credited).")],
+           database: Database = None) -> None:
+    """Change a record, failing if someone changed it since you read it (optimistic concurrency)."""
+    updaters = {"promise": "update_promise", "dispute": "update_dispute", "contact": "update_contact"}
+    if what not in updaters:
+        errors.print(f"error: expected one of {', '.join(updaters)}, got {what!r}", highlight=False)
+        raise typer.Exit(1)
+    fields = {}
+    for change in changes:
+        name, equals, value = change.partition("=")
+        if not equals or not name:
+            errors.print(f"error: --set expects FIELD=VALUE, got {change!r}", highlight=False)
+            raise typer.Exit(1)
+        fields[name.strip()] = value
+    run(lambda: getattr(store_for(database), updaters[what])(user, record_id, expected_version, now=now(), **fields))
+
+
+@activity_app.command()
+def collector(name: Annotated[str, typer.Argument(help="The collector's name.")],
+              customers: Annotated[list[str], typer.Argument(help="Customer ids in their portfolio.")],
+              database: Database = None) -> None:
+    """Register a collector and add customers to their portfolio (the worklist's --collector uses it)."""
+    def assign() -> dict:
+        store = store_for(database)
+        store.upsert_user(name, "collector")
+        store.assign_portfolio(name, customers)
+        return {"collector": name, "portfolio": store.portfolio(name)}
+
+    run(assign)
+
+
 @activity_app.command("list")
 def list_records(what: Annotated[str, typer.Argument(help="promises, disputes, contacts or letters.")],
                  customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,

@@ -339,9 +339,11 @@ def worklist(
     worklist_policy = rules_call("--policy", lambda: load_worklist_policy(policy or DEFAULT_POLICY))
     dunning = rules_call("--dunning-policy", lambda: load_policy(dunning_policy)) if dunning_policy else None
     ledger = with_recorded_activity(read_ledger(ledger_dir))
+    from serving.activity import recorded_portfolio
+
     table = rules_call("--collector", lambda: build_worklist(
         ledger, cutoff, champions_from(tracking_uri), policy=worklist_policy, dunning_policy=dunning,
-        collector=collector, segment=segment, top=top))
+        collector=collector, segment=segment, top=top, portfolio=recorded_portfolio(collector)))
     if out is None:
         table = compact_worklist(table)
     show_or_write(table, out, f"Worklist as of {cutoff:%Y-%m-%d}")

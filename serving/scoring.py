@@ -132,7 +132,8 @@ def worklist_reasons(scores: Scores, champions: Champions, customer_ids: list[st
 
 def build_worklist(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *, policy=None, dunning_policy=None,
                    collector: str | None = None, segment: str | None = None, top: int | None = None,
-                   scores: Scores | None = None, reasons: bool = True) -> pd.DataFrame:
+                   scores: Scores | None = None, reasons: bool = True,
+                   portfolio: list[str] | None = None) -> pd.DataFrame:
     """The prioritised worklist as of `as_of` with the champions' risk and reasons (`reasons=False`:
     rule reasons only, for a caller that explains just the rows it shows)."""
     from rules.dunning import dunning_proposal, load_policy
@@ -143,7 +144,7 @@ def build_worklist(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *,
     dunning_policy = dunning_policy or load_policy(DEFAULT_DUNNING_POLICY)
     dunning = dunning_proposal(ledger, scores.as_of, dunning_policy, letters=False)
     table = worklist(ledger, scores.as_of, scores.items, scores.customers, policy, dunning=dunning,
-                     collector=collector, segment=segment, top=top)
+                     collector=collector, segment=segment, top=top, portfolio=portfolio)
     if not reasons:
         return table
     return fill_reasons(table, worklist_reasons(scores, champions, table["customer_id"].tolist()))

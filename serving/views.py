@@ -102,7 +102,10 @@ class ServingState:
                  segment: str | None = None, top: int | None = None) -> pd.DataFrame:
         """The worklist filtered by collector and segment, ranks renumbered, first `top` rows."""
         table = self.full_worklist(as_of)
-        if collector is not None:
+        portfolio = self.store.portfolio(collector) if self.store is not None and collector is not None else []
+        if portfolio:  # the activity store's portfolio wins over the ledger's collector column
+            table = table[table["customer_id"].isin(portfolio)]
+        elif collector is not None:
             table = table[table["collector"] == collector]
         if segment is not None:
             table = table[table["segment"] == segment]

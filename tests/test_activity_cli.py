@@ -49,3 +49,31 @@ def test_bad_activity_input_is_a_one_line_error(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "channel" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["activity", "list", "invoices"])
     assert result.exit_code == 1 and "promises" in result.output
+
+
+def test_update_needs_the_version_read_and_portfolios_drive_the_collector_filter(scoring_ledger, champion_store,
+                                                                               tmp_path, monkeypatch):
+    from ledger import write_ledger
+
+    write_ledger(scoring_ledger, tmp_path / "ledger")
+    monkeypatch.setenv("ARRISK_DATABASE_URL", f"sqlite:///{tmp_path / 'activity.sqlite'}")
+    customer = scoring_ledger.customers["customer_id"].iloc[0]
+    created = json.loads(runner.invoke(app, ["activity", "contact", "--user", "ana", "--customer", customer,
+                                             "--contact-date", "2023-06-01", "--channel", "call"]).output)
+    update = ["activity", "update", "contact", created["contact_id"], "--user", "ben", "--set", "note=called back"]
+    first = runner.invoke(app, [*update, "--expected-version", "1"])
+    assert first.exit_code == 0 and json.loads(first.output)["version"] == 2
+    stale = runner.invoke(app, [*update, "--expected-version", "1"])
+    assert stale.exit_code == 1 and "version" in stale.output.lower()
+    assert runner.invoke(app, [*update[:-2], "--set", "colour=red", "--expected-version", "2"]).exit_code == 1
+
+    # A portfolio recorded for a collector decides whose customers `worklist --collector` lists.
+    listed = tmp_path / "all.csv"
+    worklist = ["worklist", "--ledger", str(tmp_path / "ledger"), "--as-of", "2023-06-30", "--tracking-uri",
+                champion_store]
+    assert runner.invoke(app, [*worklist, "--out", str(listed)]).exit_code == 0
+    chosen = pd.read_csv(listed)["customer_id"].iloc[[1, 4]].tolist()
+    assert runner.invoke(app, ["activity", "collector", "Zoe", *chosen]).exit_code == 0
+    mine = tmp_path / "zoe.csv"
+    assert runner.invoke(app, [*worklist, "--collector", "Zoe", "--out", str(mine)]).exit_code == 0
+    assert pd.read_csv(mine)["customer_id"].tolist() == chosen
