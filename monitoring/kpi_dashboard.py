@@ -25,12 +25,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
-from openpyxl.styles import Font
-from openpyxl.worksheet.worksheet import Worksheet
 
 from ledger import Ledger
 from rules.aging import COMPANY, TOTAL, UNAPPLIED, aging_report, bucket_labels, company_total
 from rules.kpis import Freq, kpi_report
+from rules.output import format_sheet
 
 TOP = 10
 CUSTOMERS_SHOWN = 25
@@ -372,16 +371,6 @@ def write_sheets(data: Mapping[str, pd.DataFrame], path: Path) -> None:
         for name, frame in data.items():
             frame.to_excel(writer, index=False, sheet_name=name)
             format_sheet(writer.sheets[name])
-
-
-def format_sheet(sheet: Worksheet) -> None:
-    """Bold header, frozen top row and columns wide enough for their values, as `rules.output` does."""
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    sheet.freeze_panes = "A2"  # the header stays in view while scrolling
-    for column_cells in sheet.columns:
-        width = max(len(str(cell.value)) if cell.value is not None else 0 for cell in column_cells)
-        sheet.column_dimensions[column_cells[0].column_letter].width = min(max(width + 2, 8), 60)
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:

@@ -57,17 +57,21 @@ def _write_json(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _write_xlsx(frame: pd.DataFrame, path: Path) -> None:
-    from openpyxl.styles import Font
-
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         frame.to_excel(writer, index=False, sheet_name="report")
-        sheet = writer.sheets["report"]
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        sheet.freeze_panes = "A2"  # the header stays in view while scrolling
-        for column_cells in sheet.columns:
-            width = max(len(str(cell.value)) if cell.value is not None else 0 for cell in column_cells)
-            sheet.column_dimensions[column_cells[0].column_letter].width = min(max(width + 2, 8), 60)
+        format_sheet(writer.sheets["report"])
+
+
+def format_sheet(sheet) -> None:
+    """Bold header, frozen top row and columns wide enough for their values (capped)."""
+    from openpyxl.styles import Font
+
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    sheet.freeze_panes = "A2"  # the header stays in view while scrolling
+    for column_cells in sheet.columns:
+        width = max(len(str(cell.value)) if cell.value is not None else 0 for cell in column_cells)
+        sheet.column_dimensions[column_cells[0].column_letter].width = min(max(width + 2, 8), 60)
 
 
 def rich_table(frame: pd.DataFrame, title: str = "", max_rows: int = 50) -> Table:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ledger.importing.mappings import yaml_line
+
 SCOPES = ("collector", "credit", "treasury", "admin")
 ADMIN = "admin"
 TOKEN_PREFIX = "arr_"
@@ -244,11 +246,11 @@ def read_token_file(path: str | Path) -> TokenFile:
     try:
         token_file = TokenFile.model_validate(data)
     except ValidationError as error:
-        problems = [_located(_yaml_line(node, detail["loc"]), _problem(detail)) for detail in error.errors()]
+        problems = [_located(yaml_line(node, detail["loc"]), _problem(detail)) for detail in error.errors()]
         raise AuthConfigError(f"{path}: " + "; ".join(problems)) from None
     duplicates = duplicate_entries(token_file.tokens)
     if duplicates:
-        problems = [_located(_yaml_line(node, ("tokens", index)), f"tokens.{index}: {problem}")
+        problems = [_located(yaml_line(node, ("tokens", index)), f"tokens.{index}: {problem}")
                     for index, problem in duplicates]
         raise AuthConfigError(f"{path}: " + "; ".join(problems))
     return token_file
@@ -322,20 +324,3 @@ def _known_keys(loc: Sequence[Any]) -> list[str]:
 
 def _located(line: int | None, problem: str) -> str:
     return f"line {line}, {problem}" if line is not None else problem
-
-
-def _yaml_line(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
-    """The line (from 1) of the deepest YAML node found along `loc`."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((key, value) for key, value in node.value if key.value == str(part)), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line

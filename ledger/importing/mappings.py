@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -269,7 +270,7 @@ def load_mapping(mapping: str | Path) -> tuple[str, ImportMapping]:
     model = MODEL_BY_DERIVE.get(derive) if isinstance(derive, str) else None
     if model is None:
         expected = ", ".join(MODEL_BY_DERIVE)
-        raise LedgerError(Problem(where, _yaml_line(node, ("payments", "derive")), "payments.derive",
+        raise LedgerError(Problem(where, yaml_line(node, ("payments", "derive")), "payments.derive",
                                   f"expected one of {expected}, got {derive!r}"), title="bad mapping")
     try:
         return path.stem, model.model_validate(data)
@@ -298,7 +299,7 @@ def _mapping_problem(where: str, node: yaml.Node | None, model: type[BaseModel],
         message = "missing key"
     else:
         message = detail["msg"].removeprefix("Value error, ")
-    return Problem(where, _yaml_line(node, loc), key, message)
+    return Problem(where, yaml_line(node, loc), key, message)
 
 
 def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -314,7 +315,7 @@ def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _yaml_line(node: yaml.Node | None, loc: tuple) -> int | None:
+def yaml_line(node: yaml.Node | None, loc: Sequence) -> int | None:
     """The line (from 1) of the deepest YAML node found along `loc`."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
