@@ -36,6 +36,7 @@ from ledger.schema import CONTACT_CHANNELS
 from serving.activity import check_known
 from serving.auth import AuthError, Forbidden, Principal, TokenStore, token_store_from_env
 from serving.views import NotFound, ServingState
+from serving.web import router as web_pages
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -54,6 +55,9 @@ api = FastAPI(title="ar-risk", version="1", description=(
     "Accounts-receivable risk: invoice scores, the collection worklist, customer views with explanations, "
     "deterioration flags, the cash forecast, aging, dunning and KPIs. Every endpoint but /v1/health needs "
     "`Authorization: Bearer <token>` with the scope named in its description."))
+
+# The web pages for collectors, credit and treasury (server-rendered HTML under /v1/ui, see serving/web.py).
+api.include_router(web_pages)
 
 
 # ---- responses -------------------------------------------------------------------------------------

@@ -1,0 +1,497 @@
+"""Web pages for collectors, credit analysts and treasury under `/v1/ui` (issue 10), server-rendered.
+
+Login is by API token: the login form puts it in an HttpOnly, SameSite=Strict cookie scoped to `/v1/ui`,
+and every page authenticates that cookie through the service's `TokenStore`, with the same scopes as
+the API. Every POST form carries a CSRF token: the HMAC of the session cookie (the token cookie, or a
+random pre-login cookie on the login form) under a secret drawn when the process starts.
+Like the API, the pages only translate HTTP to `ServingState` and activity-store calls and back.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import hmac
+import math
+import secrets
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import bentoml
+import pandas as pd
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader
+
+from activity.store import InvalidInput
+from ledger import LedgerError
+from ledger.schema import CONTACT_CHANNELS
+from serving.auth import Forbidden, Principal, Unauthorized
+from serving.reasons import feature_descriptions
+from serving.views import NotFound
+
+HERE = Path(__file__).resolve().parent
+BASE = "/v1/ui"
+AUTH_COOKIE, LOGIN_COOKIE = "arrisk_token", "arrisk_login"
+# Drawn once per process: a restart invalidates open forms, never the login itself.
+CSRF_SECRET = secrets.token_bytes(32)
+STATIC_FILES = {"style.css": "text/css"}
+BUCKETS = {"1-30": (1, 30), "31-60": (31, 60), "61-90": (61, 90), "90+": (91, math.inf)}
+SORTABLE = ("rank", "customer_id", "status", "money_at_risk_base", "overdue_amount_base", "max_days_past_due",
+            "next_dunning_action")
+WORKLIST_ROWS = 500  # a page shows at most this many rows; filters narrow it down
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
+
+
+def current_service() -> Any:
+    """The running `ARRiskService` (what BentoML passes as `self` to the API's methods)."""
+    return bentoml.get_current_service()
+
+
+Service = Annotated[Any, Depends(current_service)]
+
+
+class CsrfError(Exception):
+    """A POST without the CSRF token of its session."""
+
+
+# ---- formatting --------------------------------------------------------------------------------------
+
+def money(value: Any) -> str:
+    """An amount with thousands separators and cents; blank when missing."""
+    return "" if value is None or pd.isna(value) else f"{float(value):,.2f}"
+
+
+def percent(value: Any) -> str:
+    """A probability as a whole percentage; blank when missing."""
+    return "" if value is None or pd.isna(value) else f"{100 * float(value):.0f}%"
+
+
+def day(value: Any) -> str:
+    """A date as YYYY-MM-DD; blank when missing."""
+    return "" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
+
+
+def whole(value: Any) -> str:
+    """A count of days as a whole number; blank when missing."""
+    return "" if value is None or pd.isna(value) else f"{int(value)}"
+
+
+def text(value: Any) -> str:
+    """A value as text; blank when missing (NaN from a frame included)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+templates.filters.update(money=money, percent=percent, day=day, whole=whole, text=text)
+
+
+def render(template: str, status: int = 200, /, **context: Any) -> HTMLResponse:
+    """A template rendered (autoescaped) into an HTML response."""
+    return HTMLResponse(templates.get_template(template).render(base=BASE, **context), status_code=status)
+
+
+def redirect(path: str) -> RedirectResponse:
+    """A 303 to a page of the UI (a POST's answer becomes a GET)."""
+    return RedirectResponse(BASE + path, status_code=303)
+
+
+def page(handler: Callable[..., Response]) -> Callable[..., Response]:
+    """Turn auth, CSRF and lookup errors of a page handler into a redirect to login or an HTML error page."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return handler(*args, **kwargs)
+        except Unauthorized:
+            return redirect("/login")
+        except Forbidden as error:
+            return render("error.html", 403, title="Not allowed", message=f"Your token lacks the scope: {error.scope}.")
+        except CsrfError:
+            return render("error.html", 403, title="Form expired", message="The form's security token is "
+                          "missing or wrong: reload the page and submit it again.")
+        except NotFound as error:
+            return render("error.html", 404, title="Not found", message=str(error))
+        except LedgerError as error:
+            return render("error.html", 400, title="Bad request", message=error.summary())
+
+    return wrapper
+
+
+# ---- login, sessions and CSRF --------------------------------------------------------------------------
+
+def csrf_token(session: str) -> str:
+    """The CSRF token of a session: an HMAC of its cookie, so a page of another site cannot know it."""
+    return hmac.new(CSRF_SECRET, session.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def check_csrf(session: str | None, presented: str) -> None:
+    """Raise `CsrfError` unless `presented` is the session's CSRF token."""
+    if not session or not hmac.compare_digest(csrf_token(session), presented or ""):
+        raise CsrfError()
+
+
+def signed_in(service: Any, request: Request, *scopes: str) -> Principal:
+    """The user of the session cookie holding one of `scopes`; `Unauthorized` or `Forbidden` otherwise."""
+    token = request.cookies.get(AUTH_COOKIE)
+    return service.allow(f"Bearer {token}" if token else None, *(scopes or ("collector", "credit", "treasury")))
+
+
+def session_context(request: Request, principal: Principal) -> dict[str, Any]:
+    """What every signed-in page needs: the user and the CSRF token of its forms."""
+    return {"user": principal, "csrf": csrf_token(request.cookies.get(AUTH_COOKIE, ""))}
+
+
+@router.get("/login")
+def login_form(request: Request) -> HTMLResponse:
+    """The login form, with a fresh pre-login cookie its CSRF token is bound to."""
+    return login_page(request, status=200, error=None)
+
+
+def login_page(request: Request, status: int, error: str | None) -> HTMLResponse:
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+    response = render("login.html", status, csrf=csrf_token(nonce), error=error)
+    response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", path=BASE,
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/login")
+@page
+def login(request: Request, service: Service, token: Annotated[str, Form()] = "",
+          csrf: Annotated[str, Form()] = "") -> Response:
+    """Check the token; on success keep it in the session cookie and go to the user's first page."""
+    check_csrf(request.cookies.get(LOGIN_COOKIE), csrf)
+    token = token.strip()
+    try:
+        service.tokens.authenticate(f"Bearer {token}")
+    except Unauthorized:
+        return login_page(request, status=401, error="That token is not valid: check it and try again.")
+    response = redirect("/")
+    response.set_cookie(AUTH_COOKIE, token, httponly=True, samesite="strict", path=BASE,
+                        secure=request.url.scheme == "https")
+    response.delete_cookie(LOGIN_COOKIE, path=BASE)
+    return response
+
+
+@router.get("/logout")
+def logout() -> RedirectResponse:
+    """Forget the session cookie."""
+    response = redirect("/login")
+    response.delete_cookie(AUTH_COOKIE, path=BASE)
+    return response
+
+
+@router.get("/")
+@page
+def home(request: Request, service: Service) -> Response:
+    """The user's first page: the worklist for collectors, the forecast for treasury, else a customer search."""
+    principal = signed_in(service, request)
+    if principal.has("collector"):
+        return redirect("/worklist")
+    if principal.has("treasury") and not principal.has("credit"):
+        return redirect("/forecast")
+    return render("home.html", **session_context(request, principal))
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    """The stylesheet (only the files named in STATIC_FILES are served)."""
+    if name not in STATIC_FILES:
+        return HTMLResponse("not found", status_code=404)
+    return FileResponse(HERE / "static" / name, media_type=STATIC_FILES[name])
+
+
+# ---- worklist ------------------------------------------------------------------------------------------
+
+def parse_as_of(service: Any, text: str | None) -> pd.Timestamp:
+    """The page's as-of date: the ledger's default when blank, else a checked date."""
+    if not text:
+        return service.state.default_as_of
+    try:
+        return service.state.checked_as_of(pd.Timestamp(datetime.date.fromisoformat(text)))
+    except ValueError:
+        raise NotFound(f"as_of {text!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def in_bucket(table: pd.DataFrame, bucket: str) -> pd.DataFrame:
+    """Rows whose oldest item's days past due fall in the bucket (all rows for an unknown bucket)."""
+    if bucket not in BUCKETS:
+        return table
+    low, high = BUCKETS[bucket]
+    return table[table["max_days_past_due"].between(low, high)]
+
+
+def sorted_rows(table: pd.DataFrame, sort: str, descending: bool) -> pd.DataFrame:
+    """The table sorted by one of SORTABLE (rank when unknown), ties by rank."""
+    column = sort if sort in SORTABLE else "rank"
+    keys = [column] if column == "rank" else [column, "rank"]
+    return table.sort_values(keys, ascending=[not descending, True][: len(keys)], kind="stable")
+
+
+def sort_links(filters: dict[str, str], sort: str, descending: bool) -> dict[str, str]:
+    """Per sortable column, the worklist URL sorted by it (the current column toggles its direction)."""
+    links = {}
+    for column in SORTABLE:
+        flip = column == sort and not descending
+        links[column] = f"{BASE}/worklist?" + urlencode({**filters, "sort": column, "desc": "1" if flip else ""})
+    return links
+
+
+@router.get("/worklist")
+@page
+def worklist(request: Request, service: Service, as_of: str | None = None, collector: str | None = None,
+             segment: str = "", bucket: str = "", sort: str = "rank", desc: str = "") -> Response:
+    """The collection worklist with filters and sortable columns; a collector sees their portfolio first."""
+    principal = signed_in(service, request, "collector")
+    state = service.state
+    when = parse_as_of(service, as_of)
+    collector = principal.collector if collector is None else collector  # "" asks for every collector
+    everyone = state.full_worklist(when)
+    table = state.worklist(when, collector=collector or None, segment=segment or None)
+    table = sorted_rows(in_bucket(table, bucket), sort, descending=desc == "1")
+    filters = {"as_of": f"{when:%Y-%m-%d}", "collector": collector or "", "segment": segment, "bucket": bucket}
+    return render("worklist.html", **session_context(request, principal), as_of=when, filters=filters,
+                  rows=table.head(WORKLIST_ROWS).to_dict("records"), count=len(table),
+                  collectors=sorted(everyone["collector"].dropna().unique()),
+                  segments=sorted(everyone["segment"].dropna().unique()), buckets=list(BUCKETS),
+                  sort=sort, descending=desc == "1", links=sort_links(filters, sort, desc == "1"),
+                  currency=state.ledger.base_currency, limit=WORKLIST_ROWS)
+
+
+# ---- customer ------------------------------------------------------------------------------------------
+
+@router.get("/customers")
+@page
+def find_customer(request: Request, service: Service, customer_id: str = "") -> Response:
+    """The customer search box's answer: that customer's page."""
+    signed_in(service, request, "collector", "credit")
+    return redirect(f"/customers/{quote(customer_id.strip(), safe='')}")
+
+
+@router.get("/customers/{customer_id}")
+@page
+def customer(request: Request, service: Service, customer_id: str, as_of: str | None = None,
+             saved: str = "") -> Response:
+    """One customer: open items with risk, deterioration with its explanation, history and the forms."""
+    principal = signed_in(service, request, "collector", "credit")
+    when = parse_as_of(service, as_of)
+    return customer_page(request, service, principal, customer_id, when, saved=saved)
+
+
+def customer_page(request: Request, service: Any, principal: Principal, customer_id: str, when: pd.Timestamp,
+                  forms: dict[str, dict] | None = None, errors: dict[str, dict] | None = None,
+                  saved: str = "", status: int = 200) -> HTMLResponse:
+    """Render the customer page; `forms` and `errors` re-fill a form that did not validate."""
+    state = service.state
+    risk = state.customer_risk(customer_id, when)
+    customers = state.scores(when).customers
+    contributions = state.deterioration_contributions(customers[customers["customer_id"] == customer_id])
+    row = state.full_worklist(when)
+    row = row[row["customer_id"] == customer_id].to_dict("records")
+    info = state.ledger.customers.set_index("customer_id").loc[customer_id]
+    items = risk["open_items"].to_dict("records")
+    defaults = {"promise": {"made_date": f"{when:%Y-%m-%d}", "promised_date": "", "amount": "", "note": ""},
+                "dispute": {"invoice_id": "", "opened_date": f"{when:%Y-%m-%d}", "reason_code": "", "amount": ""},
+                "contact": {"contact_date": f"{when:%Y-%m-%d}", "channel": "call", "outcome": "", "note": "",
+                            "next_action_date": ""}}
+    return render("customer.html", status, **session_context(request, principal), as_of=when,
+                  customer_id=customer_id, name=info["name"], segment=info["segment"],
+                  collector=info.get("collector"), risk=risk, items=items, row=row[0] if row else None,
+                  chart=contribution_chart(contributions), promises=state.store.list_promises(customer_id),
+                  disputes=state.store.list_disputes(customer_id), contacts=state.store.list_contacts(customer_id),
+                  forms=defaults | (forms or {}), errors=errors or {}, channels=CONTACT_CHANNELS, saved=saved,
+                  currency=state.ledger.base_currency)
+
+
+def contribution_chart(contributions: list[dict], width: int = 720, bar_height: int = 22) -> dict:
+    """Bars of an inline SVG chart of SHAP contributions: right (red) raises the risk, left (green) lowers it."""
+    words = feature_descriptions()
+    label_width, half = 330, (width - 330 - 20) / 2
+    centre = label_width + half
+    largest = max((abs(c["contribution"]) for c in contributions), default=0) or 1
+    bars = []
+    for index, item in enumerate(contributions):
+        length = abs(item["contribution"]) / largest * half
+        raises = item["contribution"] > 0
+        bars.append({"y": index * bar_height + 4, "x": centre if raises else centre - length, "width": length,
+                     "label": words.get(item["feature"], item["feature"]), "feature": item["feature"],
+                     "value": item["value"], "contribution": item["contribution"],
+                     "colour": "#c0392b" if raises else "#27864a"})
+    return {"width": width, "height": len(bars) * bar_height + 8, "centre": centre, "bars": bars,
+            "bar_height": bar_height - 6, "label_x": label_width - 8}
+
+
+# ---- recording activity ----------------------------------------------------------------------------------
+
+def parse_date(values: dict[str, str], field: str, errors: dict[str, str], required: bool = True) -> datetime.date | None:
+    """A form's date field, or a message for it in `errors`."""
+    text = values.get(field, "").strip()
+    if not text:
+        if required:
+            errors[field] = "Enter a date."
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        errors[field] = "Not a date: use YYYY-MM-DD."
+        return None
+
+
+def parse_amount(values: dict[str, str], field: str, errors: dict[str, str]) -> Decimal | None:
+    """A form's positive amount with at most two decimals, or a message for it in `errors`."""
+    text = values.get(field, "").strip().replace(",", "")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        errors[field] = "Enter an amount, e.g. 1250.00."
+        return None
+    if not amount.is_finite() or amount <= 0:
+        errors[field] = "The amount must be more than zero."
+    elif amount != amount.quantize(Decimal("0.01")):
+        errors[field] = "At most two decimals."
+    else:
+        return amount
+    return None
+
+
+def promise_values(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    """The store arguments of a promise form."""
+    made, promised = parse_date(values, "made_date", errors), parse_date(values, "promised_date", errors)
+    if made and promised and promised < made:
+        errors["promised_date"] = "The promised date cannot be before the date the promise was made."
+    return {"amount": parse_amount(values, "amount", errors), "made_date": made, "promised_date": promised,
+            "note": values.get("note", "")}
+
+
+def dispute_values(values: dict[str, str], errors: dict[str, str], invoices: set[str]) -> dict[str, Any]:
+    """The store arguments of a dispute form; the invoice must be one of the customer's open items."""
+    if values.get("invoice_id") not in invoices:
+        errors["invoice_id"] = "Choose one of this customer's open invoices."
+    if not values.get("reason_code", "").strip():
+        errors["reason_code"] = "Enter a reason, e.g. pricing."
+    return {"invoice_id": values.get("invoice_id"), "opened_date": parse_date(values, "opened_date", errors),
+            "reason_code": values.get("reason_code", "").strip(), "amount": parse_amount(values, "amount", errors)}
+
+
+def contact_values(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    """The store arguments of a contact form."""
+    if values.get("channel") not in CONTACT_CHANNELS:
+        errors["channel"] = f"Choose one of: {', '.join(CONTACT_CHANNELS)}."
+    contacted = parse_date(values, "contact_date", errors)
+    next_action = parse_date(values, "next_action_date", errors, required=False)
+    if contacted and next_action and next_action < contacted:
+        errors["next_action_date"] = "The next action cannot be before the contact."
+    return {"contact_date": contacted, "channel": values.get("channel"), "outcome": values.get("outcome", ""),
+            "note": values.get("note", ""), "next_action_date": next_action}
+
+
+def record(request: Request, service: Any, customer_id: str, kind: str, values: dict[str, str],
+           scopes: tuple[str, ...]) -> Response:
+    """Check the session, CSRF token, scope and fields of one form, then write it and go back to the customer."""
+    from serving.service import recording_time
+
+    check_csrf(request.cookies.get(AUTH_COOKIE), values.pop("csrf", ""))
+    principal = signed_in(service, request, *scopes)
+    state = service.state
+    when = parse_as_of(service, values.pop("as_of", ""))
+    risk = state.customer_risk(customer_id, when)  # NotFound for an unknown customer
+    errors: dict[str, str] = {}
+    if kind == "promise":
+        fields = promise_values(values, errors)
+    elif kind == "dispute":
+        fields = dispute_values(values, errors, set(risk["open_items"]["invoice_id"]))
+    else:
+        fields = contact_values(values, errors)
+    if not errors:
+        try:
+            write = {"promise": state.store.create_promise, "dispute": state.store.create_dispute,
+                     "contact": state.store.create_contact}[kind]
+            write(principal.user, customer_id=customer_id, now=recording_time(), **fields)
+        except InvalidInput as error:
+            errors[error.field] = str(error)
+    if errors:
+        return customer_page(request, service, principal, customer_id, when, forms={kind: values},
+                             errors={kind: errors}, status=422)
+    state.reload_activity()
+    return redirect(f"/customers/{quote(customer_id, safe='')}?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": kind}))
+
+
+@router.post("/customers/{customer_id}/promises")
+@page
+def record_promise(request: Request, service: Service, customer_id: str, csrf: Annotated[str, Form()] = "",
+                   as_of: Annotated[str, Form()] = "", amount: Annotated[str, Form()] = "",
+                   made_date: Annotated[str, Form()] = "", promised_date: Annotated[str, Form()] = "",
+                   note: Annotated[str, Form()] = "") -> Response:
+    """Record a promise to pay (collector)."""
+    values = {"csrf": csrf, "as_of": as_of, "amount": amount, "made_date": made_date,
+              "promised_date": promised_date, "note": note}
+    return record(request, service, customer_id, "promise", values, ("collector",))
+
+
+@router.post("/customers/{customer_id}/disputes")
+@page
+def record_dispute(request: Request, service: Service, customer_id: str, csrf: Annotated[str, Form()] = "",
+                   as_of: Annotated[str, Form()] = "", invoice_id: Annotated[str, Form()] = "",
+                   opened_date: Annotated[str, Form()] = "", reason_code: Annotated[str, Form()] = "",
+                   amount: Annotated[str, Form()] = "") -> Response:
+    """Open a dispute on one of the customer's open invoices (collector, credit)."""
+    values = {"csrf": csrf, "as_of": as_of, "invoice_id": invoice_id, "opened_date": opened_date,
+              "reason_code": reason_code, "amount": amount}
+    return record(request, service, customer_id, "dispute", values, ("collector", "credit"))
+
+
+@router.post("/customers/{customer_id}/contacts")
+@page
+def record_contact(request: Request, service: Service, customer_id: str, csrf: Annotated[str, Form()] = "",
+                   as_of: Annotated[str, Form()] = "", contact_date: Annotated[str, Form()] = "",
+                   channel: Annotated[str, Form()] = "", outcome: Annotated[str, Form()] = "",
+                   note: Annotated[str, Form()] = "", next_action_date: Annotated[str, Form()] = "") -> Response:
+    """Log a call, e-mail or visit and its outcome (collector)."""
+    values = {"csrf": csrf, "as_of": as_of, "contact_date": contact_date, "channel": channel,
+              "outcome": outcome, "note": note, "next_action_date": next_action_date}
+    return record(request, service, customer_id, "contact", values, ("collector",))
+
+
+# ---- forecast ------------------------------------------------------------------------------------------
+
+def forecast_chart(rows: list[dict], width: int = 760, height: int = 280) -> dict:
+    """Coordinates of an inline SVG chart: the expected receipts line, its 10-90% band and the
+    pays-on-due-date baseline, per week."""
+    left, right, top, bottom = 90, 20, 16, 36
+    baseline = "baseline_pays_on_due_date"
+    highest = max([max(r["p90"], r["expected"], r.get(baseline, 0)) for r in rows], default=0) or 1
+    step = (width - left - right) / max(len(rows) - 1, 1)
+
+    def x(index: int) -> float:
+        return round(left + index * step, 1)
+
+    def y(value: float) -> float:
+        return round(top + (1 - value / highest) * (height - top - bottom), 1)
+
+    def line(column: str) -> str:
+        return " ".join(f"{x(i)},{y(r[column])}" for i, r in enumerate(rows))
+
+    band = line("p90") + " " + " ".join(f"{x(i)},{y(r['p10'])}" for i, r in reversed(list(enumerate(rows))))
+    ticks = [{"y": y(highest * share), "label": f"{highest * share:,.0f}"} for share in (0, 0.25, 0.5, 0.75, 1)]
+    labels = [{"x": x(i), "label": f"W{r['period']}"} for i, r in enumerate(rows)]
+    return {"width": width, "height": height, "left": left, "right": width - right, "bottom": height - bottom,
+            "expected": line("expected"), "baseline": line(baseline) if rows and baseline in rows[0] else "",
+            "band": band, "ticks": ticks, "labels": labels}
+
+
+@router.get("/forecast")
+@page
+def forecast(request: Request, service: Service, as_of: str | None = None) -> Response:
+    """The 13-week cash forecast in the base currency: chart and table (treasury)."""
+    principal = signed_in(service, request, "treasury")
+    when = parse_as_of(service, as_of)
+    table = service.state.forecast(when, horizon_weeks=13)
+    rows = table[table["converted"]].to_dict("records")
+    return render("forecast.html", **session_context(request, principal), as_of=when, rows=rows,
+                  chart=forecast_chart(rows), currency=service.state.ledger.base_currency)
