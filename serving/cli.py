@@ -172,11 +172,13 @@ def report_worklist_value(run, out: Path) -> Path:
     value = worklist_value(run)
     table = Table(title="Worklist value: share of the money still unpaid 30 days later held by the top 20% "
                         "of customers", title_justify="left")
-    for column in ("origin", "customers", "money at risk", "worklist", "model only", "overdue amount"):
+    for column in ("origin", "customers", "money at risk", "worklist", "model only", "overdue amount",
+                   "not held: worklist", "not held: overdue"):
         table.add_column(column, justify="left" if column == "origin" else "right")
     for row in value.itertuples():
         table.add_row(f"{row.origin:%Y-%m-%d}", f"{row.customers:,}", f"{row.money_at_risk_base:,.0f}",
-                      f"{row.share_worklist:.3f}", f"{row.share_model_only:.3f}", f"{row.share_overdue_amount:.3f}")
+                      f"{row.share_worklist:.3f}", f"{row.share_model_only:.3f}", f"{row.share_overdue_amount:.3f}",
+                      f"{row.share_worklist_actionable:.3f}", f"{row.share_overdue_actionable:.3f}")
     console.print(table)
     return write_frame(value, out / "worklist_value.json")
 

@@ -35,14 +35,19 @@ def origin_ranking(run: BacktestRun, origin_index: int, policy: WorklistPolicy) 
                          realised=unpaid_later(items, policy.horizon_days))
     flags = fitted.deterioration.flag(customers) if fitted.deterioration is not None else np.zeros(len(customers), bool)
     customers = customers.assign(deteriorating=flags)
-    priority = customer_priority(item_rule_inputs(run.ledger, origin, items, policy), customers, policy)
-    realised = items.groupby("customer_id")["realised"].sum()
-    return priority.assign(origin=origin, realised_at_risk_base=priority["customer_id"].map(realised).fillna(0.0))
+    ruled = item_rule_inputs(run.ledger, origin, items, policy)
+    priority = customer_priority(ruled, customers, policy)
+    realised = ruled.groupby("customer_id")["realised"].sum()
+    # What a collector could act on: the realised money at risk of items not on hold at the origin.
+    actionable = ruled["realised"].where(ruled["hold_reason"] == "", 0.0).groupby(ruled["customer_id"]).sum()
+    return priority.assign(origin=origin, realised_at_risk_base=priority["customer_id"].map(realised).fillna(0.0),
+                           actionable_at_risk_base=priority["customer_id"].map(actionable).fillna(0.0))
 
 
 def worklist_value(run: BacktestRun, policy: WorklistPolicy | None = None, share: float = 0.2) -> pd.DataFrame:
     """Per origin: the share of the realised money at risk held by the top `share` of customers ranked
-    by the worklist, by the model's money at risk without rules, and by overdue amount alone."""
+    by the worklist, by the model's money at risk without rules, and by overdue amount alone; and the
+    same for the part of it not on hold (disputed or promised money the worklist rightly does not chase)."""
     policy = policy or WorklistPolicy()
     rows = []
     for index in range(len(run.result.per_origin)):
@@ -58,5 +63,10 @@ def worklist_value(run: BacktestRun, policy: WorklistPolicy | None = None, share
             "share_model_only": top_share(ranking["money_at_risk_base"] + ranking["held_at_risk_base"], outcome,
                                           share, ids),
             "share_overdue_amount": top_share(ranking["overdue_amount_base"], outcome, share, ids),
+            "actionable_at_risk_base": float(ranking["actionable_at_risk_base"].sum()),
+            "share_worklist_actionable": top_share(-ranking["rank"].astype(float), ranking["actionable_at_risk_base"],
+                                                   share, ids),
+            "share_overdue_actionable": top_share(ranking["overdue_amount_base"], ranking["actionable_at_risk_base"],
+                                                  share, ids),
         })
     return pd.DataFrame(rows)

@@ -118,3 +118,6 @@ def test_worklist_value_is_measured_per_origin_on_realised_money_at_risk(backtes
     rows = rows[(rows["cutoff"] == origin) & rows["customer_id"].isin(ranking["customer_id"])]
     settled = rows["paid"] & (rows["days_to_pay"] <= 30)
     assert ranking["realised_at_risk_base"].sum() == pytest.approx(rows["open_amount_base"].clip(lower=0)[~settled].sum())
+    # The actionable part leaves out what was on hold at the origin, and never exceeds the whole.
+    assert (ranking["actionable_at_risk_base"] <= ranking["realised_at_risk_base"] + 1e-9).all()
+    assert value[["share_worklist_actionable", "share_overdue_actionable"]].notna().all().all()
