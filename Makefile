@@ -35,6 +35,8 @@ demo: $(STAMP)
 	COLUMNS=150 $(BIN)/arrisk forecast --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --horizon-weeks 13
 	@echo "Reports: out/reports/ (drift, performance, kpis). API: make serve, then e.g."
 	@echo "  curl -H 'Authorization: Bearer arr_demo_collector' 'http://127.0.0.1:$(PORT)/v1/worklist?top=10'"
+	@echo "Web page (after make serve; log in with a demo token, e.g. arr_demo_collector or arr_demo_admin):"
+	@echo "  http://127.0.0.1:$(PORT)/v1/ui/login"
 
 serve: $(STAMP)
 	$(BIN)/arrisk serve --ledger $(DEMO)/synthetic --port $(PORT) --tokens-file configs/tokens.example.yaml
