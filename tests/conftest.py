@@ -12,6 +12,14 @@ from ledger.synthetic import generate_ledger
 SCORING_DATE = pd.Timestamp("2023-06-30")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_activity_database(tmp_path_factory):
+    """Every test reads and writes a throwaway activity store, never a developer's out/activity.sqlite."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARRISK_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('activity') / 'activity.sqlite'}")
+        yield
+
+
 @pytest.fixture(scope="session")
 def scoring_ledger():
     """120 customers over 18 months from 2022-01-01 (history up to the end of June 2023)."""
