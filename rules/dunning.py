@@ -114,14 +114,18 @@ def last_notices(notices: pd.DataFrame) -> pd.DataFrame:
         columns={"level": "last_level", "issued_date": "last_issued_date"})
 
 
-def hold_reasons(known: Ledger, invoices: pd.DataFrame, as_of: pd.Timestamp, tolerance: float) -> pd.Series:
-    """Per invoice row: why it is held ("; "-joined), or an empty string."""
+def hold_reasons(known: Ledger, invoices: pd.DataFrame, as_of: pd.Timestamp, tolerance: float,
+                 status: pd.Series | None = None) -> pd.Series:
+    """Per invoice row: why it is held ("; "-joined), or an empty string. `status` is the promises'
+    status at `as_of` when the caller already has it."""
     disputes = open_disputes(known.disputes)
     dispute = invoices["invoice_id"].map(
         ("open dispute " + disputes["dispute_id"] + " (" + disputes["reason"] + ")")
         .groupby(disputes["invoice_id"]).agg("; ".join))
     promises = known.promises
-    status = promise_status(promises, known.payment_applications, known.payments, known.writeoffs, as_of, tolerance)
+    if status is None:
+        status = promise_status(promises, known.payment_applications, known.payments, known.writeoffs, as_of,
+                                tolerance)
     pending = promises[status == PENDING]
     pending_text = ("pending promise " + pending["promise_id"] + " to pay by "
                     + pending["promised_date"].dt.strftime("%Y-%m-%d"))

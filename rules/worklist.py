@@ -129,18 +129,20 @@ def top_share(score: pd.Series, outcome: pd.Series, share: float = 0.2, tiebreak
 
 
 def item_rule_inputs(ledger: Ledger, as_of: pd.Timestamp, items: pd.DataFrame, policy: WorklistPolicy,
-                     tolerance: float = MONEY_TOLERANCE) -> pd.DataFrame:
+                     tolerance: float = MONEY_TOLERANCE, known: Ledger | None = None,
+                     status: pd.Series | None = None) -> pd.DataFrame:
     """`items` with hold_reason and broken_promise (a promise on the item or on the account broken
-    within `broken_promise_days` and not kept) as known at `as_of`."""
+    within `broken_promise_days` and not kept) as known at `as_of`. A caller that already has the
+    ledger as known at `as_of` and its promise status passes them, so neither is computed twice."""
     as_of = pd.Timestamp(as_of).normalize()
-    known = known_at(ledger, as_of)
-    status = promise_status(known.promises, known.payment_applications, known.payments, known.writeoffs,
-                            as_of, tolerance)
+    known = known if known is not None else known_at(ledger, as_of)
+    status = status if status is not None else promise_status(
+        known.promises, known.payment_applications, known.payments, known.writeoffs, as_of, tolerance)
     recent = (known.promises["promised_date"] >= as_of - pd.Timedelta(days=policy.broken_promise_days))
     broken = known.promises[(status == BROKEN) & recent]
     on_invoice = items["invoice_id"].isin(broken["invoice_id"].dropna())
     on_account = items["customer_id"].isin(broken.loc[broken["invoice_id"].isna(), "customer_id"])
-    return items.assign(hold_reason=hold_reasons(known, items, as_of, tolerance).to_numpy(),
+    return items.assign(hold_reason=hold_reasons(known, items, as_of, tolerance, status).to_numpy(),
                         broken_promise=(on_invoice | on_account).to_numpy())
 
 
@@ -238,7 +240,9 @@ def worklist(ledger: Ledger, as_of: pd.Timestamp, items: pd.DataFrame, customers
     hold the rule reasons; the caller fills the free ones from the models' explanations."""
     as_of = pd.Timestamp(as_of).normalize()
     known = known_at(ledger, as_of)
-    items = item_rule_inputs(ledger, as_of, items, policy, tolerance)
+    status = promise_status(known.promises, known.payment_applications, known.payments, known.writeoffs,
+                            as_of, tolerance)
+    items = item_rule_inputs(ledger, as_of, items, policy, tolerance, known=known, status=status)
     priority = customer_priority(items, customers, policy)
     info = known.customers.set_index("customer_id")
     if portfolio is not None:  # the collector's portfolio as recorded in the activity store
@@ -253,8 +257,6 @@ def worklist(ledger: Ledger, as_of: pd.Timestamp, items: pd.DataFrame, customers
     if top is not None:
         priority = priority.head(top)
 
-    status = promise_status(known.promises, known.payment_applications, known.payments, known.writeoffs,
-                            as_of, tolerance)
     broken = broken_promise_text(known.promises, status)
     overdue_items = items[(items["days_past_due"] > 0) & (items["open_amount_base"] > 0)]
     oldest = overdue_items.sort_values(["days_past_due", "invoice_id"], ascending=[False, True]).groupby(

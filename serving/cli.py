@@ -32,6 +32,11 @@ errors = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable)
 
+# Options several commands share, declared once.
+LedgerDir = Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")]
+OutFile = Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")]
+TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")]
+
 
 app.add_typer(tokens_app, name="token", help="Create and list API tokens (stored hashed).")
 app.add_typer(activity_app, name="activity")
@@ -101,17 +106,15 @@ def validate(ledger_dir: Annotated[Path, typer.Argument(help="Ledger directory t
 @app.command()
 @reports_bad_input
 def features(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     as_of: Annotated[str, typer.Option(help="Cutoff date, YYYY-MM-DD: only what was known then is used.")],
     out: Annotated[Path, typer.Option(help="File to write: .parquet, .csv, .xlsx or .json.")],
 ) -> None:
     """Write the features of every document open at a date (one row per invoice, customer features joined)."""
     from features import features_at
-    from rules.output import SUFFIXES, write_frame
+    from rules.output import write_frame
 
-    if out.suffix.lower() not in SUFFIXES:
-        raise LedgerError(Problem("--out", None, None, f"expected a {', '.join(SUFFIXES)} file, got {out.name!r}"),
-                          title="bad option")
+    checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
     frame = features_at(read_ledger(ledger_dir), cutoff)
     write_frame(frame, out)
@@ -142,7 +145,7 @@ def backtest(
 def train(
     ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory.")],
     until: Annotated[str | None, typer.Option(help="Use only what was known by this date (YYYY-MM-DD).")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    tracking_uri: TrackingUri = None,
     report_dir: Annotated[Path | None, typer.Option(help="Also write the backtest report here.")] = None,
 ) -> None:
     """Backtest, fit the three models on all data, log them to MLflow and promote those that pass the gate."""
@@ -208,12 +211,12 @@ def show_or_write(frame: pd.DataFrame, out: Path | None, title: str) -> None:
 @app.command()
 @reports_bad_input
 def aging(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     as_of: Annotated[str, typer.Option(help="Aging date, YYYY-MM-DD.")],
     basis: Annotated[str, typer.Option(help="Age from due_date or invoice_date.")] = "due_date",
     currency: Annotated[str, typer.Option(help="base (company currency) or document (per currency).")] = "base",
     limits: Annotated[str, typer.Option(help="Bucket limits in days, comma-separated.")] = "0,30,60,90,120",
-    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+    out: OutFile = None,
 ) -> None:
     """Open items per customer and aging bucket, with unapplied cash and a company total."""
     from rules.aging import aging_report, with_company_total
@@ -239,10 +242,10 @@ def aging(
 @app.command()
 @reports_bad_input
 def dunning(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     as_of: Annotated[str, typer.Option(help="Dunning run date, YYYY-MM-DD.")],
     policy: Annotated[Path, typer.Option(help="Dunning policy YAML (configs/dunning/*.yaml).")],
-    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+    out: OutFile = None,
 ) -> None:
     """Dunning proposal: next level, fee, interest, channel and letter per overdue invoice; holds say why."""
     from rules.dunning import dunning_proposal, load_policy
@@ -259,11 +262,11 @@ def dunning(
 @app.command()
 @reports_bad_input
 def kpis(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
     to: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")],
     freq: Annotated[str, typer.Option(help="Period: month or quarter.")] = "month",
-    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
+    out: OutFile = None,
 ) -> None:
     """DSO (simple, countback), BPDSO, ADD, CEI and collection KPIs per period, company and customers."""
     from rules.kpis import kpi_report
@@ -301,10 +304,10 @@ def checked_out(out: Path | None) -> None:
 @app.command()
 @reports_bad_input
 def score(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     as_of: Annotated[str, typer.Option(help="Scoring date, YYYY-MM-DD: only what was known then is used.")],
-    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    out: OutFile = None,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Per open invoice: P(late), expected days late, pay date p10/p50/p90 and P(unpaid in 30 days)."""
     from serving.scoring import score as score_ledger
@@ -321,15 +324,15 @@ def score(
 @app.command()
 @reports_bad_input
 def worklist(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     as_of: Annotated[str, typer.Option(help="Worklist date, YYYY-MM-DD.")],
     collector: Annotated[str | None, typer.Option(help="Only this collector's customers.")] = None,
     segment: Annotated[str | None, typer.Option(help="Only customers of this segment.")] = None,
     top: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
     policy: Annotated[Path | None, typer.Option(help="Worklist policy YAML (default configs/worklist/default.yaml).")] = None,
     dunning_policy: Annotated[Path | None, typer.Option(help="Dunning policy YAML for the next action.")] = None,
-    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    out: OutFile = None,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Customers to chase, ranked by money at risk with rule overrides, next action and reasons."""
     from rules.dunning import load_policy
@@ -354,7 +357,7 @@ def worklist(
 @app.command()
 @reports_bad_input
 def forecast(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     as_of: Annotated[str, typer.Option(help="Forecast date, YYYY-MM-DD: receipts from the next day on.")],
     horizon_weeks: Annotated[int, typer.Option(min=1, max=26, help="Weeks ahead.")] = 13,
     freq: Annotated[str, typer.Option(help="Period: week or day.")] = "week",
@@ -362,8 +365,8 @@ def forecast(
                                                       "when it is the base currency).")] = None,
     draws: Annotated[int, typer.Option(min=100, max=100_000, help="Simulation draws for the intervals.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    out: OutFile = None,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Cash receipts per week or day with 10/50/90% intervals, per currency and in base currency, and the
     baselines' forecasts beside them."""
@@ -402,7 +405,7 @@ def serve(
         "out/demo/synthetic"),
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    tracking_uri: TrackingUri = None,
     tokens_file: Annotated[Path | None, typer.Option(help="API tokens YAML (else ARRISK_TOKENS_FILE / "
                                                           "ARRISK_API_TOKENS).")] = None,
 ) -> None:
@@ -432,11 +435,11 @@ app.add_typer(report_app, name="report")
 @report_app.command("drift")
 @reports_bad_input
 def report_drift(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     as_of: Annotated[str, typer.Option(help="The recent date to compare with the training reference.")],
     out: Annotated[Path, typer.Option(help="Folder for drift.html and drift.json.")] = Path("out/reports"),
     reference_months: Annotated[int, typer.Option(min=1, max=24, help="Month ends in the reference.")] = 6,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Feature and prediction drift at a date against the champion's training months, with a verdict."""
     from monitoring.drift import drift_report, write_drift_report
@@ -470,11 +473,11 @@ def report_drift(
 @report_app.command("performance")
 @reports_bad_input
 def report_performance(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     from_: Annotated[str | None, typer.Option("--from", help="First month end to score (YYYY-MM-DD).")] = None,
     to: Annotated[str | None, typer.Option(help="Last month end to score (YYYY-MM-DD).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for performance.html and performance.json.")] = Path("out/reports"),
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")] = None,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """The champions' realised metrics per month once outcomes are known, beside the baselines."""
     from monitoring.performance import performance_table, scored_months, write_performance
@@ -507,7 +510,7 @@ def report_performance(
 @report_app.command("kpis")
 @reports_bad_input
 def report_kpis(
-    ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")],
+    ledger_dir: LedgerDir,
     from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
     to: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")],
     freq: Annotated[str, typer.Option(help="Period: month or quarter.")] = "month",
