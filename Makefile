@@ -46,11 +46,11 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/generate.py
-	$(BIN)/python benchmarks/features.py
-	$(BIN)/python benchmarks/backtest_models.py
-	$(BIN)/python benchmarks/forecast.py
-	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_backtest_models.py
+	$(BIN)/python benchmarks/bench_forecast.py
+	$(BIN)/python benchmarks/bench_serving.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

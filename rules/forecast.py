@@ -186,7 +186,7 @@ def _sampled_periods(cdf: np.ndarray, table: np.ndarray, uniforms: np.ndarray) -
     # draws as bins >= 4 x periods) is the count walked up along the cdf itself. A binary search per
     # query (np.searchsorted over all rows offset by 2 x row) gives the same result, but the whole
     # forecast gets 3-8x slower: its branches mispredict and its array is out of cache
-    # (benchmarks/forecast.py).
+    # (benchmarks/bench_forecast.py).
     items, size = uniforms.shape
     periods = cdf.shape[1] - 1
     bins = table.shape[1] - 2

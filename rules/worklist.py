@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from configs import config_path
 from features.asof import known_at
 from features.collections import BROKEN, promise_status
 from ledger import Ledger
@@ -33,7 +34,7 @@ from rules.aging import MONEY_TOLERANCE
 from rules.dunning import hold_reasons
 
 ACTIVE, ESCALATED, HELD = "active", "escalated", "held"
-DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "configs" / "worklist" / "default.yaml"
+DEFAULT_POLICY = config_path("worklist", "default.yaml")
 
 
 class WorklistPolicy(BaseModel):

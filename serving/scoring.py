@@ -7,18 +7,18 @@ the API and the backtest check all score the same rows the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from configs import config_path
 from features import FeatureConfig, feature_frames
 from features.settlement import base_rate
 from ledger import Ledger, LedgerError, Problem
 from serving.reasons import customer_reasons
 
 UNPAID_HORIZON_DAYS = 30
-DEFAULT_DUNNING_POLICY = Path(__file__).resolve().parents[1] / "configs" / "dunning" / "default.yaml"
+DEFAULT_DUNNING_POLICY = config_path("dunning", "default.yaml")
 
 
 @dataclass

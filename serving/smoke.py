@@ -18,8 +18,10 @@ from typing import Annotated
 
 import typer
 
+from configs import config_path
+
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_TOKENS = ROOT / "configs" / "tokens.example.yaml"
+DEMO_TOKENS = config_path("tokens.example.yaml")
 
 
 def free_port() -> int:

@@ -19,10 +19,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from configs import config_path
 from ledger.currencies import ISO_4217
 from ledger.errors import LedgerError, Problem
 
-MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "configs" / "mappings"
+MAPPINGS_DIR = config_path("mappings")
 UNION_MEMBER = re.compile(r"^(int|float|str|bool|none|[a-z-]+\[.*\])$")
 
 SourceColumn = Annotated[str, Field(min_length=1)]

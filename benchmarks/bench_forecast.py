@@ -2,21 +2,15 @@
 and daily periods over 13 weeks, next to two references that draw the same thing a slower way, timed
 on a part of the work and scaled linearly to the full size. Prints a table; asserts nothing.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forecast.py [--invoices 100000] [--draws 1000]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_forecast.py [--invoices 100000] [--draws 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 import tracemalloc
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and benchmarks/features.py would shadow the
-# features package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import pandas as pd

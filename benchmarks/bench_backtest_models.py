@@ -2,20 +2,15 @@
 months) against the oracle that knows the generator's true P(late), time the final fit of all three
 models, and backtest the IBM sample. Prints every figure next to its target; asserts nothing.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/backtest_models.py [--customers 10000] [--months 36] [--origins 3]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_backtest_models.py [--customers 10000] [--months 36] [--origins 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, and benchmarks/features.py would shadow the
-# features package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import pandas as pd

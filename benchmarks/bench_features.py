@@ -2,7 +2,7 @@
 24 monthly cutoffs, and the brute-force reference on a sample, extrapolated per row. Prints numbers,
 asserts nothing.
 
-    .venv/bin/python benchmarks/features.py [--customers N] [--months M] [--cache DIR]
+    .venv/bin/python benchmarks/bench_features.py [--customers N] [--months M] [--cache DIR]
 
 Targets (issue 4, on 2 cores): one cutoff < 10 s, 24 cutoffs < 2 min, peak memory < 6 GB. The ledger is
 generated once and cached as Parquet; the timings run in a fresh process so that the peak memory
@@ -22,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGETS = {"one cutoff": 10.0, "24 cutoffs": 120.0}
 PEAK_TARGET_GB = 6.0

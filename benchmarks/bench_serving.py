@@ -11,19 +11,16 @@
    throughput, and the ratio to calling `ServingState.customer_risk` directly.
 
 Targets on 2 cores: score+explain p99 < 50 ms and >= 300 requests/s; worklist for 100,000 open invoices < 2 s.
-Run: `python benchmarks/serving.py [--customers 20000] [--requests 10000] [--connections 32]`.
+Run: `python benchmarks/bench_serving.py [--customers 20000] [--requests 10000] [--connections 32]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/features.py shadows the package
 
 import numpy as np
 import pandas as pd

@@ -5,7 +5,7 @@ For comparison, in the same run: the same generator at a tenth of the customers 
 about linearly), and a naive per-invoice Python loop over just the payment-outcome step on a sample,
 extrapolated to the full invoice count. Nothing is asserted; timings are printed.
 
-    .venv/bin/python benchmarks/generate.py [--customers 10000] [--months 36] [--cores 2]
+    .venv/bin/python benchmarks/bench_generate.py [--customers 10000] [--months 36] [--cores 2]
 """
 
 from __future__ import annotations
