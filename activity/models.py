@@ -8,24 +8,62 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Date,
     DateTime,
+    Dialect,
     ForeignKey,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 CENT = Decimal("0.01")
 
 ID_LENGTH = 100
-# Money is exact: 18 digits with 2 decimals, read back as Decimal on every database.
-Money = Numeric(18, 2)
+KEY_LENGTH = 200  # an idempotency key
+# The largest amount Numeric(18, 2) holds; in cents it also fits a 64-bit integer (SQLite's INTEGER).
+MAX_AMOUNT = Decimal("9999999999999999.99")
+# The dates any record may carry, whatever the ledger: inside what pandas' datetime64[ns] represents
+# (1677-09-21..2262-04-11), so one record can never make the ledger unreadable. Migration 0002 holds
+# the same bounds in the database's own constraints.
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
+# The database's bound on free text; `max_text_chars` (settings) may only be lower.
+TEXT_LIMIT = 10_000
 # recorded_at is an instant; it is stored in UTC (SQLite keeps no offset, so we normalise on write).
 Instant = DateTime(timezone=True)
+
+
+class Money(TypeDecorator):
+    """An exact amount with 2 decimals: Numeric(18, 2) on PostgreSQL, whole cents in a BIGINT on SQLite.
+
+    SQLite has no decimal type: it keeps NUMERIC as a float, so 9999999999999999.99 came back as
+    10000000000000000.00. Integer cents are exact there and still comparable in SQL (constraints)."""
+
+    impl = Numeric(18, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        return dialect.type_descriptor(BigInteger() if dialect.name == "sqlite" else Numeric(18, 2))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return int(Decimal(value).quantize(CENT) * 100)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name != "sqlite":
+            return Decimal(value).quantize(CENT)
+        return (Decimal(int(value)) / 100).quantize(CENT)
 
 
 class Base(DeclarativeBase):
@@ -53,6 +91,8 @@ class Promise(Base):
     created_by: Mapped[str] = _id()
     recorded_at: Mapped[datetime] = mapped_column(Instant)
     version: Mapped[int] = mapped_column(Integer)
+    voided_at: Mapped[datetime | None] = mapped_column(Instant)
+    void_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Dispute(Base):
@@ -73,6 +113,8 @@ class Dispute(Base):
     created_by: Mapped[str] = _id()
     recorded_at: Mapped[datetime] = mapped_column(Instant)
     version: Mapped[int] = mapped_column(Integer)
+    voided_at: Mapped[datetime | None] = mapped_column(Instant)
+    void_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Contact(Base):
@@ -90,10 +132,12 @@ class Contact(Base):
     created_by: Mapped[str] = _id()
     recorded_at: Mapped[datetime] = mapped_column(Instant)
     version: Mapped[int] = mapped_column(Integer)
+    voided_at: Mapped[datetime | None] = mapped_column(Instant)
+    void_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class DunningLetter(Base):
-    """A dunning notice sent for an invoice; a fact that is never edited."""
+    """A dunning notice sent for an invoice; a fact that is never edited, only voided (or corrected)."""
 
     __tablename__ = "dunning_letters"
 
@@ -105,6 +149,9 @@ class DunningLetter(Base):
     channel: Mapped[str] = mapped_column(String(16))
     created_by: Mapped[str] = _id()
     recorded_at: Mapped[datetime] = mapped_column(Instant)
+    version: Mapped[int] = mapped_column(Integer)
+    voided_at: Mapped[datetime | None] = mapped_column(Instant)
+    void_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class User(Base):
@@ -128,19 +175,24 @@ class Portfolio(Base):
 
 
 class IdempotencyKey(Base):
-    """The response of a write, kept so a retried request returns it instead of writing twice."""
+    """The response of a write, kept so a retried request returns it instead of writing twice.
+
+    Keys belong to their user: two users' "k1" are two requests. `mac` is the HMAC of the row under
+    the audit key (NULL on rows written before migration 0002)."""
 
     __tablename__ = "idempotency_keys"
+    __table_args__ = (PrimaryKeyConstraint("user_name", "key", name="pk_idempotency_keys"),)
 
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
     user_name: Mapped[str] = _id()
+    key: Mapped[str] = mapped_column(String(KEY_LENGTH))
     fingerprint: Mapped[str] = mapped_column(String(64))
     response: Mapped[str] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(Instant)
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditEntry(Base):
-    """One entry of the append-only, hash-chained audit log."""
+    """One entry of the append-only, hash-chained audit log (see activity/audit.py)."""
 
     __tablename__ = "audit_log"
 
@@ -154,6 +206,25 @@ class AuditEntry(Base):
     after: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # "sha256" (entries written before migration 0002) or "hmac-sha256" (keyed with the audit key).
+    algorithm: Mapped[str] = mapped_column(String(16))
+    # The number of rows of `table_name` after this write (NULL before migration 0002).
+    table_count: Mapped[int | None] = mapped_column(Integer)
+
+
+class AuditHead(Base):
+    """The one row that says where the audit log ends, HMAC'd with the audit key.
+
+    `legacy_seq` is the last entry written before the log was keyed (migration 0002): entries up to it
+    are plain sha256, every later one HMAC-SHA256."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    legacy_seq: Mapped[int] = mapped_column(Integer)
+    mac: Mapped[str] = mapped_column(String(64))
 
 
 def canonical_json(value: Any) -> str:

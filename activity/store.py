@@ -2,15 +2,19 @@
 
 Every write commits its record, its audit entry and its idempotency key together or not at all.
 Nothing here reads the clock: callers pass `now`, which stamps `recorded_at` and the audit entry.
+Every value is checked before it is written (dates inside the store's and the ledger's window,
+amounts that fit, bounded text); the database checks the same bounds again (migration 0002).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import inspect
 import json
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -19,13 +23,40 @@ from typing import Any
 import pandas as pd
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, text, update
+from alembic.migration import MigrationContext
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    String,
+    and_,
+    cast,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from activity import audit
+from activity.errors import (
+    AuditBroken,
+    IdempotencyMismatch,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    VersionConflict,
+)
 from activity.models import (
     CENT,
+    EARLIEST_DATE,
     ID_LENGTH,
+    KEY_LENGTH,
+    LATEST_DATE,
+    MAX_AMOUNT,
+    TEXT_LIMIT,
     Base,
     Contact,
     Dispute,
@@ -42,47 +73,55 @@ from activity.models import (
 from ledger.currencies import ISO_4217
 from ledger.schema import CONTACT_CHANNELS
 
+__all__ = [
+    "MAX_AMOUNT",
+    "ActivityStore",
+    "AuditBroken",
+    "IdempotencyMismatch",
+    "InvalidInput",
+    "NotFound",
+    "StoreError",
+    "VersionConflict",
+]
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Revisions before the audit log was keyed: migrating from one of them starts the audit head.
+UNKEYED_REVISIONS = (None, "0001")
 PROMISE_STATUSES = ("open", "cancelled")
 DISPUTE_STATUSES = ("open", "resolved")
 DUNNING_CHANNELS = ("email", "letter", "call", "legal")  # DESIGN.md §5
 ROLES = ("collector", "credit", "treasury", "admin")
-MAX_AMOUNT = Decimal("1e16")  # what Numeric(18, 2) holds
+MIN_KEY_BYTES = 16
 
 PROMISE_CHANGES = frozenset({"amount", "promised_date", "note", "status"})
 DISPUTE_CHANGES = frozenset({"status", "resolution", "resolved_date", "owner"})
 CONTACT_CHANGES = frozenset({"outcome", "note", "next_action_date"})
 
 
-class StoreError(Exception):
-    """Base of the errors the activity store raises on purpose."""
+@dataclass(frozen=True)
+class Limits:
+    """What a record may hold beyond its types: the ledger's date window and the longest free text."""
 
-
-class NotFound(StoreError):
-    """No record with that id."""
-
-
-class VersionConflict(StoreError):
-    """The record changed since the caller read it; re-read and retry."""
-
-
-class IdempotencyMismatch(StoreError):
-    """An idempotency key was reused for a different request."""
-
-
-class InvalidInput(StoreError):
-    """A field of the request is not acceptable; `field` names it."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
+    date_window: tuple[date, date] | None
+    max_text_chars: int
 
 
 class ActivityStore:
-    """Promises, disputes, contacts and dunning letters in a SQL database (SQLite or PostgreSQL)."""
+    """Promises, disputes, contacts and dunning letters in a SQL database (SQLite or PostgreSQL).
 
-    def __init__(self, url: str) -> None:
+    `audit_key` keys the audit log's HMAC and is never stored in the database; `date_window` is the
+    ledger's window for business dates (None: only the store's own bounds); `max_text_chars` bounds
+    free text (note, outcome, resolution, void reason)."""
+
+    def __init__(self, url: str, *, audit_key: bytes, date_window: tuple[date, date] | None = None,
+                 max_text_chars: int = 2000) -> None:
+        if not isinstance(audit_key, bytes) or len(audit_key) < MIN_KEY_BYTES:
+            raise ValueError(f"audit_key must be at least {MIN_KEY_BYTES} bytes")
+        if not 1 <= max_text_chars <= TEXT_LIMIT:
+            raise ValueError(f"max_text_chars must be from 1 to {TEXT_LIMIT} (the database's bound)")
         self.url = url
+        self.audit_key = audit_key
+        self.limits = Limits(date_window, max_text_chars)
         self.engine = _make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -90,13 +129,18 @@ class ActivityStore:
         """A new session on the store's database (the caller closes it)."""
         return self._sessions()
 
-    def migrate(self) -> None:
-        """Bring the database schema up to the latest migration; safe to run again."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the database schema up to `revision` (the latest by default); safe to run again."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            before = MigrationContext.configure(connection).get_current_revision()
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
+            after = MigrationContext.configure(connection).get_current_revision()
+            # Only the upgrade that keys the log starts its head: a head deleted later stays missing.
+            if before in UNKEYED_REVISIONS and after not in UNKEYED_REVISIONS:
+                audit.start_head(connection, self.audit_key)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -108,7 +152,7 @@ class ActivityStore:
                        made_date: date | str, invoice_id: str | None = None, currency: str | None = None,
                        note: str = "", idempotency_key: str | None = None, now: datetime) -> dict:
         """Record a customer's promise to pay `amount` by `promised_date`."""
-        values = _promise_values(customer_id=customer_id, invoice_id=invoice_id, made_date=made_date,
+        values = _promise_values(self.limits, customer_id=customer_id, invoice_id=invoice_id, made_date=made_date,
                                  promised_date=promised_date, amount=amount, currency=currency,
                                  status="open", note=note)
         return self._create(user, Promise, "PTP", values, idempotency_key, now)
@@ -116,16 +160,15 @@ class ActivityStore:
     def update_promise(self, user: str, promise_id: str, expected_version: int, *, now: datetime,
                        **changes: Any) -> dict:
         """Change a promise's amount, promised_date, note or status ("cancelled")."""
-        return self._update(user, Promise, promise_id, expected_version, changes, PROMISE_CHANGES,
-                            _promise_values, now)
+        return self._update(user, Promise, promise_id, expected_version, changes, PROMISE_CHANGES, now)
 
     def get_promise(self, promise_id: str) -> dict:
-        """One promise by id."""
+        """One promise by id (voided ones too)."""
         return self._get(Promise, promise_id)
 
-    def list_promises(self, customer_id: str | None = None) -> list[dict]:
+    def list_promises(self, customer_id: str | None = None, *, include_voided: bool = False) -> list[dict]:
         """All promises, or a customer's, in the order they were made."""
-        return self._list(Promise, customer_id, Promise.made_date)
+        return self._list(Promise, customer_id, Promise.made_date, include_voided)
 
     # -- disputes -------------------------------------------------------------------------------
 
@@ -133,24 +176,23 @@ class ActivityStore:
                        reason_code: str, amount: Any, owner: str | None = None,
                        idempotency_key: str | None = None, now: datetime) -> dict:
         """Open a dispute on an invoice; its owner defaults to the user who opens it."""
-        values = _dispute_values(invoice_id=invoice_id, customer_id=customer_id, opened_date=opened_date,
-                                 reason_code=reason_code, amount=amount, owner=owner or user,
-                                 status="open", resolution=None, resolved_date=None)
+        values = _dispute_values(self.limits, invoice_id=invoice_id, customer_id=customer_id,
+                                 opened_date=opened_date, reason_code=reason_code, amount=amount,
+                                 owner=owner or user, status="open", resolution=None, resolved_date=None)
         return self._create(user, Dispute, "DSP", values, idempotency_key, now)
 
     def update_dispute(self, user: str, dispute_id: str, expected_version: int, *, now: datetime,
                        **changes: Any) -> dict:
         """Change a dispute's status, resolution, resolved_date or owner."""
-        return self._update(user, Dispute, dispute_id, expected_version, changes, DISPUTE_CHANGES,
-                            _dispute_values, now)
+        return self._update(user, Dispute, dispute_id, expected_version, changes, DISPUTE_CHANGES, now)
 
     def get_dispute(self, dispute_id: str) -> dict:
-        """One dispute by id."""
+        """One dispute by id (voided ones too)."""
         return self._get(Dispute, dispute_id)
 
-    def list_disputes(self, customer_id: str | None = None) -> list[dict]:
+    def list_disputes(self, customer_id: str | None = None, *, include_voided: bool = False) -> list[dict]:
         """All disputes, or a customer's, in the order they were opened."""
-        return self._list(Dispute, customer_id, Dispute.opened_date)
+        return self._list(Dispute, customer_id, Dispute.opened_date, include_voided)
 
     # -- contacts -------------------------------------------------------------------------------
 
@@ -158,37 +200,71 @@ class ActivityStore:
                        outcome: str = "", note: str = "", next_action_date: date | str | None = None,
                        idempotency_key: str | None = None, now: datetime) -> dict:
         """Record a contact with a customer and what came of it."""
-        values = _contact_values(customer_id=customer_id, contact_date=contact_date, channel=channel,
-                                 outcome=outcome, note=note, next_action_date=next_action_date)
+        values = _contact_values(self.limits, customer_id=customer_id, contact_date=contact_date,
+                                 channel=channel, outcome=outcome, note=note, next_action_date=next_action_date)
         return self._create(user, Contact, "CNT", values, idempotency_key, now)
 
     def update_contact(self, user: str, contact_id: str, expected_version: int, *, now: datetime,
                        **changes: Any) -> dict:
         """Change a contact's outcome, note or next_action_date."""
-        return self._update(user, Contact, contact_id, expected_version, changes, CONTACT_CHANGES,
-                            _contact_values, now)
+        return self._update(user, Contact, contact_id, expected_version, changes, CONTACT_CHANGES, now)
 
     def get_contact(self, contact_id: str) -> dict:
-        """One contact by id."""
+        """One contact by id (voided ones too)."""
         return self._get(Contact, contact_id)
 
-    def list_contacts(self, customer_id: str | None = None) -> list[dict]:
+    def list_contacts(self, customer_id: str | None = None, *, include_voided: bool = False) -> list[dict]:
         """All contacts, or a customer's, in date order."""
-        return self._list(Contact, customer_id, Contact.contact_date)
+        return self._list(Contact, customer_id, Contact.contact_date, include_voided)
 
     # -- dunning letters ------------------------------------------------------------------------
 
     def record_dunning_letter(self, user: str, *, invoice_id: str, customer_id: str, level: int,
                               issued_date: date | str, channel: str = "letter",
                               idempotency_key: str | None = None, now: datetime) -> dict:
-        """Record a dunning notice sent for an invoice (never edited afterwards)."""
-        values = _letter_values(invoice_id=invoice_id, customer_id=customer_id, level=level,
+        """Record a dunning notice sent for an invoice (never edited afterwards; an admin may void it)."""
+        values = _letter_values(self.limits, invoice_id=invoice_id, customer_id=customer_id, level=level,
                                 issued_date=issued_date, channel=channel)
         return self._create(user, DunningLetter, "DUN", values, idempotency_key, now)
 
-    def list_letters(self, customer_id: str | None = None) -> list[dict]:
+    def list_letters(self, customer_id: str | None = None, *, include_voided: bool = False) -> list[dict]:
         """All dunning letters, or a customer's, in the order they were issued."""
-        return self._list(DunningLetter, customer_id, DunningLetter.issued_date)
+        return self._list(DunningLetter, customer_id, DunningLetter.issued_date, include_voided)
+
+    # -- corrections (who may call these is the service's decision, not the store's) ------------
+
+    def correct(self, user: str, table: str, record_id: str, expected_version: int, *, now: datetime,
+                **changes: Any) -> dict:
+        """Change any business field of a record, validated like a create; works on a record an older
+        version stored with values the store now refuses."""
+        model, validate = _audited_table(table)
+        return self._update(user, model, record_id, expected_version, changes, business_fields(validate), now,
+                            action="correct")
+
+    def void(self, user: str, table: str, record_id: str, expected_version: int, *, reason: str,
+             now: datetime) -> dict:
+        """Void a record: it stays in the database with its reason, leaves the ledger and the lists
+        (unless asked for), and the void is audited."""
+        model, _ = _audited_table(table)
+        reason = _required_free_text(self.limits, "reason", reason)
+        now = _instant(now)
+        return self._change(user, model, record_id, expected_version, now, "void",
+                            lambda record: {"void_reason": reason, "voided_at": now})
+
+    def unreadable_records(self) -> list[dict]:
+        """Records holding what the store now refuses (written by an older version): table, record_id,
+        field, problem and version (for `correct` or `void`). The ledger's view skips them."""
+        found = []
+        with self._sessions() as session:
+            for model in audit.AUDITED_MODELS:
+                id_column = model.__mapper__.primary_key[0]
+                for field, column, condition, problem in _bad_value_conditions(model, session):
+                    query = (select(id_column, model.version, cast(column, String).label("value")).where(condition)
+                             .order_by(id_column))
+                    found += [{"table": model.__tablename__, "record_id": record_id, "field": field,
+                               "problem": problem(value), "version": version}
+                              for record_id, version, value in session.execute(query)]
+        return found
 
     # -- users and portfolios (not audited: no record history, and no `now` to stamp) -----------
 
@@ -220,12 +296,24 @@ class ActivityStore:
     # -- the ledger's view ----------------------------------------------------------------------
 
     def ledger_tables(self) -> dict[str, pd.DataFrame]:
-        """The records in the ledger's table shapes (ledger/schema.py), ready to merge into a ledger."""
+        """The live records in the ledger's table shapes (ledger/schema.py), ready to merge into a
+        ledger; voided records and those `unreadable_records` names are left out."""
+        unreadable: dict[str, set[str]] = {}
+        for bad in self.unreadable_records():
+            unreadable.setdefault(bad["table"], set()).add(bad["record_id"])
+
+        def usable(model: type[Base]) -> Any:
+            id_column = model.__mapper__.primary_key[0]
+            return (select(model).where(model.void_reason.is_(None),
+                                        id_column.not_in(unreadable.get(model.__tablename__, set())))
+                    .order_by(id_column))
+
         with self._sessions() as session:
-            promises = session.scalars(select(Promise).where(Promise.status == "open")).all()
-            disputes = session.scalars(select(Dispute)).all()
-            contacts = session.scalars(select(Contact)).all()
-            letters = session.scalars(select(DunningLetter).order_by(DunningLetter.issued_date)).all()
+            promises = session.scalars(usable(Promise).where(Promise.status == "open")).all()
+            disputes = session.scalars(usable(Dispute)).all()
+            contacts = session.scalars(usable(Contact)).all()
+            letters = session.scalars(usable(DunningLetter).order_by(None).order_by(
+                DunningLetter.issued_date, DunningLetter.letter_id)).all()
         return {
             "promises": _ledger_promises(promises),
             "disputes": _ledger_disputes(disputes),
@@ -237,35 +325,46 @@ class ActivityStore:
 
     def _create(self, user: str, model: type[Base], id_prefix: str, values: dict,
                 idempotency_key: str | None, now: datetime) -> dict:
-        """Insert a new record with its audit entry, once per idempotency key."""
+        """Insert a new record with its audit entry, once per user and idempotency key."""
         user, now = _required_text("user", user), _instant(now)
         # Fingerprint the validated values, so 5000, "5000" and Decimal("5000.00") are one request.
         fingerprint = request_fingerprint({"operation": f"create {model.__tablename__}", "user": user, **values})
 
         def insert(session: Session) -> dict:
-            record = model(**values, created_by=user, recorded_at=now)
+            record = model(**values, created_by=user, recorded_at=now, version=1)
             setattr(record, model.__mapper__.primary_key[0].key, _new_id(id_prefix))
-            if hasattr(model, "version"):
-                record.version = 1
             session.add(record)
             session.flush()
+            # The answer is what the database holds, read back, not what we meant to write.
+            session.refresh(record)
             after = record_dict(record)
-            audit.append_entry(session, user=user, action="create", table=record.__tablename__,
+            audit.append_entry(session, self.audit_key, user=user, action="create", table=record.__tablename__,
                                record_id=primary_key(record), before=None, after=after, now=now)
             return after
 
         return self._write(user, fingerprint, idempotency_key, now, insert)
 
-    def _update(self, user: str, model: type[Base], record_id: str, expected_version: int,
-                changes: dict, allowed: frozenset[str], validate: Callable[..., dict],
-                now: datetime) -> dict:
-        """Apply `changes` if the record is still at `expected_version`, with its audit entry."""
-        user, now = _required_text("user", user), _instant(now)
+    def _update(self, user: str, model: type[Base], record_id: str, expected_version: int, changes: dict,
+                allowed: frozenset[str], now: datetime, action: str = "update") -> dict:
+        """Apply `changes` (validated with the whole record) if the record is still at `expected_version`."""
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise InvalidInput(unknown[0], f"cannot be changed (allowed: {', '.join(sorted(allowed))})")
         if not changes:
             raise InvalidInput("changes", "nothing to change")
+        validate = VALIDATORS[model]
+
+        def changed_values(record: Base) -> dict:
+            current = {name: getattr(record, name) for name in business_fields(validate)}
+            values = validate(self.limits, **(current | changes))
+            return {name: values[name] for name in changes}
+
+        return self._change(user, model, record_id, expected_version, now, action, changed_values)
+
+    def _change(self, user: str, model: type[Base], record_id: str, expected_version: int, now: datetime,
+                action: str, changed_values: Callable[[Base], dict]) -> dict:
+        """Set `changed_values(record)` on a live record still at `expected_version`, with its audit entry."""
+        user, now = _required_text("user", user), _instant(now)
         id_column = model.__mapper__.primary_key[0]
 
         def apply(session: Session) -> dict:
@@ -275,46 +374,54 @@ class ActivityStore:
             if record.version != expected_version:
                 raise VersionConflict(f"{model.__tablename__} {record_id!r} is at version {record.version}, "
                                       f"not {expected_version}")
+            if record.void_reason is not None:
+                raise VersionConflict(f"{model.__tablename__} {record_id!r} is voided")
             before = record_dict(record)
-            current = {name: getattr(record, name) for name in inspect.signature(validate).parameters}
-            values = validate(**(current | changes))
             # The version in the WHERE clause is what makes two concurrent writers unable to both win.
             statement = (
                 update(model)
                 .where(id_column == record_id, model.version == expected_version)
-                .values({name: values[name] for name in changes}
-                        | {"version": expected_version + 1, "recorded_at": now})
+                .values(changed_values(record) | {"version": expected_version + 1, "recorded_at": now})
                 .execution_options(synchronize_session=False)
             )
             if session.execute(statement).rowcount != 1:
                 raise VersionConflict(f"{model.__tablename__} {record_id!r} changed concurrently")
             session.refresh(record)
             after = record_dict(record)
-            audit.append_entry(session, user=user, action="update", table=model.__tablename__,
+            audit.append_entry(session, self.audit_key, user=user, action=action, table=model.__tablename__,
                                record_id=record_id, before=before, after=after, now=now)
             return after
 
-        # No idempotency key: a repeated update fails on the version instead of applying twice.
+        # No idempotency key: a repeated change fails on the version instead of applying twice.
         return self._write(user, "", None, now, apply)
 
     def _write(self, user: str, fingerprint: str, idempotency_key: str | None, now: datetime,
                apply: Callable[[Session], dict]) -> dict:
-        """Run `apply` in one transaction, replaying the stored response for a repeated key."""
+        """Run `apply` in one transaction, replaying the stored response for the user's repeated key."""
+        key = None if idempotency_key is None else _idempotency_key(idempotency_key)
         with self._sessions() as session, session.begin():
             _serialise_writers(session)
-            if idempotency_key is not None:
-                stored = session.get(IdempotencyKey, idempotency_key)
+            if key is not None:
+                stored = session.get(IdempotencyKey, (user, key))
                 if stored is not None:
-                    if stored.fingerprint != fingerprint:
-                        raise IdempotencyMismatch(f"idempotency key {idempotency_key!r} was used for "
-                                                  "a different request")
-                    return json.loads(stored.response)
+                    return self._replay(stored, fingerprint)
             response = apply(session)
-            if idempotency_key is not None:
-                session.add(IdempotencyKey(key=idempotency_key, user_name=user, fingerprint=fingerprint,
-                                           response=canonical_json(response), recorded_at=now))
+            if key is not None:
+                row = IdempotencyKey(user_name=user, key=key, fingerprint=fingerprint,
+                                     response=canonical_json(response), recorded_at=now)
+                row.mac = audit.idempotency_mac(self.audit_key, row)
+                session.add(row)
                 session.flush()
             return response
+
+    def _replay(self, stored: IdempotencyKey, fingerprint: str) -> dict:
+        """The stored response of a retried request, after checking it is the same request and unedited."""
+        if stored.fingerprint != fingerprint:
+            raise IdempotencyMismatch(f"idempotency key {stored.key!r} was used for a different request")
+        if stored.mac is not None and not hmac.compare_digest(stored.mac, audit.idempotency_mac(self.audit_key, stored)):
+            raise AuditBroken(f"the stored response of idempotency key {stored.key!r} fails its MAC "
+                              "(edited in the database): run `arrisk audit verify`")
+        return json.loads(stored.response)
 
     def _get(self, model: type[Base], record_id: str) -> dict:
         with self._sessions() as session:
@@ -323,11 +430,13 @@ class ActivityStore:
                 raise NotFound(f"{model.__tablename__} {record_id!r} not found")
             return record_dict(record)
 
-    def _list(self, model: type[Base], customer_id: str | None, date_column: Any) -> list[dict]:
+    def _list(self, model: type[Base], customer_id: str | None, date_column: Any, include_voided: bool) -> list[dict]:
         id_column = model.__mapper__.primary_key[0]
         query = select(model).order_by(date_column, id_column)
         if customer_id is not None:
             query = query.where(model.customer_id == customer_id)
+        if not include_voided:
+            query = query.where(model.void_reason.is_(None))
         with self._sessions() as session:
             return [record_dict(record) for record in session.scalars(query)]
 
@@ -372,9 +481,10 @@ def _new_id(prefix: str) -> str:
 # -- validation: each returns the normalised values of a whole record --------------------------------
 
 
-def _promise_values(*, customer_id: str, invoice_id: str | None, made_date: Any, promised_date: Any,
-                    amount: Any, currency: str | None, status: str, note: str) -> dict:
-    made, promised = _as_date("made_date", made_date), _as_date("promised_date", promised_date)
+def _promise_values(limits: Limits, *, customer_id: str, invoice_id: str | None, made_date: Any,
+                    promised_date: Any, amount: Any, currency: str | None, status: str, note: str) -> dict:
+    made = _business_date(limits, "made_date", made_date)
+    promised = _business_date(limits, "promised_date", promised_date)
     if promised < made:
         raise InvalidInput("promised_date", f"{promised} is before made_date {made}")
     return {
@@ -385,15 +495,15 @@ def _promise_values(*, customer_id: str, invoice_id: str | None, made_date: Any,
         "amount": _money("amount", amount, allow_zero=False),
         "currency": _currency(currency),
         "status": _choice("status", status, PROMISE_STATUSES),
-        "note": _text("note", note),
+        "note": _free_text(limits, "note", note),
     }
 
 
-def _dispute_values(*, invoice_id: str, customer_id: str, opened_date: Any, reason_code: str, amount: Any,
-                    owner: str, status: str, resolution: str | None, resolved_date: Any) -> dict:
-    opened = _as_date("opened_date", opened_date)
+def _dispute_values(limits: Limits, *, invoice_id: str, customer_id: str, opened_date: Any, reason_code: str,
+                    amount: Any, owner: str, status: str, resolution: str | None, resolved_date: Any) -> dict:
+    opened = _business_date(limits, "opened_date", opened_date)
     status = _choice("status", status, DISPUTE_STATUSES)
-    resolved = None if resolved_date is None else _as_date("resolved_date", resolved_date)
+    resolved = None if resolved_date is None else _business_date(limits, "resolved_date", resolved_date)
     if status == "resolved" and resolved is None:
         raise InvalidInput("resolved_date", "is required when status is resolved")
     if status == "open" and resolved is not None:
@@ -408,28 +518,30 @@ def _dispute_values(*, invoice_id: str, customer_id: str, opened_date: Any, reas
         "amount": _money("amount", amount, allow_zero=True),
         "owner": _required_text("owner", owner),
         "status": status,
-        "resolution": None if resolution is None else _text("resolution", resolution),
+        "resolution": None if resolution is None else _free_text(limits, "resolution", resolution),
         "resolved_date": resolved,
     }
 
 
-def _contact_values(*, customer_id: str, contact_date: Any, channel: str, outcome: str, note: str,
-                    next_action_date: Any) -> dict:
-    contacted = _as_date("contact_date", contact_date)
-    next_action = None if next_action_date is None else _as_date("next_action_date", next_action_date)
+def _contact_values(limits: Limits, *, customer_id: str, contact_date: Any, channel: str, outcome: str,
+                    note: str, next_action_date: Any) -> dict:
+    contacted = _business_date(limits, "contact_date", contact_date)
+    next_action = (None if next_action_date is None
+                   else _business_date(limits, "next_action_date", next_action_date))
     if next_action is not None and next_action < contacted:
         raise InvalidInput("next_action_date", f"{next_action} is before contact_date {contacted}")
     return {
         "customer_id": _required_text("customer_id", customer_id),
         "contact_date": contacted,
         "channel": _choice("channel", channel, CONTACT_CHANNELS),
-        "outcome": _text("outcome", outcome),
-        "note": _text("note", note),
+        "outcome": _free_text(limits, "outcome", outcome),
+        "note": _free_text(limits, "note", note),
         "next_action_date": next_action,
     }
 
 
-def _letter_values(*, invoice_id: str, customer_id: str, level: Any, issued_date: Any, channel: str) -> dict:
+def _letter_values(limits: Limits, *, invoice_id: str, customer_id: str, level: Any, issued_date: Any,
+                   channel: str) -> dict:
     # bool is an int in Python; True is not a dunning level.
     if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 9:
         raise InvalidInput("level", f"must be a whole number from 1 to 9, got {level!r}")
@@ -437,9 +549,26 @@ def _letter_values(*, invoice_id: str, customer_id: str, level: Any, issued_date
         "invoice_id": _required_text("invoice_id", invoice_id),
         "customer_id": _required_text("customer_id", customer_id),
         "level": level,
-        "issued_date": _as_date("issued_date", issued_date),
+        "issued_date": _business_date(limits, "issued_date", issued_date),
         "channel": _choice("channel", channel, DUNNING_CHANNELS),
     }
+
+
+VALIDATORS: dict[type[Base], Callable[..., dict]] = {
+    Promise: _promise_values, Dispute: _dispute_values, Contact: _contact_values, DunningLetter: _letter_values,
+}
+
+
+def business_fields(validate: Callable[..., dict]) -> frozenset[str]:
+    """The fields a validator checks: the business fields of its table (what `correct` may change)."""
+    return frozenset(name for name in inspect.signature(validate).parameters if name != "limits")
+
+
+def _audited_table(table: Any) -> tuple[type[Base], Callable[..., dict]]:
+    model = audit.MODELS_BY_TABLE.get(table)
+    if model is None:
+        raise InvalidInput("table", f"{table!r} is not one of {', '.join(audit.MODELS_BY_TABLE)}")
+    return model, VALIDATORS[model]
 
 
 def _required_text(field: str, value: Any) -> str:
@@ -454,9 +583,26 @@ def _optional_text(field: str, value: Any) -> str | None:
     return None if value is None else _required_text(field, value)
 
 
-def _text(field: str, value: Any) -> str:
+def _free_text(limits: Limits, field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(field, "must be a string")
+    if len(value) > limits.max_text_chars:
+        raise InvalidInput(field, f"is longer than {limits.max_text_chars} characters")
+    return value
+
+
+def _required_free_text(limits: Limits, field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(field, "must be a non-empty string")
+    return _free_text(limits, field, value)
+
+
+def _idempotency_key(value: Any) -> str:
+    # An empty key would be one key shared by every request that sends an empty header.
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("idempotency_key", "must not be empty (leave it out to write without one)")
+    if len(value) > KEY_LENGTH:
+        raise InvalidInput("idempotency_key", f"is longer than {KEY_LENGTH} characters")
     return value
 
 
@@ -484,11 +630,24 @@ def _money(field: str, value: Any, *, allow_zero: bool) -> Decimal:
         raise InvalidInput(field, "must be finite")
     if amount < 0 or (amount == 0 and not allow_zero):
         raise InvalidInput(field, "must be positive" if not allow_zero else "must not be negative")
+    if amount > MAX_AMOUNT:
+        raise InvalidInput(field, f"is larger than {MAX_AMOUNT}, the most the store holds exactly")
     if amount != amount.quantize(CENT):
         raise InvalidInput(field, "has more than 2 decimal places")
-    if amount >= MAX_AMOUNT:
-        raise InvalidInput(field, "is too large")
     return amount.quantize(CENT)
+
+
+def _business_date(limits: Limits, field: str, value: Any) -> date:
+    """A date inside the store's bounds and, when the store has one, the ledger's window."""
+    day = _as_date(field, value)
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise InvalidInput(field, f"{day} is outside {EARLIEST_DATE}..{LATEST_DATE} (the dates the store holds)")
+    if limits.date_window is not None:
+        first, last = limits.date_window
+        if not first <= day <= last:
+            raise InvalidInput(field, f"{day} is outside {first}..{last} (the ledger's dates, with the years "
+                                      "allowed before its first and after its last)")
+    return day
 
 
 def _as_date(field: str, value: Any) -> date:
@@ -507,6 +666,42 @@ def _instant(now: Any) -> datetime:
     if not isinstance(now, datetime) or now.tzinfo is None:
         raise InvalidInput("now", "must be a timezone-aware datetime")
     return now.astimezone(UTC)
+
+
+# -- records an older version stored with values the store now refuses ----------------------------------
+
+
+def _bad_value_conditions(model: type[Base], session: Session) -> list[tuple[str, Any, ColumnElement, Callable]]:
+    """(field, column, SQL condition true for a bad value, problem of the value) for each bounded column
+    of `model`: the bounds migration 0002 makes the database enforce on new rows."""
+    live = model.void_reason.is_(None)  # voided records may keep what they held (migration 0002)
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    conditions = []
+    for column in model.__table__.columns:
+        attribute = getattr(model, column.key)
+        if column.key in DATE_COLUMNS[model]:
+            conditions.append((column.key, attribute, and_(live, or_(attribute < EARLIEST_DATE, attribute > LATEST_DATE)),
+                               lambda value: f"{value} is outside {EARLIEST_DATE}..{LATEST_DATE}"))
+        elif column.key == "amount":
+            wrong = or_(attribute < 0, attribute > MAX_AMOUNT)
+            if sqlite:
+                wrong = or_(wrong, func.typeof(attribute) != "integer")
+            conditions.append((column.key, attribute, and_(live, wrong),
+                               lambda value: f"{value} (as stored) is not an amount from 0 to {MAX_AMOUNT} "
+                                             "in whole cents"))
+        elif isinstance(column.type, String):
+            limit = column.type.length or TEXT_LIMIT
+            conditions.append((column.key, attribute, func.length(attribute) > limit,
+                               lambda value, limit=limit: f"is {len(value)} characters, more than {limit}"))
+    return conditions
+
+
+DATE_COLUMNS: dict[type[Base], tuple[str, ...]] = {
+    Promise: ("made_date", "promised_date"),
+    Dispute: ("opened_date", "resolved_date"),
+    Contact: ("contact_date", "next_action_date"),
+    DunningLetter: ("issued_date",),
+}
 
 
 # -- the ledger's table shapes ------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The ledger on disk: a directory of Parquet tables plus `ledger.json`, read and written whole.
 
 Writes are atomic: the new ledger is written to a hidden sibling directory and swapped in with
-one rename, so a crash or an error at any point leaves the previous ledger as it was.
+one rename, so a crash or an error at any point leaves the previous ledger as it was. A write replaces
+only a ledger (a folder with an ar-risk `ledger.json`) or an empty folder, never anything else.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ctypes.util
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -94,13 +96,21 @@ def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True,
                  extras: Mapping[str, pd.DataFrame] | None = None) -> Path:
     """Validate, then write the ledger to `path` atomically, replacing any ledger there.
 
-    `extras` are further tables written with it in the same step, by relative path
+    `path` must be absent, an empty folder or a ledger written by ar-risk; anything else is refused
+    untouched. `extras` are further tables written with it in the same step, by relative path
     (e.g. `{"truth/customers.parquet": frame}` for the generator's ground truth)."""
     if validate:
         ledger.validate()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    path = Path(os.path.abspath(path))  # "." and "x/.." get a real name and parent
+    refuse_unless_replaceable(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LedgerError(Problem(str(path.parent), None, None, "is not a folder"), title="refused") from None
+    remove_stale_staging(path)
+    # The writer's pid is in the staging name, so the next write can tell a dead writer's leftovers
+    # from a live writer's work in progress.
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     try:
         for name, table in ledger.tables().items():
             pq.write_table(pa.Table.from_pandas(table, preserve_index=False), staging / f"{name}.parquet")
@@ -116,8 +126,82 @@ def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True,
         _fsync_dir(staging)
         _swap_into_place(staging, path)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_ours(staging)
     return path
+
+
+def is_ledger_dir(path: Path) -> bool:
+    """True when `path` is a real folder holding the meta file of an ar-risk ledger (any format version)."""
+    meta_file = path / META_FILE
+    if path.is_symlink() or not path.is_dir() or meta_file.is_symlink() or not meta_file.is_file():
+        return False
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def replaceable(path: Path) -> bool:
+    """True when writing a ledger to `path` loses nothing: absent, an empty real folder, or a ledger."""
+    if not os.path.lexists(path):
+        return True
+    if path.is_symlink() or not path.is_dir():
+        return False
+    return is_ledger_dir(path) or not any(path.iterdir())
+
+
+def refuse_unless_replaceable(path: Path) -> None:
+    """Raise `LedgerError` naming `path` and what is in it unless a ledger may be written there."""
+    if replaceable(path):
+        return
+    if path.is_symlink():
+        what = f"a symbolic link to {os.readlink(path)}"
+    elif not path.is_dir():
+        what = "a file"
+    else:
+        what = f"a folder that is not an ar-risk ledger (no ar-risk {META_FILE}; it holds {folder_listing(path)})"
+    raise LedgerError(Problem(str(path), None, None, f"is {what}; refusing to replace it (nothing was changed): "
+                                                     "pass a new or empty folder or an existing ledger"),
+                      title="refused")
+
+
+def folder_listing(path: Path, limit: int = 5) -> str:
+    """The first few names in a folder, folders marked with a slash, and how many more there are."""
+    names = sorted(entry.name + ("/" if entry.is_dir() and not entry.is_symlink() else "")
+                   for entry in path.iterdir())
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def staging_pid(path: Path, staging: Path) -> int | None:
+    """The writer's pid in the name of a staging sibling of `path`, or None when the name is not ours."""
+    pattern = rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}\.(tmp|old)"
+    match = re.fullmatch(pattern, staging.name)
+    return int(match.group(1)) if match else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (ours or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(path: Path) -> list[Path]:
+    """Remove the staging folders a killed writer left beside `path`; a live writer's are kept."""
+    removed = []
+    for sibling in path.parent.iterdir():
+        pid = staging_pid(path, sibling)
+        if pid is None or sibling.is_symlink() or not sibling.is_dir() or pid_alive(pid):
+            continue
+        shutil.rmtree(sibling, ignore_errors=True)
+        removed.append(sibling)
+    return removed
 
 
 def _read_meta(path: Path) -> dict:
@@ -148,16 +232,38 @@ def _normalise_dtypes(name: str, table: pd.DataFrame) -> pd.DataFrame:
 
 def _swap_into_place(staging: Path, path: Path) -> None:
     """Make `staging` appear at `path` in one step; the old ledger ends up at `staging` and is removed."""
-    if not path.exists():
+    if not os.path.lexists(path):
         os.rename(staging, path)
         return
     if _rename_exchange(staging, path):
+        if not replaceable(staging):
+            # Something else took the ledger's place since the check: put it back, untouched.
+            _rename_exchange(staging, path)
+            refuse_unless_replaceable(path)
         return
     # No atomic exchange on this platform: two renames, the old ledger kept until the new one is in place.
     backup = staging.with_suffix(".old")
     os.rename(path, backup)
+    if not replaceable(backup):
+        os.rename(backup, path)
+        refuse_unless_replaceable(path)
     os.rename(staging, path)
-    shutil.rmtree(backup, ignore_errors=True)
+    _remove_if_ours(backup)
+
+
+def _remove_if_ours(folder: Path) -> None:
+    """Delete a staging folder or a replaced ledger, never anything else that ended up at its name."""
+    if not os.path.lexists(folder):
+        return
+    if replaceable(folder) or _holds_only_tables(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _holds_only_tables(folder: Path) -> bool:
+    """A staging folder cut short before its meta file: only Parquet tables and the truth subfolder."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return all(entry.suffix == ".parquet" or entry.is_dir() for entry in folder.rglob("*"))
 
 
 def _rename_exchange(a: Path, b: Path) -> bool:

@@ -17,8 +17,6 @@ than `max_model_age_days` older than `as_of`. Features that grow with the calend
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import pandas as pd
 
 from features import FeatureConfig, feature_frames, feature_names
 from ledger import Ledger
+from ledger.files import write_file_atomically
 
 PREDICTIONS = ("p_late", "p_unpaid")
 # Wasserstein distance (normed by the reference's spread) at or above which a numeric column drifted.
@@ -176,11 +175,6 @@ def write_drift_report(report: DriftReport, out: Path) -> tuple[Path, Path]:
     """`drift.html` (Evidently, self-contained) and `drift.json` in `out`, each whole or not at all."""
     out.mkdir(parents=True, exist_ok=True)
     html_path, json_path = out / "drift.html", out / "drift.json"
-    with tempfile.TemporaryDirectory(dir=out) as folder:
-        staged_html = Path(folder) / "drift.html"
-        report.evaluation.save_html(str(staged_html))
-        staged_json = Path(folder) / "drift.json"
-        staged_json.write_text(json.dumps(report.summary, indent=2))
-        os.replace(staged_html, html_path)
-        os.replace(staged_json, json_path)
+    write_file_atomically(html_path, lambda staging: report.evaluation.save_html(str(staging)))
+    write_file_atomically(json_path, lambda staging: staging.write_text(json.dumps(report.summary, indent=2)))
     return html_path, json_path

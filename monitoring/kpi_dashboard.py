@@ -14,8 +14,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from ledger import Ledger
+from ledger.files import write_file_atomically
 from rules.aging import COMPANY, TOTAL, UNAPPLIED, aging_report, bucket_labels, company_total
 from rules.kpis import Freq, kpi_report
 from rules.output import format_sheet
@@ -375,17 +374,7 @@ def write_sheets(data: Mapping[str, pd.DataFrame], path: Path) -> None:
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     """Let `write` fill a temporary sibling of `path`, then rename it into place; on failure nothing changes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(staging))
-        os.chmod(staging, 0o644)  # mkstemp makes it private; a report is for others to read
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
-    return path
+    return write_file_atomically(path, write)
 
 
 def write_kpi_dashboard(ledger: Ledger, start: pd.Timestamp | str, end: pd.Timestamp | str, out_dir: str | Path,

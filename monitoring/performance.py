@@ -14,14 +14,13 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from features import FeatureConfig
 from ledger import Ledger
+from ledger.files import write_file_atomically
 from models.baselines import ClassPriorBaseline, CustomerLateRateBaseline, PastDueBaseline, PayDateBaseline
 from training import metrics as m
 from training.backtest import FittedModels, ModelSettings, evaluate_origin, pooled_wape, undecided
@@ -128,12 +127,7 @@ def write_performance(table: pd.DataFrame, fingerprint: str, out: Path) -> tuple
     """`performance.html` and `performance.json` in `out`, each whole or not at all."""
     out.mkdir(parents=True, exist_ok=True)
     records = json.loads(table.assign(month=table["month"].dt.strftime("%Y-%m-%d")).to_json(orient="records"))
-    written = []
-    for name, text in (("performance.html", performance_html(table, fingerprint)),
-                       ("performance.json", json.dumps({"months": records}, indent=2))):
-        with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp") as staged:
-            staged.write(text)
-        os.replace(staged.name, out / name)
-        written.append(out / name)
-    return written[0], written[1]
+    page, summary = performance_html(table, fingerprint), json.dumps({"months": records}, indent=2)
+    return (write_file_atomically(out / "performance.html", lambda staging: staging.write_text(page)),
+            write_file_atomically(out / "performance.json", lambda staging: staging.write_text(summary)))
 

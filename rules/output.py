@@ -6,35 +6,24 @@ half-written report where the previous one was.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 from rich.table import Table
 
+from ledger.files import OutputError, check_file_target, write_file_atomically
+
+__all__ = ["SUFFIXES", "OutputError", "check_file_target", "rich_table", "write_file_atomically", "write_frame"]
+
 SUFFIXES = (".csv", ".xlsx", ".parquet", ".json")
-
-
-class OutputError(ValueError):
-    """The output file cannot be written as asked (unknown suffix)."""
 
 
 def write_frame(frame: pd.DataFrame, out: str | Path) -> Path:
     """Write `frame` to `out` in the format its suffix names, atomically; return the path."""
     out = Path(out)
     writer = _writer_for(out.suffix.lower())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(handle)
-    try:
-        writer(frame, Path(staging))
-        os.replace(staging, out)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
-    return out
+    return write_file_atomically(out, lambda staging: writer(frame, staging))
 
 
 def _writer_for(suffix: str) -> Callable[[pd.DataFrame, Path], None]:

@@ -9,11 +9,18 @@ or broken is derived from the ledger's payments, never stored.
 from __future__ import annotations
 
 import os
+import secrets
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ledger import Ledger, LedgerError, Problem
+from serving.settings import Settings, business_date_window
+
+if TYPE_CHECKING:
+    from activity import ActivityStore
 
 DATABASE_ENV = "ARRISK_DATABASE_URL"
 DEFAULT_DATABASE = Path(__file__).resolve().parents[1] / "out" / "activity.sqlite"
@@ -30,13 +37,63 @@ def database_url(environ: dict | None = None) -> str:
     return f"sqlite:///{DEFAULT_DATABASE}"
 
 
-def open_store(url: str):
-    """The activity store at `url`, migrated to the latest schema."""
+def open_store(url: str, settings: Settings | None = None,
+               date_window: tuple[date, date] | None = None) -> ActivityStore:
+    """The activity store at `url`, migrated to the latest schema, keyed with the audit key of
+    `settings` (default: `Settings.from_environ()`); `date_window` bounds the business dates it accepts."""
     from activity import ActivityStore
 
-    store = ActivityStore(url)
-    store.migrate()
+    settings = Settings.from_environ() if settings is None else settings
+    store = ActivityStore(url, audit_key=audit_key(settings), date_window=date_window,
+                          max_text_chars=settings.max_text_chars)
+    try:
+        store.migrate()
+    except Exception:
+        store.close()
+        raise
     return store
+
+
+def audit_key(settings: Settings) -> bytes:
+    """`Settings.audit_key`, else the content of `Settings.audit_key_file`, created (mode 0600, 32 random
+    bytes as hex) when missing; the same text gives the same key either way."""
+    if settings.audit_key:
+        return settings.audit_key.encode("utf-8")
+    path = Path(settings.audit_key_file)
+    if not path.exists():
+        _create_key_file(path)
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key) < 32:
+        raise ValueError(f"{path}: the audit key must be at least 32 characters")
+    return key.encode("utf-8")
+
+
+def _create_key_file(path: Path) -> None:
+    """Write 32 random bytes (hex) to `path`, readable by its owner only, unless another process got there first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_hex(32) + "\n")
+    try:
+        # A link is created whole or not at all: a process starting at the same time never reads half a key,
+        # and never replaces one already in use.
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+
+
+def ledger_date_window(ledger: Ledger, settings: Settings) -> tuple[date, date]:
+    """The business dates records of this ledger may carry: from the years allowed before its first
+    invoice to the years allowed after its last event."""
+    from features.labels import last_event_date
+
+    last = pd.Timestamp(last_event_date(ledger)).date()
+    invoiced = ledger.invoices["invoice_date"]
+    first = pd.Timestamp(invoiced.min()).date() if invoiced.notna().any() else last
+    return business_date_window(first, last, settings)
 
 
 def with_activity(ledger: Ledger, tables: dict[str, pd.DataFrame]) -> Ledger:
@@ -58,7 +115,12 @@ def ledger_with_recorded_activity(ledger: Ledger, environ: dict | None = None) -
     environ = os.environ if environ is None else environ
     if not environ.get(DATABASE_ENV) and not DEFAULT_DATABASE.exists():
         return ledger
-    return with_activity(ledger, open_store(database_url(environ)).ledger_tables())
+    settings = Settings.from_environ(environ)
+    store = open_store(database_url(environ), settings, ledger_date_window(ledger, settings))
+    try:
+        return with_activity(ledger, store.ledger_tables())
+    finally:
+        store.close()
 
 
 def recorded_portfolio(collector: str | None, environ: dict | None = None) -> list[str] | None:
@@ -66,7 +128,11 @@ def recorded_portfolio(collector: str | None, environ: dict | None = None) -> li
     environ = os.environ if environ is None else environ
     if collector is None or (not environ.get(DATABASE_ENV) and not DEFAULT_DATABASE.exists()):
         return None
-    return open_store(database_url(environ)).portfolio(collector) or None
+    store = open_store(database_url(environ), Settings.from_environ(environ))
+    try:
+        return store.portfolio(collector) or None
+    finally:
+        store.close()
 
 
 def check_known(ledger: Ledger, customer_id: str | None = None, invoice_id: str | None = None) -> str:

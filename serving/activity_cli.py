@@ -26,37 +26,52 @@ Database = Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL
                                                                  "or out/activity.sqlite).")]
 User = Annotated[str, typer.Option(help="Who records this (kept in the audit log).")]
 Key = Annotated[str | None, typer.Option("--idempotency-key", help="Retrying with the same key records nothing new.")]
-Ledger = Annotated[Path | None, typer.Option("--ledger", help="Check the customer and invoice exist in this ledger.")]
+LedgerDir = Annotated[Path | None, typer.Option(
+    "--ledger", help="Check the customer and invoice exist in this ledger, and the dates lie in its window "
+                     "(without it: only the store's own date bounds).")]
 
 
-def store_for(database: str | None):
-    from serving.activity import database_url, open_store
+def store_for(database: str | None, ledger=None):
+    """The activity store; business dates are checked against `ledger`'s window when one is given."""
+    from serving.activity import database_url, ledger_date_window, open_store
+    from serving.settings import Settings
 
-    return open_store(database or database_url())
+    settings = Settings.from_environ()
+    window = ledger_date_window(ledger, settings) if ledger is not None else None
+    return open_store(database or database_url(), settings, window)
+
+
+def ledger_at(ledger_dir: Path | None):
+    """The ledger in `ledger_dir`, or None when no `--ledger` was given."""
+    from ledger import read_ledger
+
+    return read_ledger(ledger_dir) if ledger_dir is not None else None
 
 
 def run(action):
     """Print the JSON answer of `action`, or a one-line error and exit 1."""
     from ledger import LedgerError
+    from serving.settings import SettingsError
 
     try:
         console.print_json(json.dumps(action(), default=str))
-    except StoreError as error:
-        errors.print(f"error: {error}", markup=False, highlight=False)
+    except (StoreError, SettingsError) as error:
+        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except LedgerError as error:
-        errors.print(f"error: {error.summary()}", markup=False, highlight=False)
+        from serving.cli import error_text
+
+        errors.print(f"error: {error_text(error)}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
-def customer_of(ledger_dir: Path | None, customer_id: str | None, invoice_id: str | None) -> str | None:
+def customer_of(ledger, customer_id: str | None, invoice_id: str | None) -> str | None:
     """The customer, checked against the ledger when one is given."""
-    if ledger_dir is None:
+    if ledger is None:
         return customer_id
-    from ledger import read_ledger
     from serving.activity import check_known
 
-    return check_known(read_ledger(ledger_dir), customer_id, invoice_id)
+    return check_known(ledger, customer_id, invoice_id)
 
 
 def now() -> datetime.datetime:
@@ -70,11 +85,15 @@ def promise(user: User, amount: Annotated[str, typer.Option(help="Amount promise
             promised_date: Annotated[str, typer.Option(help="When they will pay, YYYY-MM-DD.")],
             customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,
             invoice: Annotated[str | None, typer.Option(help="Invoice id (none: a promise on the account).")] = None,
-            note: str = "", ledger: Ledger = None, idempotency_key: Key = None, database: Database = None) -> None:
+            note: str = "", ledger: LedgerDir = None, idempotency_key: Key = None, database: Database = None) -> None:
     """Record a promise to pay."""
-    run(lambda: store_for(database).create_promise(
-        user, customer_id=customer_of(ledger, customer, invoice), invoice_id=invoice, amount=amount,
-        made_date=made_date, promised_date=promised_date, note=note, idempotency_key=idempotency_key, now=now()))
+    def create() -> dict:
+        known = ledger_at(ledger)
+        return store_for(database, known).create_promise(
+            user, customer_id=customer_of(known, customer, invoice), invoice_id=invoice, amount=amount,
+            made_date=made_date, promised_date=promised_date, note=note, idempotency_key=idempotency_key, now=now())
+
+    run(create)
 
 
 @activity_app.command()
@@ -83,23 +102,31 @@ def dispute(user: User, invoice: Annotated[str, typer.Option(help="Invoice id.")
             opened_date: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
             reason: Annotated[str, typer.Option(help="Reason code, e.g. pricing.")],
             amount: Annotated[str, typer.Option(help="Amount disputed.")],
-            ledger: Ledger = None, idempotency_key: Key = None, database: Database = None) -> None:
+            ledger: LedgerDir = None, idempotency_key: Key = None, database: Database = None) -> None:
     """Open a dispute on an invoice."""
-    run(lambda: store_for(database).create_dispute(
-        user, invoice_id=invoice, customer_id=customer_of(ledger, customer, invoice),
-        opened_date=opened_date, reason_code=reason, amount=amount, idempotency_key=idempotency_key, now=now()))
+    def create() -> dict:
+        known = ledger_at(ledger)
+        return store_for(database, known).create_dispute(
+            user, invoice_id=invoice, customer_id=customer_of(known, customer, invoice),
+            opened_date=opened_date, reason_code=reason, amount=amount, idempotency_key=idempotency_key, now=now())
+
+    run(create)
 
 
 @activity_app.command()
 def contact(user: User, customer: Annotated[str, typer.Option(help="Customer id.")],
             contact_date: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
             channel: Annotated[str, typer.Option(help="call, email, letter, meeting, portal or other.")],
-            outcome: str = "", note: str = "", ledger: Ledger = None, idempotency_key: Key = None,
+            outcome: str = "", note: str = "", ledger: LedgerDir = None, idempotency_key: Key = None,
             database: Database = None) -> None:
     """Log a contact with a customer."""
-    run(lambda: store_for(database).create_contact(
-        user, customer_id=customer_of(ledger, customer, None), contact_date=contact_date,
-        channel=channel, outcome=outcome, note=note, idempotency_key=idempotency_key, now=now()))
+    def create() -> dict:
+        known = ledger_at(ledger)
+        return store_for(database, known).create_contact(
+            user, customer_id=customer_of(known, customer, None), contact_date=contact_date,
+            channel=channel, outcome=outcome, note=note, idempotency_key=idempotency_key, now=now())
+
+    run(create)
 
 
 @activity_app.command()
@@ -109,7 +136,7 @@ def update(what: Annotated[str, typer.Argument(help="promise, dispute or contact
            expected_version: Annotated[int, typer.Option(min=1, help="The version you read; a newer one fails.")],
            changes: Annotated[list[str], typer.Option("--set", help="FIELD=VALUE, repeatable (e.g. status=cancelled, "
                                                                     "promised_date=2024-01-12, resolution=credited).")],
-           database: Database = None) -> None:
+           ledger: LedgerDir = None, database: Database = None) -> None:
     """Change a record, failing if someone changed it since you read it (optimistic concurrency)."""
     updaters = {"promise": "update_promise", "dispute": "update_dispute", "contact": "update_contact"}
     if what not in updaters:
@@ -122,7 +149,8 @@ def update(what: Annotated[str, typer.Argument(help="promise, dispute or contact
             errors.print(f"error: --set expects FIELD=VALUE, got {change!r}", highlight=False)
             raise typer.Exit(1)
         fields[name.strip()] = value
-    run(lambda: getattr(store_for(database), updaters[what])(user, record_id, expected_version, now=now(), **fields))
+    run(lambda: getattr(store_for(database, ledger_at(ledger)), updaters[what])(
+        user, record_id, expected_version, now=now(), **fields))
 
 
 @activity_app.command()
@@ -156,8 +184,14 @@ def list_records(what: Annotated[str, typer.Argument(help="promises, disputes, c
 def verify(database: Database = None) -> None:
     """Check the hash chain of the audit log and every record against it; exit 1 on any problem."""
     from activity.audit import verify_audit
+    from serving.settings import SettingsError
 
-    problems = verify_audit(store_for(database))
+    try:
+        store = store_for(database)
+    except SettingsError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    problems = verify_audit(store)
     for problem in problems:
         errors.print(f"audit: {problem}", markup=False, highlight=False)
     if problems:

@@ -1,7 +1,8 @@
 """Bearer API tokens with scopes: loaded from a YAML file or an environment string, stored hashed.
 
-Every endpoint but health needs a token; each token carries scopes (collector, credit, treasury,
-admin) that gate endpoints, and admin implies all of them. Only the SHA-256 of a token is ever kept,
+Every endpoint but health needs a token; each token carries scopes (collector, team_lead, credit,
+treasury, admin) that gate endpoints: admin implies all of them, team_lead implies collector. Which
+customers and records a token may see or change is `serving.access`'s business. Only the SHA-256 of a token is ever kept,
 and a presented token is compared with every stored hash in constant time. Pure Python: the service
 maps `Unauthorized` to 401 and `Forbidden` to 403, using `AuthError.body()` and `AuthError.headers`.
 """
@@ -23,15 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ledger.importing.mappings import yaml_line
 
-SCOPES = ("collector", "credit", "treasury", "admin")
+SCOPES = ("collector", "team_lead", "credit", "treasury", "admin")
 ADMIN = "admin"
+TEAM_LEAD = "team_lead"
+# A flag written among the scopes of the environment format (`collector+all_portfolios`), not a scope.
+ALL_PORTFOLIOS = "all_portfolios"
 TOKEN_PREFIX = "arr_"
 TOKENS_FILE_ENV = "ARRISK_TOKENS_FILE"
 TOKENS_ENV = "ARRISK_API_TOKENS"
 REALM = "ar-risk"
 WWW_AUTHENTICATE = f'Bearer realm="{REALM}"'
 
-Scope = Literal["collector", "credit", "treasury", "admin"]
+Scope = Literal["collector", "team_lead", "credit", "treasury", "admin"]
 HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 ENTRY_SEPARATORS = re.compile(r"[,\n]")
 
@@ -50,7 +54,8 @@ class TokenEntry(BaseModel):
     user: str = Field(min_length=1, description="Who holds the token (for audit trails).")
     scopes: tuple[Scope, ...] = Field(description="What the token may do (at least one); admin implies all.")
     sha256: str = Field(description="SHA-256 of the token, 64 lowercase hex characters.")
-    collector: str | None = Field(None, description="Collector whose portfolio this user sees by default.")
+    collector: str | None = Field(None, description="Collector whose portfolio this user sees and changes.")
+    all_portfolios: bool = Field(False, description="A collector who sees every portfolio (not its records).")
 
     @field_validator("scopes")
     @classmethod
@@ -85,10 +90,12 @@ class Principal:
     name: str
     scopes: frozenset[str]
     collector: str | None = None
+    all_portfolios: bool = False
 
     def has(self, scope: str) -> bool:
-        """Whether this principal holds `scope` (admin holds every scope)."""
-        return scope in self.scopes or ADMIN in self.scopes
+        """Whether this principal holds `scope` (admin holds every scope, a team lead is a collector)."""
+        return (scope in self.scopes or ADMIN in self.scopes
+                or (scope == "collector" and TEAM_LEAD in self.scopes))
 
 
 class AuthError(Exception):
@@ -134,6 +141,19 @@ class Forbidden(AuthError):
     def headers(self) -> dict[str, str]:
         """RFC 6750 names the missing scope in the challenge."""
         return {"WWW-Authenticate": f'{WWW_AUTHENTICATE}, error="insufficient_scope", scope="{self.scope}"'}
+
+
+class NotPermitted(Forbidden):
+    """A token with the right scope, refused for this customer or record (403 with the reason)."""
+
+    def __init__(self, detail: str) -> None:
+        AuthError.__init__(self, detail)
+        self.scope = "portfolio"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """No scope challenge: another token's scope would not help."""
+        return {}
 
 
 def error_body(status: int, message: str) -> dict[str, str]:
@@ -200,7 +220,7 @@ class TokenStore:
             raise Unauthorized("invalid or unknown token")
         entry = matches[0]
         return Principal(user=entry.user, name=entry.name, scopes=frozenset(entry.scopes),
-                         collector=entry.collector)
+                         collector=entry.collector, all_portfolios=entry.all_portfolios)
 
     def authorize(self, authorization: str | None, scope: str) -> Principal:
         """Authenticate and require `scope` in one step (401, then 403)."""
@@ -265,7 +285,8 @@ def token_entry(fields: Mapping[str, Any], where: str) -> TokenEntry:
 
 
 def parse_token_entries(text: str, source: str = TOKENS_ENV) -> list[TokenEntry]:
-    """Entries `name:user:scope1+scope2:sha256[:collector]` separated by commas or newlines."""
+    """Entries `name:user:scope1+scope2:sha256[:collector]` separated by commas or newlines; the flag
+    `all_portfolios` may stand among the scopes (`collector+all_portfolios`)."""
     entries = []
     for number, raw in enumerate((part.strip() for part in ENTRY_SEPARATORS.split(text) if part.strip()), 1):
         fields = [field.strip() for field in raw.split(":")]
@@ -274,8 +295,10 @@ def parse_token_entries(text: str, source: str = TOKENS_ENV) -> list[TokenEntry]
             raise AuthConfigError(f"{source} entry {number}: expected name:user:scope1+scope2:sha256[:collector], "
                                   f"got {len(fields)} ':'-separated fields")
         name, user, scopes, sha256, *collector = fields
-        fields_by_key = {"name": name, "user": user, "scopes": [s for s in scopes.split("+") if s],
-                         "sha256": sha256, "collector": collector[0] if collector and collector[0] else None}
+        listed = [s for s in scopes.split("+") if s]
+        fields_by_key = {"name": name, "user": user, "scopes": [s for s in listed if s != ALL_PORTFOLIOS],
+                         "sha256": sha256, "collector": collector[0] if collector and collector[0] else None,
+                         "all_portfolios": ALL_PORTFOLIOS in listed}
         entries.append(token_entry(fields_by_key, where=f"{source} entry {number} ({name!r})"))
     duplicates = duplicate_entries(entries)
     if duplicates:

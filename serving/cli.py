@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger import Ledger, LedgerError, Problem, read_ledger, write_ledger
+from ledger.store import refuse_unless_replaceable
+from rules.output import OutputError
 from serving.activity_cli import activity_app, audit_app
 from serving.tokens_cli import tokens_app
 
@@ -56,10 +58,20 @@ def reports_bad_input(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except LedgerError as error:
-            errors.print(f"error: {error.summary()}", markup=False, highlight=False, soft_wrap=True)
+            errors.print(f"error: {error_text(error)}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OutputError as error:
+            errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def error_text(error: LedgerError) -> str:
+    """One line for one problem; the title and a line per problem when there are several."""
+    if len(error.problems) == 1:
+        return f"{error.title}: {error.problems[0]}"
+    return error.summary()
 
 
 @app.command()
@@ -72,6 +84,7 @@ def generate(
     start: Annotated[str, typer.Option(help="First day of the history, YYYY-MM-DD.")] = "2022-01-01",
 ) -> None:
     """Generate a synthetic B2B receivables ledger with its ground truth."""
+    refuse_unless_replaceable(Path(os.path.abspath(out)))
     start_date = parse_date(start, "--start")
     from ledger.synthetic import generate_ledger, write_synthetic
 
@@ -90,6 +103,7 @@ def import_(
     """Import ERP exports into a validated ledger using a column mapping."""
     from ledger.importing import import_ledger
 
+    refuse_unless_replaceable(Path(os.path.abspath(out)))
     ledger = import_ledger(sources, mapping)
     write_ledger(ledger, out)
     console.print(ledger_summary(ledger, title=f"{out}: imported with {mapping}"))
@@ -132,6 +146,7 @@ def backtest(
     """Rolling-origin backtest of the three models against their baselines."""
     from training.pipeline import backtest_ledger, write_backtest
 
+    checked_out_folder(out)
     ledger = read_ledger(ledger_dir)
     run = backtest_ledger(ledger, origins=origins, progress=lambda step: console.print(f"[dim]{step}[/dim]"))
     metrics_path, report_path = write_backtest(run, out)
@@ -152,6 +167,8 @@ def train(
     from training.pipeline import train_and_register
     from training.tracking import default_tracking_uri
 
+    if report_dir is not None:
+        checked_out_folder(report_dir)
     until_date = parse_date(until, "--until") if until else None
     ledger = read_ledger(ledger_dir)
     outcome = train_and_register(ledger, tracking_uri or default_tracking_uri(), until=until_date,
@@ -193,6 +210,8 @@ def rules_call(where: str, call: Callable[[], T]) -> T:
     """Run `call`; a rules-layer `ValueError` (bad policy, option, output suffix) becomes a one-line error."""
     try:
         return call()
+    except OutputError:
+        raise  # names the file itself; reported as it is
     except ValueError as error:
         raise LedgerError(Problem(where, None, None, str(error)), title="bad input") from None
 
@@ -278,10 +297,36 @@ def kpis(
 
 
 def with_recorded_activity(ledger: Ledger) -> Ledger:
-    """The ledger plus the promises, disputes, contacts and letters recorded in the activity store."""
+    """The ledger plus the promises, disputes, contacts and letters recorded in the activity store;
+    records it cannot use (bad values an older version stored) are skipped with a one-line warning."""
     from serving.activity import ledger_with_recorded_activity
 
-    return ledger_with_recorded_activity(ledger)
+    merged = ledger_with_recorded_activity(ledger)
+    skipped = unreadable_activity()
+    if skipped:
+        errors.print(f"warning: skipped {skipped_summary(skipped)}; correct or void them", markup=False,
+                     highlight=False, soft_wrap=True)
+    return merged
+
+
+def unreadable_activity() -> list[dict]:
+    """The records of the activity store that its ledger view skips; none when there is no store."""
+    from serving.activity import DATABASE_ENV, DEFAULT_DATABASE, database_url, open_store
+
+    if not os.environ.get(DATABASE_ENV) and not DEFAULT_DATABASE.exists():
+        return []
+    store = open_store(database_url())
+    try:
+        return store.unreadable_records()
+    finally:
+        store.close()
+
+
+def skipped_summary(records: list[dict], limit: int = 5) -> str:
+    """'2 unreadable activity records: contacts CON-1 (contact_date: 9999-12-31 is outside ...), ...'."""
+    named = [f"{r['table']} {r['record_id']} ({r['field']}: {r['problem']})" for r in records[:limit]]
+    more = f" and {len(records) - limit} more" if len(records) > limit else ""
+    return f"{len(records)} unreadable activity record(s): {', '.join(named)}{more}"
 
 
 def champions_from(tracking_uri: str | None):
@@ -293,12 +338,21 @@ def champions_from(tracking_uri: str | None):
 
 
 def checked_out(out: Path | None) -> None:
-    """Fail before any work when `--out` has a suffix no writer knows."""
-    from rules.output import SUFFIXES
+    """Fail before any work when `--out` has a suffix no writer knows, or is a folder or a link."""
+    from rules.output import SUFFIXES, check_file_target
 
-    if out is not None and out.suffix.lower() not in SUFFIXES:
+    if out is None:
+        return
+    if out.suffix.lower() not in SUFFIXES:
         raise LedgerError(Problem("--out", None, None, f"expected a {', '.join(SUFFIXES)} file, got {out.name!r}"),
                           title="bad option")
+    check_file_target(out)
+
+
+def checked_out_folder(out: Path) -> None:
+    """Fail before any work when the `--out` folder for report files is a file (or a broken link)."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise OutputError(f"{out}: is not a folder; refusing to write report files into it (nothing was changed)")
 
 
 @app.command()
@@ -410,8 +464,6 @@ def serve(
                                                           "ARRISK_API_TOKENS).")] = None,
 ) -> None:
     """Start the API (BentoML) on HOST:PORT; OpenAPI docs at /v1/docs."""
-    import subprocess
-
     if not ledger_dir.is_dir():
         errors.print(f"error: {ledger_dir}: no ledger there (run `make demo` or pass --ledger)", highlight=False)
         raise typer.Exit(1)
@@ -424,7 +476,71 @@ def serve(
     root = Path(__file__).resolve().parents[1]
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:ARRiskService", "--host", host,
                "--port", str(port), "--working-dir", str(root)]
-    raise typer.Exit(subprocess.call(command, env=environment))
+    raise typer.Exit(run_server(command, environment))
+
+
+STOP_GRACE_SECONDS = 20
+
+
+def run_server(command: list[str], environment: dict[str, str]) -> int:
+    """Run the server in its own process group, pass SIGTERM, SIGINT and SIGHUP on to that whole group,
+    and return its exit code (128 + N when signal N ended it) once it has stopped.
+
+    A plain `kill` of `arrisk serve` would otherwise orphan the server and its workers, still listening."""
+    import signal
+    import subprocess
+    import time
+
+    servers: list[subprocess.Popen] = []
+    stop_requests: list[tuple[float, int]] = []
+
+    def forward(signum: int, _frame) -> None:
+        stop_requests.append((time.monotonic(), signum))
+        if servers:
+            _signal_group(servers[0].pid, signum)
+
+    # The handlers are in place before the server starts, so a stop asked for meanwhile is not lost.
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in forwarded}
+    try:
+        servers.append(subprocess.Popen(command, env=environment, start_new_session=True,
+                                        preexec_fn=_stop_with_parent))
+        server = servers[0]
+        if stop_requests:
+            _signal_group(server.pid, stop_requests[0][1])
+        while True:
+            try:
+                code = server.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                # A server that ignores the request to stop is killed, so a stop always ends in a stop.
+                if stop_requests and time.monotonic() - stop_requests[0][0] > STOP_GRACE_SECONDS:
+                    _signal_group(server.pid, signal.SIGKILL)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if servers:
+            _signal_group(servers[0].pid, signal.SIGTERM)  # workers that outlived the server's main process
+    return 128 - code if code < 0 else code
+
+
+def _signal_group(group: int, signum: int) -> None:
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+
+
+def _stop_with_parent() -> None:
+    """In the server, before it starts: Linux sends it SIGTERM if `arrisk serve` dies, even by SIGKILL."""
+    import contextlib
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    # Not Linux: no prctl, and the signal forwarding in `run_server` still covers kill and Ctrl-C.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 report_app = typer.Typer(help="Monitoring and management reports (HTML for people, JSON for machines).",
@@ -446,6 +562,7 @@ def report_drift(
     from training.pipeline import MODEL_NAMES
     from training.tracking import champion_run, default_tracking_uri
 
+    checked_out_folder(out)
     cutoff = parse_date(as_of, "--as-of")
     uri = tracking_uri or default_tracking_uri()
     champions = champions_from(uri)
@@ -484,6 +601,7 @@ def report_performance(
     from training.pipeline import MODEL_NAMES
     from training.tracking import champion_run, default_tracking_uri
 
+    checked_out_folder(out)
     start = parse_date(from_, "--from") if from_ else None
     end = parse_date(to, "--to") if to else None
     uri = tracking_uri or default_tracking_uri()
@@ -523,6 +641,7 @@ def report_kpis(
     from monitoring.kpi_dashboard import write_kpi_dashboard
     from rules.kpis import kpi_periods
 
+    checked_out_folder(out)
     start, end = parse_date(from_, "--from"), parse_date(to, "--to")
     ledger = read_ledger(ledger_dir)
     periods = rules_call("--from/--to/--freq", lambda: kpi_periods(start, end, freq))  # type: ignore[arg-type]

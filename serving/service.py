@@ -7,7 +7,11 @@ JSON, never a traceback). The service loads the champion models and the ledger o
 - `ARRISK_LEDGER`: ledger directory (default `out/demo/synthetic`, the README demo's);
 - `ARRISK_TRACKING_URI`: MLflow store with the champions (default the local `mlflow/`);
 - `ARRISK_TOKENS_FILE` and/or `ARRISK_API_TOKENS`: API tokens (see `serving.auth`); without any, every
-  endpoint but health answers 401.
+  endpoint but health answers 401;
+- `ARRISK_DATABASE_URL`: the activity store; limits and windows: `serving.settings.Settings`.
+
+Who sees which customer is `serving.access`; request ids, JSON 500s, body limits, the token before the
+body, security headers and the metrics labels are `serving.middleware`.
 
 Run it with `arrisk serve` or `bentoml serve serving.service:ARRiskService`.
 """
@@ -19,22 +23,40 @@ import json
 import logging
 import os
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Path as PathParameter
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from starlette.exceptions import HTTPException
 
+from activity.models import ID_LENGTH
 from activity.store import IdempotencyMismatch, InvalidInput, StoreError, VersionConflict
 from activity.store import NotFound as StoreNotFound
 from ledger import LedgerError
 from ledger.schema import CONTACT_CHANNELS
+from serving import access
 from serving.activity import check_known
-from serving.auth import AuthError, Forbidden, Principal, TokenStore, token_store_from_env
+from serving.auth import ADMIN, AuthError, Forbidden, Principal, TokenStore, error_body, token_store_from_env
+from serving.middleware import (
+    BodyLimit,
+    InternalErrors,
+    RequestIds,
+    SecurityHeaders,
+    TokenFirst,
+    current_service,
+    label_metrics_by_route,
+    route_label,
+    route_templates,
+)
+from serving.settings import Settings
 from serving.views import NotFound, ServingState
 from serving.web import router as web_pages
 
@@ -58,6 +80,26 @@ api = FastAPI(title="ar-risk", version="1", description=(
 
 # The web pages for collectors, credit and treasury (server-rendered HTML under /v1/ui, see serving/web.py).
 api.include_router(web_pages)
+# Inside FastAPI's own ServerErrorMiddleware, which would answer a plain-text 500 and re-raise.
+api.add_middleware(InternalErrors)
+
+RECORD_TABLES = ("promises", "disputes", "contacts", "dunning_letters")
+Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH)]
+IdInPath = Annotated[str, PathParameter(max_length=ID_LENGTH)]
+IdInQuery = Annotated[str | None, Query(max_length=ID_LENGTH)]
+
+
+def within_text_limit(value: str) -> str:
+    """`value` if no longer than `Settings.max_text_chars` of the running service (default settings before)."""
+    service = current_service()
+    limit = (service.settings if service is not None else Settings()).max_text_chars
+    if len(value) > limit:
+        raise ValueError(f"is {len(value)} characters long; at most {limit} are accepted")
+    return value
+
+
+# Free text (notes, outcomes, resolutions): bounded by a setting read when the request is validated.
+Text = Annotated[str, AfterValidator(within_text_limit)]
 
 
 # ---- responses -------------------------------------------------------------------------------------
@@ -68,7 +110,7 @@ class Health(BaseModel):
 
 
 class Info(BaseModel):
-    ledger: str
+    ledger: str = Field(description="The ledger folder's name (its full path for admins).")
     ledger_fingerprint: str
     default_as_of: datetime.date
     model_versions: dict[str, str | None]
@@ -86,65 +128,75 @@ class Table(BaseModel):
 
 class ScoreRequest(BaseModel):
     as_of: datetime.date | None = Field(None, description="Scoring date; default: the ledger's last day.")
-    invoice_ids: list[str] | None = Field(None, min_length=1, max_length=10_000,
-                                          description="Open documents to score; default: all open documents.")
+    invoice_ids: list[Id] | None = Field(None, min_length=1, max_length=10_000, description=(
+        "Open documents to score; default: all open documents (of your portfolio, for a collector)."))
 
 
 class PromiseIn(BaseModel):
-    customer_id: str | None = Field(None, description="The customer; taken from the invoice when omitted.")
-    invoice_id: str | None = Field(None, description="The invoice promised; none for a promise on the account.")
+    customer_id: Id | None = Field(None, description="The customer; taken from the invoice when omitted.")
+    invoice_id: Id | None = Field(None, description="The invoice promised; none for a promise on the account.")
     amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
     made_date: datetime.date
     promised_date: datetime.date
-    currency: str | None = None
-    note: str = ""
+    currency: str | None = Field(None, max_length=3)
+    note: Text = ""
 
 
 class PromiseUpdate(BaseModel):
     expected_version: int = Field(ge=1, description="The version you read; a newer one answers 409.")
     amount: Decimal | None = Field(None, gt=0, max_digits=18, decimal_places=2)
     promised_date: datetime.date | None = None
-    note: str | None = None
+    note: Text | None = None
     status: Literal["cancelled"] | None = None
 
 
 class DisputeIn(BaseModel):
-    invoice_id: str
+    invoice_id: Id
     opened_date: datetime.date
-    reason_code: str = Field(min_length=1)
+    reason_code: Id
     amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
-    owner: str | None = None
+    owner: Id | None = None
 
 
 class DisputeUpdate(BaseModel):
     expected_version: int = Field(ge=1)
     status: Literal["open", "resolved"] | None = None
-    resolution: str | None = None
+    resolution: Text | None = None
     resolved_date: datetime.date | None = None
-    owner: str | None = None
+    owner: Id | None = None
 
 
 class ContactIn(BaseModel):
-    customer_id: str
+    customer_id: Id
     contact_date: datetime.date
     channel: Literal[CONTACT_CHANNELS]  # type: ignore[valid-type]
-    outcome: str = ""
-    note: str = ""
+    outcome: Text = ""
+    note: Text = ""
     next_action_date: datetime.date | None = None
 
 
 class ContactUpdate(BaseModel):
     expected_version: int = Field(ge=1)
-    outcome: str | None = None
-    note: str | None = None
+    outcome: Text | None = None
+    note: Text | None = None
     next_action_date: datetime.date | None = None
 
 
 class LetterIn(BaseModel):
-    invoice_id: str
+    invoice_id: Id
     level: int = Field(ge=1, le=9)
     issued_date: datetime.date
     channel: Literal["email", "letter", "call", "legal"] = "letter"
+
+
+class RecordCorrection(BaseModel):
+    expected_version: int = Field(ge=1, description="The version you read; a newer one answers 409.")
+    changes: dict[str, Any] = Field(min_length=1, description="Field -> corrected value (the store checks them).")
+
+
+class RecordVoid(BaseModel):
+    expected_version: int = Field(ge=1, description="The version you read; a newer one answers 409.")
+    reason: Text = Field(min_length=1, description="Why the record is voided (kept in the audit log).")
 
 
 class CustomerRisk(BaseModel):
@@ -198,7 +250,10 @@ async def _store_error(request: Request, error: StoreError) -> JSONResponse:
 
 @api.exception_handler(LedgerError)
 async def _bad_input(request: Request, error: LedgerError) -> JSONResponse:
-    return JSONResponse({"error": "bad_input", "detail": error.summary()}, status_code=400)
+    body = {"error": "bad_input", "detail": error.summary()}
+    if len(error.problems) == 1:
+        body["field"] = error.problems[0].column or error.problems[0].where
+    return JSONResponse(body, status_code=400)
 
 
 @api.exception_handler(ValueError)
@@ -206,11 +261,24 @@ async def _bad_value(request: Request, error: ValueError) -> JSONResponse:
     return JSONResponse({"error": "bad_input", "detail": str(error)}, status_code=400)
 
 
-@api.exception_handler(Exception)
-async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    # A bug of ours, not the client's: logged with its traceback here, never sent to the client.
-    log.exception("unexpected error on %s", request.url.path)
-    return JSONResponse({"error": "internal", "detail": "unexpected error; see the service log"}, status_code=500)
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    return JSONResponse(validation_body(error.errors()), status_code=422)
+
+
+@api.exception_handler(HTTPException)
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    # FastAPI's own 404 (no such route) and 405, in the same shape as every other error.
+    return JSONResponse(error_body(error.status_code, str(error.detail)), status_code=error.status_code,
+                        headers=getattr(error, "headers", None))
+
+
+def validation_body(errors: list[dict]) -> dict[str, str]:
+    """The documented error shape of pydantic errors: every problem in `detail`, the first one's `field`."""
+    fields = [".".join(str(part) for part in e["loc"] if part not in ("body", "query", "path", "header"))
+              for e in errors]
+    detail = "; ".join(f"{field or 'body'}: {e['msg']}" for field, e in zip(fields, errors, strict=True))
+    return {"error": "bad_input", "detail": detail, "field": fields[0] if fields else ""}
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -241,23 +309,34 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def as_timestamp(value: datetime.date | None) -> pd.Timestamp | None:
-    return None if value is None else pd.Timestamp(value)
-
-
-def load_state(environ: dict[str, str]) -> tuple[ServingState, TokenStore, str]:
+def load_state(environ: dict[str, str], settings: Settings) -> tuple[ServingState, TokenStore, str]:
     """The ledger, the champions and the tokens named by the environment, loaded once."""
     from ledger import read_ledger
-    from serving.activity import database_url, open_store
+    from serving.activity import database_url, ledger_date_window, open_store
     from serving.scoring import load_champions
     from training.tracking import default_tracking_uri
 
-    ledger_dir = Path(environ.get(LEDGER_ENV, str(DEFAULT_LEDGER)))
+    ledger_dir = Path(environ.get(LEDGER_ENV, str(DEFAULT_LEDGER))).resolve()
     tracking_uri = environ.get(TRACKING_ENV) or default_tracking_uri()
-    state = ServingState(read_ledger(ledger_dir), load_champions(tracking_uri),
-                         store=open_store(database_url(environ)))
+    ledger = read_ledger(ledger_dir)
+    # The store refuses records dated outside the ledger's window before anything is committed.
+    store = open_store(database_url(environ), settings, ledger_date_window(ledger, settings))
+    state = ServingState(ledger, load_champions(tracking_uri), store=store,
+                         as_of_future_days=settings.as_of_future_days)
     state.champions.require("timing")
     return state, token_store_from_env(environ), str(ledger_dir)
+
+
+def checked_idempotency_key(key: str | None) -> str | None:
+    """The Idempotency-Key header, refused when present but blank (it would be one key for everyone)."""
+    if key is not None and not key.strip():
+        raise InvalidInput("idempotency_key", "must not be empty; leave the header out for no key")
+    return key
+
+
+def shown_ledger(principal: Principal, ledger_path: str) -> str:
+    """The ledger's location as shown to `principal`: the full path for admins, the folder's name otherwise."""
+    return ledger_path if principal.has(ADMIN) else Path(ledger_path).name
 
 
 # ---- the service -----------------------------------------------------------------------------------
@@ -268,7 +347,8 @@ class ARRiskService:
     """Scores, worklists, explanations, flags and forecasts for one ledger and its champion models."""
 
     def __init__(self) -> None:
-        self.state, self.tokens, self.ledger_path = load_state(dict(os.environ))
+        self.settings = Settings.from_environ(os.environ)
+        self.state, self.tokens, self.ledger_path = load_state(dict(os.environ), self.settings)
         self.reports = Path(os.environ.get(REPORTS_ENV, str(DEFAULT_REPORTS)))
         self.fingerprint = self.state.ledger.fingerprint()
         # Score and rank the ledger's latest day now, so the first request of the morning is fast.
@@ -291,7 +371,7 @@ class ARRiskService:
     @api.get("/info", response_model=Info, summary="Model versions and the ledger in use (any scope)")
     def info(self, authorization: str | None = Header(None)) -> Info:
         principal = self.allow(authorization, "collector", "credit", "treasury")
-        return Info(ledger=self.ledger_path, ledger_fingerprint=self.fingerprint,
+        return Info(ledger=shown_ledger(principal, self.ledger_path), ledger_fingerprint=self.fingerprint,
                     default_as_of=self.state.default_as_of.date(), model_versions=self.state.champions.versions,
                     user=principal.user, scopes=sorted(principal.scopes))
 
@@ -299,29 +379,34 @@ class ARRiskService:
     def score(self, request: ScoreRequest, authorization: str | None = Header(None)) -> Table:
         """P(late), bucket probabilities, expected days late, pay date p10/p50/p90, P(unpaid in 30 days)
         and three reasons per open invoice."""
-        self.allow(authorization, "collector", "credit")
-        as_of = self.state.checked_as_of(as_timestamp(request.as_of))
-        table = self.state.score_invoices(as_of, request.invoice_ids)
+        principal = self.allow(authorization, "collector", "credit")
+        as_of = self.state.checked_as_of(request.as_of)
+        if request.invoice_ids is not None:
+            access.check_invoices(principal, self.state, request.invoice_ids)
+        table = self.state.score_invoices(as_of, request.invoice_ids, access.visible_customers(principal, self.state))
         return Table(as_of=as_of.date(), rows=records(table), count=len(table))
 
     @api.get("/worklist", response_model=Table, summary="The prioritised collection worklist (collector)")
-    def worklist(self, as_of: datetime.date | None = None, collector: str | None = None,
-                 segment: str | None = None, top: int | None = Query(None, ge=1, le=100_000),
+    def worklist(self, as_of: datetime.date | None = None, collector: IdInQuery = None,
+                 segment: IdInQuery = None, top: int | None = Query(None, ge=1, le=100_000),
                  authorization: str | None = Header(None)) -> Table:
         """Customers to chase with money at risk, next dunning action and reasons. A collector's token
-        sees its own portfolio unless `collector` is given."""
+        sees its own portfolio; a team lead's (or `all_portfolios`) any `collector`'s, its own by default."""
         principal = self.allow(authorization, "collector")
-        collector = collector or principal.collector
-        when = self.state.checked_as_of(as_timestamp(as_of))
-        table = self.state.worklist(when, collector=collector, segment=segment, top=top)
+        access.check_collector(principal, collector)
+        when = self.state.checked_as_of(as_of)
+        visible = access.visible_customers(principal, self.state)
+        collector = (collector or principal.collector) if visible is None else None
+        table = self.state.worklist(when, collector=collector, segment=segment, top=top, customers=visible)
         return Table(as_of=when.date(), rows=records(table), count=len(table))
 
     @api.get("/customers/{customer_id}/risk", response_model=CustomerRisk,
              summary="One customer's open items scored with reasons, and its deterioration risk (collector, credit)")
-    def customer_risk(self, customer_id: str, as_of: datetime.date | None = None,
+    def customer_risk(self, customer_id: IdInPath, as_of: datetime.date | None = None,
                       authorization: str | None = Header(None)) -> CustomerRisk:
-        self.allow(authorization, "collector", "credit")
-        risk = self.state.customer_risk(customer_id, as_of_or_none(self.state, as_of))
+        principal = self.allow(authorization, "collector", "credit")
+        access.check_customer(principal, self.state, customer_id)
+        risk = self.state.customer_risk(customer_id, self.state.checked_as_of(as_of))
         return CustomerRisk(as_of=risk["as_of"].date(), customer_id=customer_id,
                             deterioration_probability=_plain(risk["deterioration_probability"]),
                             deteriorating=risk["deteriorating"], deterioration_reasons=risk["deterioration_reasons"],
@@ -329,10 +414,11 @@ class ARRiskService:
 
     @api.get("/customers/{customer_id}", response_model=CustomerView,
              summary="One customer: open items, aging, risk, explanation, KPIs (collector, credit)")
-    def customer(self, customer_id: str, as_of: datetime.date | None = None,
+    def customer(self, customer_id: IdInPath, as_of: datetime.date | None = None,
                  authorization: str | None = Header(None)) -> CustomerView:
-        self.allow(authorization, "collector", "credit")
-        view = self.state.customer(customer_id, as_of_or_none(self.state, as_of))
+        principal = self.allow(authorization, "collector", "credit")
+        access.check_customer(principal, self.state, customer_id)
+        view = self.state.customer(customer_id, self.state.checked_as_of(as_of))
         row = view["worklist"]
         return CustomerView(
             **{key: _plain(view[key]) for key in ("customer_id", "name", "segment", "collector", "credit_limit",
@@ -347,7 +433,7 @@ class ARRiskService:
                       top: int | None = Query(None, ge=1, le=100_000),
                       authorization: str | None = Header(None)) -> Table:
         self.allow(authorization, "credit")
-        when = self.state.checked_as_of(as_timestamp(as_of))
+        when = self.state.checked_as_of(as_of)
         table = self.state.deterioration_flags(when, flagged_only=flagged_only, top=top)
         return Table(as_of=when.date(), rows=records(table), count=len(table))
 
@@ -358,7 +444,7 @@ class ARRiskService:
         """Expected receipts per period with 10/50/90% intervals, per currency and converted to the base
         currency, and the baselines' forecasts beside them."""
         self.allow(authorization, "treasury")
-        when = self.state.checked_as_of(as_timestamp(as_of))
+        when = self.state.checked_as_of(as_of)
         table = self.state.forecast(when, horizon_weeks=horizon_weeks, freq=freq)
         if currency is not None:
             table = table[table["currency"] == currency.upper()]
@@ -370,9 +456,11 @@ class ARRiskService:
               authorization: str | None = Header(None)) -> Table:
         from rules.aging import aging_report, with_company_total
 
-        self.allow(authorization, "collector", "credit", "treasury")
-        when = self.state.checked_as_of(as_timestamp(as_of))
-        table = with_company_total(aging_report(self.state.ledger, when, basis=basis, currency=currency))
+        principal = self.allow(authorization, "collector", "credit", "treasury")
+        when = self.state.checked_as_of(as_of)
+        table = aging_report(self.state.ledger, when, basis=basis, currency=currency)
+        # A collector's total is its portfolio's, not the company's.
+        table = with_company_total(access.visible_rows(table, access.visible_customers(principal, self.state)))
         return Table(as_of=when.date(), rows=records(table), count=len(table))
 
     @api.get("/dunning", response_model=Table, summary="Dunning proposal (collector)")
@@ -380,9 +468,10 @@ class ARRiskService:
         from rules.dunning import dunning_proposal, load_policy
         from serving.scoring import DEFAULT_DUNNING_POLICY
 
-        self.allow(authorization, "collector")
-        when = self.state.checked_as_of(as_timestamp(as_of))
+        principal = self.allow(authorization, "collector")
+        when = self.state.checked_as_of(as_of)
         table = dunning_proposal(self.state.ledger, when, load_policy(DEFAULT_DUNNING_POLICY))
+        table = access.visible_rows(table, access.visible_customers(principal, self.state))
         return Table(as_of=when.date(), rows=records(table), count=len(table))
 
     @api.get("/reports", response_model=Table, summary="The latest monitoring reports (credit, treasury)")
@@ -401,7 +490,7 @@ class ARRiskService:
         return Table(rows=rows, count=len(rows))
 
     @api.get("/reports/{name}", summary="One report file: HTML, JSON or the KPI workbook (credit, treasury)")
-    def report_file(self, name: str, authorization: str | None = Header(None)) -> FileResponse:
+    def report_file(self, name: IdInPath, authorization: str | None = Header(None)) -> FileResponse:
         self.allow(authorization, "credit", "treasury")
         path = self.reports / name
         if name not in REPORT_FILES or not path.is_file():
@@ -416,21 +505,36 @@ class ARRiskService:
         self.state.reload_activity()
         return JSONResponse(record, status_code=201)
 
+    def changed(self, principal: Principal, record: dict) -> None:
+        """403 unless `principal` may see the record's customer and change the record."""
+        access.check_customer(principal, self.state, record["customer_id"])
+        access.check_record_change(principal, record)
+
+    def listed(self, principal: Principal, customer_id: str | None, rows_of) -> Table:
+        """The records `rows_of(customer_id)` the principal may see (403 for a customer it may not)."""
+        if customer_id is not None:
+            access.check_customer(principal, self.state, customer_id)
+        rows = access.visible_records(rows_of(customer_id), access.visible_customers(principal, self.state))
+        return Table(rows=rows, count=len(rows))
+
     @api.post("/promises", status_code=201, summary="Record a promise to pay (collector)")
     def create_promise(self, promise: PromiseIn, authorization: str | None = Header(None),
                        idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:
         principal = self.allow(authorization, "collector")
+        key = checked_idempotency_key(idempotency_key)
         customer = check_known(self.state.base_ledger, promise.customer_id, promise.invoice_id)
+        access.check_customer(principal, self.state, customer)
         record = self.state.store.create_promise(
             principal.user, customer_id=customer, invoice_id=promise.invoice_id, amount=promise.amount,
             made_date=promise.made_date, promised_date=promise.promised_date, currency=promise.currency,
-            note=promise.note, idempotency_key=idempotency_key, now=recording_time())
+            note=promise.note, idempotency_key=key, now=recording_time())
         return self.recorded(record)
 
     @api.patch("/promises/{promise_id}", summary="Change or cancel a promise, given the version read (collector)")
-    def update_promise(self, promise_id: str, change: PromiseUpdate,
+    def update_promise(self, promise_id: IdInPath, change: PromiseUpdate,
                        authorization: str | None = Header(None)) -> JSONResponse:
         principal = self.allow(authorization, "collector")
+        self.changed(principal, self.state.store.get_promise(promise_id))
         changes = change.model_dump(exclude_none=True, exclude={"expected_version"})
         record = self.state.store.update_promise(principal.user, promise_id, change.expected_version,
                                                  now=recording_time(), **changes)
@@ -438,26 +542,28 @@ class ARRiskService:
         return JSONResponse(record)
 
     @api.get("/promises", response_model=Table, summary="Promises to pay (collector, credit)")
-    def promises(self, customer_id: str | None = None, authorization: str | None = Header(None)) -> Table:
-        self.allow(authorization, "collector", "credit")
-        rows = self.state.store.list_promises(customer_id)
-        return Table(rows=rows, count=len(rows))
+    def promises(self, customer_id: IdInQuery = None, authorization: str | None = Header(None)) -> Table:
+        principal = self.allow(authorization, "collector", "credit")
+        return self.listed(principal, customer_id, self.state.store.list_promises)
 
     @api.post("/disputes", status_code=201, summary="Open a dispute on an invoice (collector, credit)")
     def create_dispute(self, dispute: DisputeIn, authorization: str | None = Header(None),
                        idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:
         principal = self.allow(authorization, "collector", "credit")
+        key = checked_idempotency_key(idempotency_key)
         customer = check_known(self.state.base_ledger, None, dispute.invoice_id)
+        access.check_customer(principal, self.state, customer)
         record = self.state.store.create_dispute(
             principal.user, invoice_id=dispute.invoice_id, customer_id=customer, opened_date=dispute.opened_date,
             reason_code=dispute.reason_code, amount=dispute.amount, owner=dispute.owner,
-            idempotency_key=idempotency_key, now=recording_time())
+            idempotency_key=key, now=recording_time())
         return self.recorded(record)
 
     @api.patch("/disputes/{dispute_id}", summary="Resolve or reassign a dispute (collector, credit)")
-    def update_dispute(self, dispute_id: str, change: DisputeUpdate,
+    def update_dispute(self, dispute_id: IdInPath, change: DisputeUpdate,
                        authorization: str | None = Header(None)) -> JSONResponse:
         principal = self.allow(authorization, "collector", "credit")
+        self.changed(principal, self.state.store.get_dispute(dispute_id))
         changes = change.model_dump(exclude_none=True, exclude={"expected_version"})
         record = self.state.store.update_dispute(principal.user, dispute_id, change.expected_version,
                                                  now=recording_time(), **changes)
@@ -465,26 +571,28 @@ class ARRiskService:
         return JSONResponse(record)
 
     @api.get("/disputes", response_model=Table, summary="Disputes (collector, credit)")
-    def disputes(self, customer_id: str | None = None, authorization: str | None = Header(None)) -> Table:
-        self.allow(authorization, "collector", "credit")
-        rows = self.state.store.list_disputes(customer_id)
-        return Table(rows=rows, count=len(rows))
+    def disputes(self, customer_id: IdInQuery = None, authorization: str | None = Header(None)) -> Table:
+        principal = self.allow(authorization, "collector", "credit")
+        return self.listed(principal, customer_id, self.state.store.list_disputes)
 
     @api.post("/contacts", status_code=201, summary="Log a call, e-mail or letter (collector)")
     def create_contact(self, contact: ContactIn, authorization: str | None = Header(None),
                        idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:
         principal = self.allow(authorization, "collector")
+        key = checked_idempotency_key(idempotency_key)
         customer = check_known(self.state.base_ledger, contact.customer_id)
+        access.check_customer(principal, self.state, customer)
         record = self.state.store.create_contact(
             principal.user, customer_id=customer, contact_date=contact.contact_date, channel=contact.channel,
             outcome=contact.outcome, note=contact.note, next_action_date=contact.next_action_date,
-            idempotency_key=idempotency_key, now=recording_time())
+            idempotency_key=key, now=recording_time())
         return self.recorded(record)
 
     @api.patch("/contacts/{contact_id}", summary="Correct a contact log entry (collector)")
-    def update_contact(self, contact_id: str, change: ContactUpdate,
+    def update_contact(self, contact_id: IdInPath, change: ContactUpdate,
                        authorization: str | None = Header(None)) -> JSONResponse:
         principal = self.allow(authorization, "collector")
+        self.changed(principal, self.state.store.get_contact(contact_id))
         changes = change.model_dump(exclude_none=True, exclude={"expected_version"})
         record = self.state.store.update_contact(principal.user, contact_id, change.expected_version,
                                                  now=recording_time(), **changes)
@@ -492,43 +600,71 @@ class ARRiskService:
         return JSONResponse(record)
 
     @api.get("/contacts", response_model=Table, summary="Contact log (collector, credit)")
-    def contacts(self, customer_id: str | None = None, authorization: str | None = Header(None)) -> Table:
-        self.allow(authorization, "collector", "credit")
-        rows = self.state.store.list_contacts(customer_id)
-        return Table(rows=rows, count=len(rows))
+    def contacts(self, customer_id: IdInQuery = None, authorization: str | None = Header(None)) -> Table:
+        principal = self.allow(authorization, "collector", "credit")
+        return self.listed(principal, customer_id, self.state.store.list_contacts)
 
     @api.post("/dunning-letters", status_code=201, summary="Record a dunning letter sent, so levels advance (collector)")
     def create_letter(self, letter: LetterIn, authorization: str | None = Header(None),
                       idempotency_key: str | None = Header(None, max_length=200)) -> JSONResponse:
         principal = self.allow(authorization, "collector")
+        key = checked_idempotency_key(idempotency_key)
         customer = check_known(self.state.base_ledger, None, letter.invoice_id)
+        access.check_customer(principal, self.state, customer)
         record = self.state.store.record_dunning_letter(
             principal.user, invoice_id=letter.invoice_id, customer_id=customer, level=letter.level,
-            issued_date=letter.issued_date, channel=letter.channel, idempotency_key=idempotency_key,
+            issued_date=letter.issued_date, channel=letter.channel, idempotency_key=key,
             now=recording_time())
         return self.recorded(record)
 
-    @api.get("/audit/verify", summary="Check the audit log's hash chain and the records against it (admin)")
+    @api.get("/dunning-letters", response_model=Table, summary="Dunning letters recorded (collector, credit)")
+    def letters(self, customer_id: IdInQuery = None, authorization: str | None = Header(None)) -> Table:
+        principal = self.allow(authorization, "collector", "credit")
+        return self.listed(principal, customer_id, self.state.store.list_letters)
+
+    # ---- administration: corrections and voids go through the audit chain --------------------------
+
+    @api.patch("/admin/records/{table}/{record_id}", summary="Correct a record, audited (admin)")
+    def correct_record(self, table: Literal[RECORD_TABLES], record_id: IdInPath,  # type: ignore[valid-type]
+                       correction: RecordCorrection, authorization: str | None = Header(None)) -> JSONResponse:
+        principal = self.allow(authorization, "admin")
+        record = self.state.store.correct(principal.user, table, record_id, correction.expected_version,
+                                          now=recording_time(), **correction.changes)
+        self.state.reload_activity()
+        return JSONResponse(record)
+
+    @api.post("/admin/records/{table}/{record_id}/void", summary="Void a record with a reason, audited (admin)")
+    def void_record(self, table: Literal[RECORD_TABLES], record_id: IdInPath,  # type: ignore[valid-type]
+                    void: Annotated[RecordVoid, Body()], authorization: str | None = Header(None)) -> JSONResponse:
+        principal = self.allow(authorization, "admin")
+        record = self.state.store.void(principal.user, table, record_id, void.expected_version,
+                                       reason=void.reason, now=recording_time())
+        self.state.reload_activity()
+        return JSONResponse(record)
+
+    @api.get("/audit/verify", summary="Check the audit log's hash chain, the records against it, and list "
+                                      "unreadable records (admin)")
     def audit_verify(self, authorization: str | None = Header(None)) -> dict:
         from activity.audit import verify_audit
 
         self.allow(authorization, "admin")
         problems = verify_audit(self.state.store)
-        return {"ok": not problems, "problems": problems}
+        unreadable = self.state.store.unreadable_records()
+        return {"ok": not problems and not unreadable, "problems": problems, "unreadable": unreadable}
 
     @api.get("/kpis", response_model=Table, summary="DSO, BPDSO, ADD, CEI and collection KPIs (credit, treasury)")
     def kpis(self, start: Annotated[datetime.date, Query(alias="from")], end: Annotated[datetime.date, Query(alias="to")],
-             freq: Literal["month", "quarter"] = "month", customer_id: str | None = None,
+             freq: Literal["month", "quarter"] = "month", customer_id: IdInQuery = None,
              authorization: str | None = Header(None)) -> Table:
         from rules.kpis import COMPANY, kpi_report
 
         self.allow(authorization, "credit", "treasury")
+        start, end = self.state.checked_as_of(start, "from"), self.state.checked_as_of(end, "to")
         if end < start:
             raise ValueError("'to' must not be before 'from'")
-        self.state.checked_as_of(pd.Timestamp(start))
-        table = kpi_report(self.state.ledger, pd.Timestamp(start), pd.Timestamp(end), freq)
+        table = kpi_report(self.state.ledger, start, end, freq)
         table = table[table["customer_id"] == (customer_id or COMPANY)]
-        return Table(as_of=end, rows=records(table), count=len(table))
+        return Table(as_of=end.date(), rows=records(table), count=len(table))
 
 
 def recording_time() -> datetime.datetime:
@@ -537,5 +673,21 @@ def recording_time() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def as_of_or_none(state: ServingState, as_of: datetime.date | None) -> pd.Timestamp:
-    return state.checked_as_of(as_timestamp(as_of))
+
+# Outermost first: every answer gets its request id and security headers, even a 500 or a 413.
+for _middleware in (RequestIds, SecurityHeaders, InternalErrors, TokenFirst, BodyLimit):
+    ARRiskService.add_asgi_middleware(_middleware)
+
+
+@cache
+def api_route_templates() -> list:
+    """The API's routes as (regex, template), once every route is declared."""
+    return route_templates(api)
+
+
+def metrics_label(path: str) -> str:
+    """The route template of `path` for BentoML's HTTP metrics ("other" for unknown paths)."""
+    return route_label(path, api_route_templates())
+
+
+label_metrics_by_route(metrics_label)

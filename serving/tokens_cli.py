@@ -61,12 +61,13 @@ def create(
     name: Annotated[str, typer.Option(help="Unique name of the token, e.g. anna-laptop.")],
     user: Annotated[str, typer.Option(help="Who holds the token (for audit trails).")],
     scope: Annotated[list[str], typer.Option(help=f"A scope, repeatable: {', '.join(SCOPES)}.")],
-    collector: Annotated[str | None, typer.Option(help="Collector whose portfolio the user sees first.")] = None,
+    collector: Annotated[str | None, typer.Option(help="Collector whose portfolio the user sees and changes.")] = None,
+    all_portfolios: Annotated[bool, typer.Option(help="A collector who sees every portfolio.")] = False,
 ) -> None:
     """Create a token, append its SHA-256 to FILE and print the token once."""
     token = new_token()
     entry = token_entry({"name": name, "user": user, "scopes": scope, "sha256": hash_token(token),
-                         "collector": collector}, where="bad option")
+                         "collector": collector, "all_portfolios": all_portfolios}, where="bad option")
     text = existing_text(file)
     if text.strip():
         existing = read_token_file(file).tokens
@@ -83,13 +84,14 @@ def create(
 @tokens_app.command("list")
 @reports_bad_config
 def list_(file: Annotated[Path, typer.Option(help="Token YAML file to read.")]) -> None:
-    """List the tokens of FILE: names, users, scopes and collectors (never hashes)."""
+    """List the tokens of FILE: names, users, scopes, collectors and portfolios seen (never hashes)."""
     entries = read_token_file(file).tokens
     table = Table(title=f"{file}: {len(entries)} token(s)")
-    for column in ("name", "user", "scopes", "collector"):
+    for column in ("name", "user", "scopes", "collector", "portfolios"):
         table.add_column(column)
     for entry in entries:
-        table.add_row(entry.name, entry.user, ", ".join(entry.scopes), entry.collector or "")
+        table.add_row(entry.name, entry.user, ", ".join(entry.scopes), entry.collector or "",
+                      "all" if entry.all_portfolios or "team_lead" in entry.scopes else "own")
     console.print(table)
 
 
@@ -106,7 +108,7 @@ def existing_text(path: Path) -> str:
 def rendered_entry(entry: TokenEntry, indent: int) -> str:
     """`entry` as one YAML list item, indented by `indent` spaces."""
     # default_flow_style=None writes the scopes inline, `scopes: [credit]`, as in the example file.
-    item = yaml.safe_dump([entry.model_dump(mode="json", exclude_none=True)], sort_keys=False,
+    item = yaml.safe_dump([entry.model_dump(mode="json", exclude_defaults=True)], sort_keys=False,
                           allow_unicode=True, default_flow_style=None)
     return textwrap.indent(item, " " * indent)
 
@@ -116,7 +118,7 @@ def with_entry(text: str, entry: TokenEntry) -> str:
     if not text.strip():
         return NEW_FILE_HEADER + "tokens:\n" + rendered_entry(entry, LIST_INDENT)
     data = yaml.safe_load(text)
-    wanted = [*data["tokens"], entry.model_dump(mode="json", exclude_none=True)]
+    wanted = [*data["tokens"], entry.model_dump(mode="json", exclude_defaults=True)]
     tokens_node = next(value for key, value in yaml.compose(text).value if key.value == "tokens")
     # Appending text keeps the file's comments; it works when the list is a non-empty block list
     # (`tokens` is the only key, so the list ends the file). Checked by parsing, not assumed.

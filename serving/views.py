@@ -7,6 +7,7 @@ method takes `as_of` explicitly; `default_as_of` is the last day the ledger has 
 
 from __future__ import annotations
 
+import datetime
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class ServingState:
     policy: WorklistPolicy = field(default_factory=WorklistPolicy)
     store: object | None = None
     base_ledger: Ledger | None = None
+    as_of_future_days: int = 92  # Settings.as_of_future_days
     default_as_of: pd.Timestamp = field(init=False)  # the base ledger's last day with an event, never today
     first_invoice_date: pd.Timestamp = field(init=False)
     _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)
@@ -74,14 +76,26 @@ class ServingState:
             self._worklists.clear()
             self._explained.clear()
 
-    def checked_as_of(self, as_of: pd.Timestamp | None) -> pd.Timestamp:
-        """`as_of` (or the default) as a date within the ledger's history, else a clear error."""
-        as_of = self.default_as_of if as_of is None else pd.Timestamp(as_of).normalize()
-        first = self.first_invoice_date
-        if pd.isna(first) or as_of < first:
-            raise LedgerError(Problem("as_of", None, None, f"{as_of:%Y-%m-%d} is before the ledger's first invoice"
-                                      + ("" if pd.isna(first) else f" ({first:%Y-%m-%d})")), title="bad input")
-        return as_of
+    def checked_as_of(self, as_of: datetime.date | None, field: str = "as_of") -> pd.Timestamp:
+        """`as_of` (or the default) as a timestamp, if between the ledger's first invoice and its last event
+        plus `as_of_future_days`; else a 400 naming `field` and the range."""
+        if as_of is None:
+            return self.default_as_of
+        # Compared as dates first: 9999-12-31 is a valid date but not a pandas timestamp.
+        day = as_of.date() if isinstance(as_of, datetime.datetime) else as_of
+        first, last = self.as_of_range()
+        if first is None or not first <= day <= last:
+            window = "the ledger has no invoices" if first is None else (
+                f"expected {first:%Y-%m-%d} (the first invoice) to {last:%Y-%m-%d} (the last event, "
+                f"{self.default_as_of:%Y-%m-%d}, + {self.as_of_future_days} days)")
+            raise LedgerError(Problem(field, None, None, f"{day:%Y-%m-%d} is outside the ledger's dates: {window}"),
+                              title="bad input")
+        return pd.Timestamp(day)
+
+    def as_of_range(self) -> tuple[datetime.date | None, datetime.date]:
+        """The first and last dates `checked_as_of` accepts (None first when there are no invoices)."""
+        last = (self.default_as_of + pd.Timedelta(days=self.as_of_future_days)).date()
+        return (None if pd.isna(self.first_invoice_date) else self.first_invoice_date.date()), last
 
     def scores(self, as_of: pd.Timestamp | None = None) -> Scores:
         """Scores of every open document (with bucket probabilities) and customer at `as_of` (cached)."""
@@ -99,14 +113,18 @@ class ServingState:
             self.ledger, as_of, self.champions, policy=self.policy, scores=self.scores(as_of), reasons=False))
 
     def worklist(self, as_of: pd.Timestamp | None = None, collector: str | None = None,
-                 segment: str | None = None, top: int | None = None) -> pd.DataFrame:
-        """The worklist filtered by collector and segment, ranks renumbered, first `top` rows."""
+                 segment: str | None = None, top: int | None = None,
+                 customers: frozenset[str] | None = None) -> pd.DataFrame:
+        """The worklist filtered by collector, segment and `customers` (None: all), ranks renumbered,
+        first `top` rows."""
         table = self.full_worklist(as_of)
         portfolio = self.store.portfolio(collector) if self.store is not None and collector is not None else []
         if portfolio:  # the activity store's portfolio wins over the ledger's collector column
             table = table[table["customer_id"].isin(portfolio)]
         elif collector is not None:
             table = table[table["collector"] == collector]
+        if customers is not None:
+            table = table[table["customer_id"].isin(customers)]
         if segment is not None:
             table = table[table["segment"] == segment]
         table = table.assign(rank=np.arange(1, len(table) + 1))
@@ -124,12 +142,15 @@ class ServingState:
             known.update(worklist_reasons(scores, self.champions, missing))
         return {c: known.get(c, []) for c in customer_ids}
 
-    def score_invoices(self, as_of: pd.Timestamp | None, invoice_ids: list[str] | None) -> pd.DataFrame:
-        """Scores of the given open documents (all when None) in the order given, with bucket
-        probabilities, pay dates and reasons."""
+    def score_invoices(self, as_of: pd.Timestamp | None, invoice_ids: list[str] | None,
+                       customers: frozenset[str] | None = None) -> pd.DataFrame:
+        """Scores of the given open documents (all of `customers`, None: of all, when no ids) in the order
+        given, with bucket probabilities, pay dates and reasons."""
         served = self._served(as_of)
         items = served.scores.items
-        if invoice_ids is not None:
+        if invoice_ids is None and customers is not None:
+            items = items[items["customer_id"].isin(customers)]
+        elif invoice_ids is not None:
             positions = served.by_invoice.reindex(invoice_ids)
             if positions.isna().any():
                 unknown = sorted(set(np.asarray(invoice_ids)[positions.isna().to_numpy()]))

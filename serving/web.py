@@ -1,10 +1,12 @@
-"""Web pages for collectors, credit analysts and treasury under `/v1/ui` (issue 10), server-rendered.
+"""Web pages for collectors, credit analysts and treasury under `/v1/ui` (issues 10 and 14), server-rendered.
 
-Login is by API token: the login form puts it in an HttpOnly, SameSite=Strict cookie scoped to `/v1/ui`,
-and every page authenticates that cookie through the service's `TokenStore`, with the same scopes as
-the API. Every POST form carries a CSRF token: the HMAC of the session cookie (the token cookie, or a
-random pre-login cookie on the login form) under a secret drawn when the process starts.
-Like the API, the pages only translate HTTP to `ServingState` and activity-store calls and back.
+Login is by API token, checked once against the service's `TokenStore`: the login opens a server-side
+session (`serving.sessions`) and the cookie holds only its random id, HttpOnly, SameSite=Strict, scoped to
+`/v1/ui`, Secure as `Settings.cookie_secure` says. Logout deletes the session; failed logins are
+throttled per client. Every POST form carries the session's random CSRF token (the login form: the HMAC
+of a random pre-login cookie under a secret drawn when the process starts). Pages use the API's scopes and
+`serving.access`'s portfolio rules. Like the API, the pages only translate HTTP to `ServingState` and
+activity-store calls and back; every error a user can cause is an HTML page with a 4xx status.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import hashlib
 import hmac
 import math
 import secrets
+import threading
+import time
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,20 +36,27 @@ from jinja2 import Environment, FileSystemLoader
 from activity.store import InvalidInput
 from ledger import LedgerError
 from ledger.schema import CONTACT_CHANNELS
-from serving.auth import Forbidden, Principal, Unauthorized
+from serving.access import check_collector, check_customer, visible_customers
+from serving.auth import Forbidden, NotPermitted, Unauthorized
 from serving.reasons import feature_descriptions
+from serving.sessions import LoginThrottle, Session, SessionStore, same_secret
+from serving.settings import Settings
 from serving.views import NotFound
 
 HERE = Path(__file__).resolve().parent
 BASE = "/v1/ui"
-AUTH_COOKIE, LOGIN_COOKIE = "arrisk_token", "arrisk_login"
-# Drawn once per process: a restart invalidates open forms, never the login itself.
-CSRF_SECRET = secrets.token_bytes(32)
+AUTH_COOKIE, LOGIN_COOKIE = "arrisk_session", "arrisk_login"
+# Drawn once per process: a restart invalidates open login forms (sessions end with it anyway).
+LOGIN_SECRET = secrets.token_bytes(32)
 STATIC_FILES = {"style.css": "text/css"}
 BUCKETS = {"1-30": (1, 30), "31-60": (31, 60), "61-90": (61, 90), "90+": (91, math.inf)}
 SORTABLE = ("rank", "customer_id", "status", "money_at_risk_base", "overdue_amount_base", "max_days_past_due",
             "next_dunning_action")
 WORKLIST_ROWS = 500  # a page shows at most this many rows; filters narrow it down
+TEXT_FIELDS = ("note", "outcome", "reason_code")  # free text, at most Settings.max_text_chars each
+# The API's bound (max_digits=18, decimal_places=2): larger amounts are typing errors, and Decimal's
+# 28-digit context could not even check their cents.
+LARGEST_AMOUNT = Decimal("9999999999999999.99")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
@@ -59,6 +72,10 @@ Service = Annotated[Any, Depends(current_service)]
 
 class CsrfError(Exception):
     """A POST without the CSRF token of its session."""
+
+
+class BadRequest(ValueError):
+    """A query parameter of a page that cannot be read (400 page with the message)."""
 
 
 # ---- formatting --------------------------------------------------------------------------------------
@@ -102,7 +119,8 @@ def redirect(path: str) -> RedirectResponse:
 
 
 def page(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """Turn auth, CSRF and lookup errors of a page handler into a redirect to login or an HTML error page."""
+    """Turn auth, CSRF, lookup and input errors of a page handler into a redirect to login or an HTML
+    error page."""
 
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
@@ -110,6 +128,8 @@ def page(handler: Callable[..., Response]) -> Callable[..., Response]:
             return handler(*args, **kwargs)
         except Unauthorized:
             return redirect("/login")
+        except NotPermitted as error:
+            return render("error.html", 403, title="Not allowed", message=f"{error.detail}.")
         except Forbidden as error:
             return render("error.html", 403, title="Not allowed", message=f"Your token lacks the scope: {error.scope}.")
         except CsrfError:
@@ -119,45 +139,111 @@ def page(handler: Callable[..., Response]) -> Callable[..., Response]:
             return render("error.html", 404, title="Not found", message=str(error))
         except LedgerError as error:
             return render("error.html", 400, title="Bad request", message=error.summary())
+        except BadRequest as error:
+            return render("error.html", 400, title="Bad request", message=str(error))
 
     return wrapper
 
 
 # ---- login, sessions and CSRF --------------------------------------------------------------------------
 
-def csrf_token(session: str) -> str:
-    """The CSRF token of a session: an HMAC of its cookie, so a page of another site cannot know it."""
-    return hmac.new(CSRF_SECRET, session.encode("utf-8"), hashlib.sha256).hexdigest()
+@dataclass(frozen=True)
+class WebState:
+    """What the pages keep per service: its settings, the open sessions and the failed-login counts."""
+
+    settings: Settings
+    sessions: SessionStore
+    throttle: LoginThrottle
 
 
-def check_csrf(session: str | None, presented: str) -> None:
-    """Raise `CsrfError` unless `presented` is the session's CSRF token."""
-    if not session or not hmac.compare_digest(csrf_token(session), presented or ""):
+def new_web_state(settings: Settings, clock: Callable[[], float] = time.monotonic) -> WebState:
+    """Empty session store and login throttle, sized by `settings`; the one place the web reads a clock."""
+    return WebState(settings, SessionStore(settings.session_minutes * 60, clock),
+                    LoginThrottle(settings.login_attempts, settings.login_window_seconds, clock))
+
+
+_web_states: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_web_states_lock = threading.Lock()
+
+
+def web_state(service: Any) -> WebState:
+    """The web state of this service instance, made on first use (a restarted service starts empty)."""
+    with _web_states_lock:
+        if service not in _web_states:
+            _web_states[service] = new_web_state(service.settings)
+        return _web_states[service]
+
+
+def cookie_is_secure(setting: str, scheme: str) -> bool:
+    """The Secure flag of a cookie: always, never, or (auto) when the request came over https."""
+    return setting == "always" or (setting == "auto" and scheme == "https")
+
+
+def set_cookie(response: Response, request: Request, settings: Settings, name: str, value: str) -> None:
+    """Set one of the UI's cookies: HttpOnly, SameSite=Strict, path /v1/ui, Secure per the settings."""
+    response.set_cookie(name, value, httponly=True, samesite="strict", path=BASE,
+                        secure=cookie_is_secure(settings.cookie_secure, request.url.scheme))
+
+
+def forget_cookie(response: Response, request: Request, settings: Settings, name: str) -> None:
+    """Delete one of the UI's cookies, with the attributes it was set with."""
+    response.delete_cookie(name, httponly=True, samesite="strict", path=BASE,
+                           secure=cookie_is_secure(settings.cookie_secure, request.url.scheme))
+
+
+def login_csrf(nonce: str) -> str:
+    """The login form's CSRF token: an HMAC of its random pre-login cookie, so another site cannot know it."""
+    return hmac.new(LOGIN_SECRET, nonce.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def check_csrf(expected: str | None, presented: str) -> None:
+    """Raise `CsrfError` unless `presented` is the expected token (compared in constant time)."""
+    if not expected or not same_secret(expected, presented):
         raise CsrfError()
 
 
-def signed_in(service: Any, request: Request, *scopes: str) -> Principal:
-    """The user of the session cookie holding one of `scopes`; `Unauthorized` or `Forbidden` otherwise."""
-    token = request.cookies.get(AUTH_COOKIE)
-    return service.allow(f"Bearer {token}" if token else None, *(scopes or ("collector", "credit", "treasury")))
+def signed_in(service: Any, request: Request, *scopes: str) -> Session:
+    """The live session of the request's cookie, its user holding one of `scopes`; `Unauthorized` or
+    `Forbidden` otherwise."""
+    session = web_state(service).sessions.get(request.cookies.get(AUTH_COOKIE))
+    if session is None:
+        raise Unauthorized("no session: log in")
+    scopes = scopes or ("collector", "credit", "treasury")
+    if not any(session.principal.has(scope) for scope in scopes):
+        raise Forbidden(" or ".join(scopes))
+    return session
 
 
-def session_context(request: Request, principal: Principal) -> dict[str, Any]:
+def session_context(session: Session) -> dict[str, Any]:
     """What every signed-in page needs: the user and the CSRF token of its forms."""
-    return {"user": principal, "csrf": csrf_token(request.cookies.get(AUTH_COOKIE, ""))}
+    return {"user": session.principal, "csrf": session.csrf}
+
+
+def client_address(request: Request) -> str:
+    """Who is logging in, for the throttle: the peer's address (a proxy's, behind one)."""
+    return request.client.host if request.client else "unknown"
 
 
 @router.get("/login")
-def login_form(request: Request) -> HTMLResponse:
-    """The login form, with a fresh pre-login cookie its CSRF token is bound to."""
-    return login_page(request, status=200, error=None)
+def login_form(request: Request, service: Service) -> HTMLResponse:
+    """The login form, with a pre-login cookie its CSRF token is bound to."""
+    return login_page(request, web_state(service).settings, status=200, error=None)
 
 
-def login_page(request: Request, status: int, error: str | None) -> HTMLResponse:
-    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-    response = render("login.html", status, csrf=csrf_token(nonce), error=error)
-    response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", path=BASE,
-                        secure=request.url.scheme == "https")
+def login_page(request: Request, settings: Settings, status: int, error: str | None) -> HTMLResponse:
+    """The login form; the pre-login cookie is kept while the browser has one, so two tabs both work."""
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_hex(32)
+    response = render("login.html", status, csrf=login_csrf(nonce), error=error)
+    set_cookie(response, request, settings, LOGIN_COOKIE, nonce)
+    return response
+
+
+def locked_out_page(seconds: float) -> HTMLResponse:
+    """The 429 answer to a client with too many failed logins, saying when to try again."""
+    minutes = max(1, math.ceil(seconds / 60))
+    response = render("error.html", 429, title="Too many failed logins", message=(
+        f"Too many failed logins from your address: try again in {minutes} minute{'s' if minutes > 1 else ''}."))
+    response.headers["Retry-After"] = str(math.ceil(seconds))
     return response
 
 
@@ -165,25 +251,39 @@ def login_page(request: Request, status: int, error: str | None) -> HTMLResponse
 @page
 def login(request: Request, service: Service, token: Annotated[str, Form()] = "",
           csrf: Annotated[str, Form()] = "") -> Response:
-    """Check the token; on success keep it in the session cookie and go to the user's first page."""
-    check_csrf(request.cookies.get(LOGIN_COOKIE), csrf)
-    token = token.strip()
+    """Check the token (unless the client is locked out); on success open a new session and go to the
+    user's first page."""
+    web = web_state(service)
+    client = client_address(request)
+    wait = web.throttle.retry_after(client)
+    if wait > 0:  # checked first: while locked out, even the right token is refused
+        return locked_out_page(wait)
+    nonce = request.cookies.get(LOGIN_COOKIE)
+    check_csrf(login_csrf(nonce) if nonce else None, csrf)
     try:
-        service.tokens.authenticate(f"Bearer {token}")
+        principal = service.tokens.authenticate(f"Bearer {token.strip()}")
     except Unauthorized:
-        return login_page(request, status=401, error="That token is not valid: check it and try again.")
+        web.throttle.failed(client)
+        return login_page(request, web.settings, status=401, error="That token is not valid: check it and try again.")
+    web.throttle.succeeded(client)
+    web.sessions.close(request.cookies.get(AUTH_COOKIE))  # a session the browser had before ends here
+    session = web.sessions.open(principal)  # always a new id: a planted cookie never becomes a session
     response = redirect("/")
-    response.set_cookie(AUTH_COOKIE, token, httponly=True, samesite="strict", path=BASE,
-                        secure=request.url.scheme == "https")
-    response.delete_cookie(LOGIN_COOKIE, path=BASE)
+    set_cookie(response, request, web.settings, AUTH_COOKIE, session.id)
+    forget_cookie(response, request, web.settings, LOGIN_COOKIE)
     return response
 
 
-@router.get("/logout")
-def logout() -> RedirectResponse:
-    """Forget the session cookie."""
+@router.post("/logout")
+@page
+def logout(request: Request, service: Service, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
+    """End the session on the server (its cookie stops working) and forget the cookie."""
+    session = signed_in(service, request)
+    check_csrf(session.csrf, csrf)
+    web = web_state(service)
+    web.sessions.close(session.id)
     response = redirect("/login")
-    response.delete_cookie(AUTH_COOKIE, path=BASE)
+    forget_cookie(response, request, web.settings, AUTH_COOKIE)
     return response
 
 
@@ -191,12 +291,13 @@ def logout() -> RedirectResponse:
 @page
 def home(request: Request, service: Service) -> Response:
     """The user's first page: the worklist for collectors, the forecast for treasury, else a customer search."""
-    principal = signed_in(service, request)
+    session = signed_in(service, request)
+    principal = session.principal
     if principal.has("collector"):
         return redirect("/worklist")
     if principal.has("treasury") and not principal.has("credit"):
         return redirect("/forecast")
-    return render("home.html", **session_context(request, principal))
+    return render("home.html", **session_context(session))
 
 
 @router.get("/static/{name}")
@@ -210,13 +311,15 @@ def static(name: str) -> Response:
 # ---- worklist ------------------------------------------------------------------------------------------
 
 def parse_as_of(service: Any, text: str | None) -> pd.Timestamp:
-    """The page's as-of date: the ledger's default when blank, else a checked date."""
+    """The page's as-of date: the ledger's default when blank, else a date within the ledger's range
+    (`LedgerError` naming the range otherwise)."""
     if not text:
         return service.state.default_as_of
     try:
-        return service.state.checked_as_of(pd.Timestamp(datetime.date.fromisoformat(text)))
+        when = datetime.date.fromisoformat(text.strip())
     except ValueError:
-        raise NotFound(f"as_of {text!r} is not a date (expected YYYY-MM-DD)") from None
+        raise BadRequest(f"as_of {text[:40]!r} is not a date (expected YYYY-MM-DD)") from None
+    return service.state.checked_as_of(when)
 
 
 def in_bucket(table: pd.DataFrame, bucket: str) -> pd.DataFrame:
@@ -247,16 +350,21 @@ def sort_links(filters: dict[str, str], sort: str, descending: bool) -> dict[str
 @page
 def worklist(request: Request, service: Service, as_of: str | None = None, collector: str | None = None,
              segment: str = "", bucket: str = "", sort: str = "rank", desc: str = "") -> Response:
-    """The collection worklist with filters and sortable columns; a collector sees their portfolio first."""
-    principal = signed_in(service, request, "collector")
-    state = service.state
+    """The collection worklist with filters and sortable columns; a collector sees only their portfolio,
+    unless their token sees every portfolio."""
+    session = signed_in(service, request, "collector")
+    principal, state = session.principal, service.state
     when = parse_as_of(service, as_of)
     collector = principal.collector if collector is None else collector  # "" asks for every collector
+    check_collector(principal, collector or None)
+    visible = visible_customers(principal, state)
     everyone = state.full_worklist(when)
-    table = state.worklist(when, collector=collector or None, segment=segment or None)
+    if visible is not None:
+        everyone = everyone[everyone["customer_id"].isin(visible)]
+    table = state.worklist(when, collector=collector or None, segment=segment or None, customers=visible)
     table = sorted_rows(in_bucket(table, bucket), sort, descending=desc == "1")
     filters = {"as_of": f"{when:%Y-%m-%d}", "collector": collector or "", "segment": segment, "bucket": bucket}
-    return render("worklist.html", **session_context(request, principal), as_of=when, filters=filters,
+    return render("worklist.html", **session_context(session), as_of=when, filters=filters,
                   rows=table.head(WORKLIST_ROWS).to_dict("records"), count=len(table),
                   collectors=sorted(everyone["collector"].dropna().unique()),
                   segments=sorted(everyone["segment"].dropna().unique()), buckets=list(BUCKETS),
@@ -279,12 +387,13 @@ def find_customer(request: Request, service: Service, customer_id: str = "") -> 
 def customer(request: Request, service: Service, customer_id: str, as_of: str | None = None,
              saved: str = "") -> Response:
     """One customer: open items with risk, deterioration with its explanation, history and the forms."""
-    principal = signed_in(service, request, "collector", "credit")
+    session = signed_in(service, request, "collector", "credit")
     when = parse_as_of(service, as_of)
-    return customer_page(request, service, principal, customer_id, when, saved=saved)
+    check_customer(session.principal, service.state, customer_id)
+    return customer_page(service, session, customer_id, when, saved=saved)
 
 
-def customer_page(request: Request, service: Any, principal: Principal, customer_id: str, when: pd.Timestamp,
+def customer_page(service: Any, session: Session, customer_id: str, when: pd.Timestamp,
                   forms: dict[str, dict] | None = None, errors: dict[str, dict] | None = None,
                   saved: str = "", status: int = 200) -> HTMLResponse:
     """Render the customer page; `forms` and `errors` re-fill a form that did not validate."""
@@ -300,7 +409,7 @@ def customer_page(request: Request, service: Any, principal: Principal, customer
                 "dispute": {"invoice_id": "", "opened_date": f"{when:%Y-%m-%d}", "reason_code": "", "amount": ""},
                 "contact": {"contact_date": f"{when:%Y-%m-%d}", "channel": "call", "outcome": "", "note": "",
                             "next_action_date": ""}}
-    return render("customer.html", status, **session_context(request, principal), as_of=when,
+    return render("customer.html", status, **session_context(session), as_of=when,
                   customer_id=customer_id, name=info["name"], segment=info["segment"],
                   collector=info.get("collector"), risk=risk, items=items, row=row[0] if row else None,
                   chart=contribution_chart(contributions), promises=state.store.list_promises(customer_id),
@@ -351,8 +460,12 @@ def parse_amount(values: dict[str, str], field: str, errors: dict[str, str]) -> 
     except InvalidOperation:
         errors[field] = "Enter an amount, e.g. 1250.00."
         return None
-    if not amount.is_finite() or amount <= 0:
+    if not amount.is_finite():
+        errors[field] = "Enter an amount, e.g. 1250.00."
+    elif amount <= 0:
         errors[field] = "The amount must be more than zero."
+    elif amount > LARGEST_AMOUNT:
+        errors[field] = f"The amount must be at most {LARGEST_AMOUNT:,}."
     elif amount != amount.quantize(Decimal("0.01")):
         errors[field] = "At most two decimals."
     else:
@@ -391,15 +504,23 @@ def contact_values(values: dict[str, str], errors: dict[str, str]) -> dict[str, 
             "note": values.get("note", ""), "next_action_date": next_action}
 
 
+def text_errors(values: dict[str, str], limit: int) -> dict[str, str]:
+    """A message for each free-text field of the form longer than `limit` characters."""
+    return {name: f"At most {limit:,} characters (this has {len(values[name]):,})." for name in TEXT_FIELDS
+            if len(values.get(name, "")) > limit}
+
+
 def record(request: Request, service: Any, customer_id: str, kind: str, values: dict[str, str],
            scopes: tuple[str, ...]) -> Response:
-    """Check the session, CSRF token, scope and fields of one form, then write it and go back to the customer."""
+    """Check the session, scope, CSRF token, portfolio and fields of one form, then write it and go back to
+    the customer; a field the checks or the store refuse redisplays the form with its message (422)."""
     from serving.service import recording_time
 
-    check_csrf(request.cookies.get(AUTH_COOKIE), values.pop("csrf", ""))
-    principal = signed_in(service, request, *scopes)
+    session = signed_in(service, request, *scopes)
+    check_csrf(session.csrf, values.pop("csrf", ""))
     state = service.state
     when = parse_as_of(service, values.pop("as_of", ""))
+    check_customer(session.principal, state, customer_id)
     risk = state.customer_risk(customer_id, when)  # NotFound for an unknown customer
     errors: dict[str, str] = {}
     if kind == "promise":
@@ -408,16 +529,18 @@ def record(request: Request, service: Any, customer_id: str, kind: str, values: 
         fields = dispute_values(values, errors, set(risk["open_items"]["invoice_id"]))
     else:
         fields = contact_values(values, errors)
+    errors.update(text_errors(values, web_state(service).settings.max_text_chars))
     if not errors:
         try:
             write = {"promise": state.store.create_promise, "dispute": state.store.create_dispute,
                      "contact": state.store.create_contact}[kind]
-            write(principal.user, customer_id=customer_id, now=recording_time(), **fields)
+            write(session.principal.user, customer_id=customer_id, now=recording_time(), **fields)
         except InvalidInput as error:
-            errors[error.field] = str(error)
+            # Next to its field when the form has one, else above the form.
+            errors[error.field if error.field in values else "form"] = str(error)
     if errors:
-        return customer_page(request, service, principal, customer_id, when, forms={kind: values},
-                             errors={kind: errors}, status=422)
+        return customer_page(service, session, customer_id, when, forms={kind: values}, errors={kind: errors},
+                             status=422)
     state.reload_activity()
     return redirect(f"/customers/{quote(customer_id, safe='')}?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": kind}))
 
@@ -489,9 +612,9 @@ def forecast_chart(rows: list[dict], width: int = 760, height: int = 280) -> dic
 @page
 def forecast(request: Request, service: Service, as_of: str | None = None) -> Response:
     """The 13-week cash forecast in the base currency: chart and table (treasury)."""
-    principal = signed_in(service, request, "treasury")
+    session = signed_in(service, request, "treasury")
     when = parse_as_of(service, as_of)
     table = service.state.forecast(when, horizon_weeks=13)
     rows = table[table["converted"]].to_dict("records")
-    return render("forecast.html", **session_context(request, principal), as_of=when, rows=rows,
+    return render("forecast.html", **session_context(session), as_of=when, rows=rows,
                   chart=forecast_chart(rows), currency=service.state.ledger.base_currency)

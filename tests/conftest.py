@@ -14,9 +14,12 @@ SCORING_DATE = pd.Timestamp("2023-06-30")
 
 @pytest.fixture(scope="session", autouse=True)
 def own_activity_database(tmp_path_factory):
-    """Every test reads and writes a throwaway activity store, never a developer's out/activity.sqlite."""
+    """Every test reads and writes a throwaway activity store and key, never a developer's out/activity.sqlite."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ARRISK_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('activity') / 'activity.sqlite'}")
+        folder = tmp_path_factory.mktemp("activity")
+        patch.setenv("ARRISK_DATABASE_URL", f"sqlite:///{folder / 'activity.sqlite'}")
+        # The audit key of the tests' stores, never a developer's out/audit.key.
+        patch.setenv("ARRISK_AUDIT_KEY_FILE", str(folder / "audit.key"))
         yield
 
 

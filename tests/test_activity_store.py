@@ -29,14 +29,19 @@ from ledger.schema import SCHEMAS
 
 POSTGRES_URL = os.environ.get("ARRISK_TEST_POSTGRES_URL")
 NOW = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+AUDIT_KEY = b"test-audit-key-0123456789abcdef"
 TABLES = {"promises", "disputes", "contacts", "dunning_letters", "users", "portfolios", "idempotency_keys",
-          "audit_log", "alembic_version"}
+          "audit_log", "audit_head", "alembic_version"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """A URL to an empty database: a SQLite file, or a fresh schema on the test PostgreSQL server."""
-    if request.param == "sqlite":
+def new_store(url: str, **options) -> ActivityStore:
+    """A store on `url` with the test audit key (not migrated)."""
+    return ActivityStore(url, audit_key=AUDIT_KEY, **options)
+
+
+def empty_database(kind: str, tmp_path):
+    """Yield a URL to an empty database: a SQLite file, or a fresh schema on the test PostgreSQL server."""
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'activity.db'}"
         return
     if not POSTGRES_URL:
@@ -54,10 +59,16 @@ def database_url(request, tmp_path):
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A URL to an empty database, on each database the store supports."""
+    yield from empty_database(request.param, tmp_path)
+
+
 @pytest.fixture
 def store(database_url):
     """A migrated, empty store."""
-    activity = ActivityStore(database_url)
+    activity = new_store(database_url)
     activity.migrate()
     yield activity
     activity.close()
@@ -80,13 +91,15 @@ def count_rows(store: ActivityStore, table: str) -> int:
 
 
 def test_migrate_creates_the_tables_and_runs_twice(database_url):
-    store = ActivityStore(database_url)
+    store = new_store(database_url)
     store.migrate()
     store.migrate()
     assert set(inspect(store.engine).get_table_names()) >= TABLES
     store.close()
 
 
+# SQLAlchemy 2.1 warns when it reflects PostgreSQL's NOT VALID check constraints (migration 0002); harmless.
+@pytest.mark.filterwarnings("ignore:Can't validate argument 'dialect_options'")
 def test_migration_matches_the_models(store):
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -164,7 +177,8 @@ def test_contact_and_letter_round_trip(store):
     assert updated["version"] == 2
     assert store.list_letters("C001") == [letter]
     assert store.list_letters("C999") == []
-    assert "version" not in letter
+    assert letter["version"] == 1
+    assert letter["void_reason"] is None
 
 
 def test_users_and_portfolios(store):
@@ -238,7 +252,7 @@ def test_two_writers_on_the_same_version_one_wins(store):
 
 def test_two_threads_on_their_own_connections_one_wins(database_url, store):
     promise_id = make_promise(store)["promise_id"]
-    writers = [ActivityStore(database_url), ActivityStore(database_url)]
+    writers = [new_store(database_url), new_store(database_url)]
     start = threading.Barrier(2)
     outcomes: list[str] = []
 
@@ -308,9 +322,15 @@ def audited_store(store: ActivityStore) -> ActivityStore:
     return store
 
 
-def execute(store: ActivityStore, sql: str) -> None:
+def tamper(store: ActivityStore, sql: str, **params) -> None:
+    """Run `sql` as someone with full database access would: first dropping the append-only triggers."""
     with store.engine.begin() as connection:
-        connection.execute(text(sql))
+        if connection.dialect.name == "sqlite":
+            connection.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
+            connection.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
+        else:
+            connection.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+        connection.execute(text(sql), params)
 
 
 def test_audit_chain_verifies_when_intact(store):
@@ -318,20 +338,18 @@ def test_audit_chain_verifies_when_intact(store):
     audited_store(store)
     assert count_rows(store, "audit_log") == 5
     assert verify_audit(store) == []
-    with store.session() as session:
-        assert verify_audit(session) == []
 
 
 def test_audit_detects_an_edited_entry(store):
     audited_store(store)
-    execute(store, """UPDATE audit_log SET "after" = '{"note":"forged"}' WHERE seq = 2""")
+    tamper(store, """UPDATE audit_log SET "after" = '{"note":"forged"}' WHERE seq = 2""")
     problems = verify_audit(store)
     assert any("seq 2" in problem and "edited" in problem for problem in problems)
 
 
 def test_audit_detects_a_deleted_entry(store):
     audited_store(store)
-    execute(store, "DELETE FROM audit_log WHERE seq = 3")
+    tamper(store, "DELETE FROM audit_log WHERE seq = 3")
     problems = verify_audit(store)
     assert any("missing" in problem for problem in problems)
     assert any("chain broken" in problem for problem in problems)
@@ -340,8 +358,8 @@ def test_audit_detects_a_deleted_entry(store):
 
 def test_audit_detects_the_last_entry_cut_off_and_records_edited_behind_its_back(store):
     audited_store(store)
-    execute(store, "DELETE FROM audit_log WHERE seq = 5")
-    execute(store, "UPDATE promises SET amount = 1")
+    tamper(store, "DELETE FROM audit_log WHERE seq = 5")
+    tamper(store, "UPDATE promises SET amount = 1")
     problems = verify_audit(store)
     assert any(problem.startswith("dunning_letters") for problem in problems)
     assert any(problem.startswith("promises") and "differs" in problem for problem in problems)
@@ -415,7 +433,7 @@ def test_ledger_tables_of_an_empty_store_follow_the_schemas(store):
 
 
 def test_concurrent_writers_keep_one_unbroken_chain(database_url, store):
-    writers = [ActivityStore(database_url) for _ in range(4)]
+    writers = [new_store(database_url) for _ in range(4)]
     start = threading.Barrier(len(writers))
 
     def write(writer: ActivityStore, customer: int) -> None:

@@ -18,7 +18,7 @@ def client(scoring_ledger, champion_store, tmp_path):
     from ledger import write_ledger
 
     write_ledger(scoring_ledger, tmp_path / "ledger")
-    tokens = [f"ana:Ana Collector:collector:{hash_token(COLLECTOR)}", f"root:Root:admin:{hash_token(ADMIN)}"]
+    tokens = [f"ana:Ana Collector:collector+all_portfolios:{hash_token(COLLECTOR)}", f"root:Root:admin:{hash_token(ADMIN)}"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ARRISK_LEDGER", str(tmp_path / "ledger"))
         patch.setenv("ARRISK_TRACKING_URI", champion_store)
@@ -117,4 +117,4 @@ def test_audit_verify_is_for_admins_and_passes_on_an_untouched_log(client, scori
     client.post("/v1/contacts", json={"customer_id": customer, "contact_date": "2023-06-12", "channel": "email"},
                 headers=headers())
     assert client.get("/v1/audit/verify", headers=headers()).status_code == 403
-    assert client.get("/v1/audit/verify", headers=headers(ADMIN)).json() == {"ok": True, "problems": []}
+    assert client.get("/v1/audit/verify", headers=headers(ADMIN)).json() == {"ok": True, "problems": [], "unreadable": []}

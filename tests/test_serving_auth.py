@@ -15,6 +15,8 @@ from serving.auth import (
     SCOPES,
     AuthConfigError,
     Forbidden,
+    NotPermitted,
+    Principal,
     TokenEntry,
     TokenStore,
     Unauthorized,
@@ -177,6 +179,35 @@ def test_store_rejects_duplicates():
         TokenStore([entry("a", "t1", "credit"), entry("b", "t1", "credit")])
 
 
+def test_a_team_lead_is_a_collector_and_no_more(store: TokenStore):
+    lead = store.authenticate("Bearer token-team_lead")
+    require(lead, "collector")
+    require(lead, "team_lead")
+    for scope in ("credit", "treasury", "admin"):
+        with pytest.raises(Forbidden):
+            require(lead, scope)
+    with pytest.raises(Forbidden):
+        require(store.authenticate("Bearer token-collector"), "team_lead")
+
+
+def test_not_permitted_is_a_403_with_the_reason_and_no_scope_challenge():
+    error = NotPermitted("customer C1 is not in your portfolio")
+    assert isinstance(error, Forbidden) and error.status == 403
+    assert error.body() == {"error": "forbidden", "detail": "customer C1 is not in your portfolio"}
+    assert error.headers == {}
+
+
+def test_all_portfolios_comes_from_the_file_and_the_environment(tmp_path: Path):
+    store = load_tokens(write(tmp_path / "t.yaml", token_yaml(all_portfolios=True)))
+    assert store.entries[0].all_portfolios
+    token = new_token()
+    entries = parse_token_entries(f"lea:Lea:collector+all_portfolios:{hash_token(token)}:Lea")
+    assert entries[0].scopes == ("collector",) and entries[0].collector == "Lea"
+    assert TokenStore(entries).authenticate(f"Bearer {token}").all_portfolios
+    assert not parse_token_entries(f"ana:Ana:collector:{HASH}")[0].all_portfolios
+    assert Principal("u", "n", frozenset({"collector"})).all_portfolios is False
+
+
 # The token file
 
 
@@ -269,7 +300,7 @@ def test_store_from_env_joins_file_and_string():
     token = new_token()
     environ = {"ARRISK_TOKENS_FILE": str(EXAMPLE), "ARRISK_API_TOKENS": f"ci:CI bot:treasury:{hash_token(token)}"}
     store = token_store_from_env(environ)
-    assert len(store) == 5
+    assert len(store) == 6
     assert store.authenticate(f"Bearer {token}").user == "CI bot"
     assert store.authenticate("Bearer arr_demo_admin").name == "demo-admin"
 
@@ -362,3 +393,15 @@ def test_cli_refuses_to_append_to_a_broken_file(tmp_path: Path):
 def test_cli_list_of_a_missing_file_exits_1(tmp_path: Path):
     result = runner.invoke(tokens_app, ["list", "--file", str(tmp_path / "none.yaml")])
     assert result.exit_code == 1 and "no such token file" in result.stderr and "Traceback" not in result.output
+
+
+def test_cli_create_a_collector_who_sees_every_portfolio(tmp_path: Path):
+    path = tmp_path / "tokens.yaml"
+    result = runner.invoke(tokens_app, ["create", "--file", str(path), "--name", "lea", "--user", "Lea",
+                                        "--scope", "collector", "--collector", "Lea", "--all-portfolios"])
+    assert result.exit_code == 0, result.output
+    assert load_tokens(path).entries[0].all_portfolios and "all_portfolios: true" in path.read_text()
+    assert create(path, "ana", "collector", collector="Ana").exit_code == 0
+    assert "all_portfolios" not in path.read_text().split("name: ana")[1]  # the default is not written
+    listed = runner.invoke(tokens_app, ["list", "--file", str(path)]).stdout
+    assert "all" in listed and "own" in listed

@@ -118,7 +118,7 @@ def test_info_reports_model_versions_and_the_ledger_fingerprint(client, scoring_
 def test_api_scores_equal_the_batch_scores(client, scoring_ledger, champions):
     batch = score_table(score(scoring_ledger, SCORING_DATE, champions), champions).set_index("invoice_id")
     wanted = batch.index[:5].tolist()
-    response = client.post("/v1/score", json={"as_of": AS_OF, "invoice_ids": wanted}, headers=bearer("collector"))
+    response = client.post("/v1/score", json={"as_of": AS_OF, "invoice_ids": wanted}, headers=bearer("credit"))
     assert response.status_code == 200, response.text
     rows = pd.DataFrame(response.json()["rows"]).set_index("invoice_id")
     assert rows.index.tolist() == wanted
@@ -164,10 +164,12 @@ def test_customer_view_has_items_risk_explanation_and_kpis(client):
     assert 0 <= view["deterioration_probability"] <= 1
     assert view["deterioration_contributions"] and view["aging"] and view["kpis"]
     assert client.get("/v1/customers/NOBODY", headers=bearer("credit")).status_code == 404
-    risk = client.get(f"/v1/customers/{first['customer_id']}/risk?as_of={AS_OF}", headers=bearer("collector")).json()
+    risk = client.get(f"/v1/customers/{first['customer_id']}/risk?as_of={AS_OF}", headers=bearer("credit")).json()
     assert [item["invoice_id"] for item in risk["open_items"]] == [item["invoice_id"] for item in view["open_items"]]
     assert risk["deterioration_probability"] == pytest.approx(view["deterioration_probability"])
-    assert client.get("/v1/customers/NOBODY/risk", headers=bearer("collector")).status_code == 404
+    assert client.get("/v1/customers/NOBODY/risk", headers=bearer("credit")).status_code == 404
+    # A collector is not told whether a customer outside its portfolio exists.
+    assert client.get("/v1/customers/NOBODY/risk", headers=bearer("collector")).status_code == 403
 
 
 def test_deterioration_flags_come_with_evidence_and_reasons(client):

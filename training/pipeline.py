@@ -212,10 +212,9 @@ def champion_backtest(run: BacktestRun, champions: dict, settings: ModelSettings
 
 
 def _write_atomically(path: Path, text: str) -> Path:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text)
-    staging.replace(path)
-    return path
+    from ledger.files import write_file_atomically
+
+    return write_file_atomically(path, lambda staging: staging.write_text(text))
 
 
 def _json_safe(value):

@@ -1,0 +1,32 @@
+"""The errors the activity store raises on purpose; anything else is a bug."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of the errors the activity store raises on purpose."""
+
+
+class NotFound(StoreError):
+    """No record with that id."""
+
+
+class VersionConflict(StoreError):
+    """The record changed since the caller read it (or was voided); re-read and retry."""
+
+
+class IdempotencyMismatch(StoreError):
+    """An idempotency key was reused for a different request."""
+
+
+class InvalidInput(StoreError):
+    """A field of the request is not acceptable; `field` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class AuditBroken(StoreError):
+    """The audit log's head or a stored response fails its MAC: someone wrote to the database behind
+    the store's back (or the audit key changed). Writes stop until an admin runs `arrisk audit verify`."""
