@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from ledger.errors import ArRiskError, BadInput, Conflict
+from ledger.errors import NotFound as LookupFailed
 
-class StoreError(Exception):
+
+class StoreError(ArRiskError):
     """Base of the errors the activity store raises on purpose."""
 
 
-class NotFound(StoreError):
+class NotFound(StoreError, LookupFailed):
     """No record with that id."""
 
 
-class VersionConflict(StoreError):
+class VersionConflict(StoreError, Conflict):
     """The record changed since the caller read it (or was voided); re-read and retry."""
 
 
-class IdempotencyMismatch(StoreError):
+class IdempotencyMismatch(StoreError, Conflict):
     """An idempotency key was reused for a different request."""
 
 
-class InvalidInput(StoreError):
+class InvalidInput(StoreError, BadInput):
     """A field of the request is not acceptable; `field` names it."""
 
     def __init__(self, field: str, problem: str) -> None:

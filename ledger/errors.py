@@ -1,4 +1,16 @@
-"""Errors that name what is wrong: table or file, row or key, column, and what was expected."""
+"""Errors that name what is wrong: table or file, row or key, column, and what was expected.
+
+The named errors of ar-risk live here, in the one package every layer may import. Code raises these (or a
+subclass) for a failure a user can cause, and only these become a 4xx answer or a one-line CLI error;
+anything else is our bug: logged with its traceback and answered as a 500 with a request id.
+
+    ArRiskError
+    ├── BadInput   (400/422, CLI exit 1): a file, row, field or option that is not acceptable
+    │   └── LedgerError: every problem of a ledger or an import at once
+    ├── NotFound   (404): no such customer, invoice, record or file
+    ├── Conflict   (409): the record changed meanwhile, or a key was reused for another request
+    └── NoModel    (409 in the API, exit 1): no champion model to score with yet
+"""
 
 from __future__ import annotations
 
@@ -28,7 +40,27 @@ class Problem:
         return " ".join(parts) + f": {self.message}"
 
 
-class LedgerError(Exception):
+class ArRiskError(Exception):
+    """A failure the user can cause and fix; its message is written for them."""
+
+
+class BadInput(ArRiskError):
+    """A file, row, field, option or setting that is not acceptable."""
+
+
+class NotFound(ArRiskError):
+    """What was asked for does not exist (a customer, invoice, record, report or file)."""
+
+
+class Conflict(ArRiskError):
+    """The request clashes with the current state (a newer version, a reused key)."""
+
+
+class NoModel(ArRiskError):
+    """No trained (champion) model to answer with; train one first."""
+
+
+class LedgerError(BadInput):
     """Bad input: carries every problem found, not only the first."""
 
     def __init__(self, problems: list[Problem] | Problem, title: str = "invalid ledger"):

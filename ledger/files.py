@@ -11,8 +11,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ledger.errors import BadInput
 
-class OutputError(ValueError):
+
+class OutputError(BadInput, ValueError):
     """The output file cannot be written as asked (unknown suffix, a folder or a link in its place)."""
 
 

@@ -11,10 +11,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
 
+from ledger.errors import BadInput
 from models.encoding import FrameEncoder, time_split
 
 
-class NotEnoughLabels(ValueError):
+class NotEnoughLabels(BadInput, ValueError):
     """The training rows do not hold the outcomes a model needs (e.g. no deterioration ever happened)."""
 
 

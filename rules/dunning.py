@@ -28,13 +28,14 @@ from features.asof import known_at
 from features.collections import PENDING, open_disputes, promise_status
 from features.settlement import days_between, document_state
 from ledger import Ledger
+from ledger.errors import BadInput
 from rules.aging import MONEY_TOLERANCE
 
 PROPOSED, HELD, SKIPPED = "proposed", "held", "skipped"
 TEMPLATES = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
-class PolicyError(ValueError):
+class PolicyError(BadInput, ValueError):
     """A dunning policy file that cannot be read or does not validate."""
 
 

@@ -30,6 +30,7 @@ from configs import config_path
 from features.asof import known_at
 from features.collections import BROKEN, promise_status
 from ledger import Ledger
+from ledger.errors import BadInput
 from rules.aging import MONEY_TOLERANCE
 from rules.dunning import hold_reasons
 
@@ -49,7 +50,7 @@ class WorklistPolicy(BaseModel):
     over_limit_weight: float = Field(1.5, ge=1, description="Score multiplier when open AR exceeds the credit limit.")
 
 
-class WorklistPolicyError(ValueError):
+class WorklistPolicyError(BadInput, ValueError):
     """A worklist policy file that cannot be read or does not validate."""
 
 

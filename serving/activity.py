@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from configs.settings import Settings, business_date_window
 from ledger import Ledger, LedgerError, Problem
-from serving.settings import Settings, business_date_window
 
 if TYPE_CHECKING:
     from activity import ActivityStore

@@ -33,8 +33,8 @@ LedgerDir = Annotated[Path | None, typer.Option(
 
 def store_for(database: str | None, ledger=None):
     """The activity store; business dates are checked against `ledger`'s window when one is given."""
+    from configs.settings import Settings
     from serving.activity import database_url, ledger_date_window, open_store
-    from serving.settings import Settings
 
     settings = Settings.from_environ()
     window = ledger_date_window(ledger, settings) if ledger is not None else None
@@ -50,8 +50,8 @@ def ledger_at(ledger_dir: Path | None):
 
 def run(action):
     """Print the JSON answer of `action`, or a one-line error and exit 1."""
+    from configs.settings import SettingsError
     from ledger import LedgerError
-    from serving.settings import SettingsError
 
     try:
         console.print_json(json.dumps(action(), default=str))
@@ -184,7 +184,7 @@ def list_records(what: Annotated[str, typer.Argument(help="promises, disputes, c
 def verify(database: Database = None) -> None:
     """Check the hash chain of the audit log and every record against it; exit 1 on any problem."""
     from activity.audit import verify_audit
-    from serving.settings import SettingsError
+    from configs.settings import SettingsError
 
     try:
         store = store_for(database)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ledger.errors import BadInput
 from ledger.importing.mappings import yaml_line
 
 SCOPES = ("collector", "team_lead", "credit", "treasury", "admin")
@@ -40,7 +41,7 @@ HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 ENTRY_SEPARATORS = re.compile(r"[,\n]")
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(BadInput, ValueError):
     """A token file or token environment string is missing or invalid."""
 
 

@@ -8,7 +8,7 @@ JSON, never a traceback). The service loads the champion models and the ledger o
 - `ARRISK_TRACKING_URI`: MLflow store with the champions (default the local `mlflow/`);
 - `ARRISK_TOKENS_FILE` and/or `ARRISK_API_TOKENS`: API tokens (see `serving.auth`); without any, every
   endpoint but health answers 401;
-- `ARRISK_DATABASE_URL`: the activity store; limits and windows: `serving.settings.Settings`.
+- `ARRISK_DATABASE_URL`: the activity store; limits and windows: `configs.settings.Settings`.
 
 Who sees which customer is `serving.access`; request ids, JSON 500s, body limits, the token before the
 body, security headers and the metrics labels are `serving.middleware`.
@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException
 from activity.models import ID_LENGTH
 from activity.store import IdempotencyMismatch, InvalidInput, StoreError, VersionConflict
 from activity.store import NotFound as StoreNotFound
+from configs.settings import Settings
 from ledger import LedgerError
 from ledger.schema import CONTACT_CHANNELS
 from serving import access
@@ -56,7 +57,6 @@ from serving.middleware import (
     route_label,
     route_templates,
 )
-from serving.settings import Settings
 from serving.views import NotFound, ServingState
 from serving.web import router as web_pages
 

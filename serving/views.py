@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.labels import last_event_date
 from ledger import Ledger, LedgerError, Problem
+from ledger.errors import NotFound as LedgerNotFound
 from models.late_payment import BUCKET_NAMES
 from rules.worklist import WorklistPolicy
 from serving.reasons import feature_descriptions, top_reasons
@@ -36,7 +37,7 @@ CACHED_DATES = 4
 BUCKET_COLUMNS = [f"p_{name}" for name in BUCKET_NAMES]
 
 
-class NotFound(LookupError):
+class NotFound(LedgerNotFound, LookupError):
     """A customer or invoice the ledger does not know at the date asked."""
 
 

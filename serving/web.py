@@ -34,13 +34,13 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader
 
 from activity.store import InvalidInput
+from configs.settings import Settings
 from ledger import LedgerError
 from ledger.schema import CONTACT_CHANNELS
 from serving.access import check_collector, check_customer, visible_customers
 from serving.auth import Forbidden, NotPermitted, Unauthorized
 from serving.reasons import feature_descriptions
 from serving.sessions import LoginThrottle, Session, SessionStore, same_secret
-from serving.settings import Settings
 from serving.views import NotFound
 
 HERE = Path(__file__).resolve().parent

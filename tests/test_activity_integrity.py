@@ -18,8 +18,8 @@ from activity import audit
 from activity.audit import verify_audit
 from activity.models import AuditEntry, json_value
 from activity.store import ActivityStore, AuditBroken, IdempotencyMismatch, InvalidInput, VersionConflict
+from configs.settings import Settings
 from serving.activity import audit_key, ledger_date_window, open_store
-from serving.settings import Settings
 from tests.test_activity_store import NOW, count_rows, empty_database, make_promise, new_store, tamper
 
 HUGE = Decimal("9999999999999999.99")
