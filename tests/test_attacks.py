@@ -1,5 +1,7 @@
 """Regression suite of the security issue (issue 14): each attempt of the attack replayed, one test each.
-Every test failed on the code before the fix and passes after. The defects it replays:
+Each defect below has tests here that failed on the code before the fix and pass after; a few tests keep
+what already held (escaped HTML in a note, a negative or sub-cent amount refused, a good login). The
+defects it replays:
 
  1. A date pandas cannot hold (9999-12-31, 0001-01-01) poisoned the activity store: reads failed after it.
  2. `arrisk import --out` deleted a folder that was not a ledger (`--out .` emptied the project).
