@@ -73,3 +73,22 @@ def champion_store(champions, scoring_ledger, tmp_path_factory):
                       input_example=frame[list(model.feature_names_in_)].head(3),
                       decision=GateDecision(True, "test fixture"))
     return uri
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A URL to an empty database, on each database the store supports."""
+    from tests.stores import empty_database
+
+    yield from empty_database(request.param, tmp_path)
+
+
+@pytest.fixture
+def store(database_url):
+    """A migrated, empty store."""
+    from tests.stores import new_store
+
+    activity = new_store(database_url)
+    activity.migrate()
+    yield activity
+    activity.close()

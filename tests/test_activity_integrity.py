@@ -20,24 +20,10 @@ from activity.models import AuditEntry, json_value
 from activity.store import ActivityStore, AuditBroken, IdempotencyMismatch, InvalidInput, VersionConflict
 from configs.settings import Settings
 from serving.activity import audit_key, ledger_date_window, open_store
-from tests.test_activity_store import NOW, count_rows, empty_database, make_promise, new_store, tamper
+from tests.stores import NOW, new_store
+from tests.test_activity_store import count_rows, make_promise, tamper
 
 HUGE = Decimal("9999999999999999.99")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """A URL to an empty database, on each database the store supports."""
-    yield from empty_database(request.param, tmp_path)
-
-
-@pytest.fixture
-def store(database_url):
-    """A migrated, empty store."""
-    activity = new_store(database_url)
-    activity.migrate()
-    yield activity
-    activity.close()
 
 
 def make_contact(store: ActivityStore, **overrides) -> dict:

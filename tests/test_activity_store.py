@@ -3,9 +3,7 @@ writes, migrations and the ledger's view, on SQLite and (when configured) Postgr
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +11,7 @@ import pandas as pd
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import inspect, text
 
 from activity import audit
 from activity.audit import verify_audit
@@ -26,52 +24,10 @@ from activity.store import (
     VersionConflict,
 )
 from ledger.schema import SCHEMAS
+from tests.stores import NOW, new_store
 
-POSTGRES_URL = os.environ.get("ARRISK_TEST_POSTGRES_URL")
-NOW = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
-AUDIT_KEY = b"test-audit-key-0123456789abcdef"
 TABLES = {"promises", "disputes", "contacts", "dunning_letters", "users", "portfolios", "idempotency_keys",
           "audit_log", "audit_head", "alembic_version"}
-
-
-def new_store(url: str, **options) -> ActivityStore:
-    """A store on `url` with the test audit key (not migrated)."""
-    return ActivityStore(url, audit_key=AUDIT_KEY, **options)
-
-
-def empty_database(kind: str, tmp_path):
-    """Yield a URL to an empty database: a SQLite file, or a fresh schema on the test PostgreSQL server."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'activity.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("ARRISK_TEST_POSTGRES_URL is not set")
-    schema = f"activity_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """A URL to an empty database, on each database the store supports."""
-    yield from empty_database(request.param, tmp_path)
-
-
-@pytest.fixture
-def store(database_url):
-    """A migrated, empty store."""
-    activity = new_store(database_url)
-    activity.migrate()
-    yield activity
-    activity.close()
 
 
 def make_promise(store: ActivityStore, **overrides) -> dict:

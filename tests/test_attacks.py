@@ -37,7 +37,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -46,7 +45,6 @@ from pathlib import Path
 import bentoml
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, make_url, text
 from starlette.testclient import TestClient
 
 from activity.audit import verify_audit
@@ -56,7 +54,8 @@ from serving.smoke import free_port, wait_until_healthy
 from serving.web import AUTH_COOKIE, LOGIN_COOKIE, web_state
 from tests.conftest import SCORING_DATE
 from tests.service_app import service_app
-from tests.test_activity_store import NOW, empty_database, make_promise, new_store, tamper
+from tests.stores import NOW, empty_database, new_store
+from tests.test_activity_store import make_promise, tamper
 from tests.test_web import (
     ADMIN,
     COLLECTOR,
@@ -182,7 +181,6 @@ def test_attack_an_empty_idempotency_key_is_refused_and_keys_belong_to_their_use
 # /metrics cases on a real server.
 
 AS_OF = f"{SCORING_DATE:%Y-%m-%d}"
-POSTGRES_URL = os.environ.get("ARRISK_TEST_POSTGRES_URL")
 TOKENS = {role: f"arr_attack_{role}_token_0123456789abcdef" for role in ("ana", "bob", "credit", "admin")}
 AUDIT_KEY = "attack-test-audit-key-0123456789abcdef"
 OUT_OF_RANGE = ["2262-04-11", "2262-01-01", "2100-01-01", "9999-12-31", "1900-01-01", "0001-01-01"]
@@ -198,26 +196,6 @@ def token_entries(ledger) -> str:
     scopes = {"ana": f"collector:{ana}", "bob": f"collector:{bob}", "credit": "credit:", "admin": "admin:"}
     return ",".join(f"{role}:{role}-user:{scopes[role].split(':')[0]}:{hash_token(token)}:{scopes[role].split(':')[1]}"
                     for role, token in TOKENS.items())
-
-
-def api_empty_database(kind: str, folder: Path):
-    """Yield the URL of an empty database: a SQLite file, or a fresh schema on the test PostgreSQL server."""
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'activity.sqlite'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("ARRISK_TEST_POSTGRES_URL is not set")
-    schema = f"attack_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def api_service_environment(ledger_dir: Path, champion_store: str, database_url: str, ledger) -> dict[str, str]:
@@ -247,7 +225,7 @@ def api_ledger_dir(scoring_ledger, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def api_client(request, scoring_ledger, champion_store, api_ledger_dir, tmp_path_factory):
-    for database_url in api_empty_database(request.param, tmp_path_factory.mktemp("database")):
+    for database_url in empty_database(request.param, tmp_path_factory.mktemp("database")):
         environment = api_service_environment(api_ledger_dir, champion_store, database_url, scoring_ledger)
         with started_client(api_environment(environment)) as test_client:
             yield test_client
