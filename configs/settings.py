@@ -1,7 +1,12 @@
-"""The service's settings: one pydantic object read from `ARRISK_*` environment variables.
+"""The settings: one pydantic object read from `ARRISK_*` environment variables.
 
-Limits and security knobs live here, not in the modules that apply them, so an operator finds them in
-one place (README, "Settings"). Read with `Settings.from_environ(environ)`; nothing is read at import.
+Limits, security knobs and every place the project writes live here, not in the modules that apply them,
+so an operator finds them in one place (README, "Settings"). Read with `Settings.from_environ(environ)`;
+nothing is read at import.
+
+Writable locations default to folders under `home` (`ARRISK_HOME`, default: the current working folder),
+never under the installed package: a wheel in site-packages run from any folder writes into that folder,
+and `make demo` run from the repository root writes into `out/` and `mlflow/` there as before.
 """
 
 from __future__ import annotations
@@ -12,9 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-DEFAULT_AUDIT_KEY_FILE = Path(__file__).resolve().parents[1] / "out" / "audit.key"
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class SettingsError(ValueError):
@@ -22,7 +25,7 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseModel):
-    """Limits, windows and security settings of the service, the web pages and the CLI."""
+    """Limits, windows, security settings and locations of the service, the web pages and the CLI."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,11 +41,32 @@ class Settings(BaseModel):
     as_of_future_days: int = Field(92, ge=0, le=3_650, description=(
         "`as_of` may lie this many days after the ledger's last event (a ledger exported yesterday is "
         "still current today); later dates are refused with the range."))
-    # -- audit -----------------------------------------------------------------------------------
-    audit_key: str | None = Field(None, min_length=32, description=(
+    # -- where things are read and written: defaults under `home`, never under the installed package --
+    # (a default factory receives the fields declared before it, hence `home` first)
+    home: Path = Field(default_factory=Path.cwd, description=(
+        "Folder the default locations below lie in. Default: the current working folder."))
+    ledger: Path = Field(default_factory=lambda data: data["home"] / "out" / "demo" / "synthetic", description=(
+        "Ledger the service answers from. Default: HOME/out/demo/synthetic (what `make demo` generates)."))
+    tracking_uri: str = Field(
+        default_factory=lambda data: sqlite_url(data["home"] / "mlflow" / "mlflow.db"), min_length=1,
+        description="MLflow tracking and registry URI. Default: sqlite:///HOME/mlflow/mlflow.db (artifacts beside it).")
+    database_url: str = Field(
+        default_factory=lambda data: sqlite_url(data["home"] / "out" / "activity.sqlite"), min_length=1, repr=False,
+        description="SQLAlchemy URL of the activity store (may hold a password). "
+                    "Default: sqlite:///HOME/out/activity.sqlite.")
+    reports: Path = Field(default_factory=lambda data: data["home"] / "out" / "reports", description=(
+        "Folder of the HTML reports the service links to. Default: HOME/out/reports."))
+    log_file: Path = Field(default_factory=lambda data: data["home"] / "out" / "arrisk.log", description=(
+        "Log file of the command line (tracebacks of internal errors). Default: HOME/out/arrisk.log."))
+    # -- audit and tokens ------------------------------------------------------------------------
+    audit_key: str | None = Field(None, min_length=32, repr=False, description=(
         "Secret key of the audit log's HMAC (kept out of the database). Without it, `audit_key_file`."))
-    audit_key_file: Path = Field(DEFAULT_AUDIT_KEY_FILE, description=(
-        "File holding the audit key; created (mode 0600) with a random key when missing."))
+    audit_key_file: Path = Field(default_factory=lambda data: data["home"] / "out" / "audit.key", description=(
+        "File holding the audit key; created (mode 0600) with a random key when missing. "
+        "Default: HOME/out/audit.key."))
+    tokens_file: Path | None = Field(None, description="API tokens YAML file (none by default).")
+    api_tokens: str | None = Field(None, repr=False, description=(
+        "API tokens as `name:user:scopes:sha256,...`, added to those of `tokens_file`."))
     # -- web pages and API -----------------------------------------------------------------------
     cookie_secure: Literal["auto", "always", "never"] = Field("auto", description=(
         "Secure flag of the web cookies: auto (when the request is https), always (behind a TLS proxy), never."))
@@ -51,18 +75,38 @@ class Settings(BaseModel):
     login_window_seconds: int = Field(300, ge=1, description="... before the client is locked out for the window.")
     metrics_public: bool = Field(False, description="Serve /metrics without a token (for a scraper on localhost).")
 
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        # Absolute, so the defaults under it do not move when a process changes its working folder.
+        return home.expanduser().resolve()
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """The settings of `environ` (default: the process environment); `SettingsError` names a bad one."""
+        """The settings of `environ` (default: the process environment); `SettingsError` names a bad one.
+
+        Only the `ARRISK_*` variables of `environ` count: a setting absent from it takes its default, never
+        a value of the process environment. A variable set to blanks counts as absent."""
         environ = os.environ if environ is None else environ
         try:
-            # Only the variables named like a field: ARRISK_LEDGER and friends belong to other readers.
+            # Only the variables named like a field: other ARRISK_* variables belong to other readers (tests).
             values = {key.removeprefix("ARRISK_").lower(): value for key, value in environ.items()
-                      if key.startswith("ARRISK_") and key.removeprefix("ARRISK_").lower() in cls.model_fields}
+                      if key.startswith("ARRISK_") and key.removeprefix("ARRISK_").lower() in cls.model_fields
+                      and value.strip()}
             return cls.model_validate(values)
         except ValidationError as error:
             problems = [f"ARRISK_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()]
             raise SettingsError("; ".join(problems)) from None
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file (`sqlite:////abs/path` for an absolute path)."""
+    return f"sqlite:///{path}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (`sqlite:///PATH`), None for any other database."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
 def business_date_window(first_date: date, last_date: date, settings: Settings) -> tuple[date, date]:

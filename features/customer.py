@@ -1,8 +1,10 @@
 """Customer-level features: one row per customer known at `as_of`, from that customer's own history.
 
-Windows are (as_of - N days, as_of]. "Paid invoices" are invoices (not credit memos) whose open amount
-reached zero by payment applications on or before `as_of`; written-off invoices are not paid and are
-counted separately. Counts are 0 and averages NaN when there is nothing to count or average.
+Each function's docstring begins with the glossary line of the column it returns (`features.registry`
+fills in the windows of the `FeatureConfig`). Windows are (as_of - N days, as_of]. "Paid invoices" are
+invoices (not credit memos) whose open amount reached zero by payment applications on or before `as_of`;
+written-off invoices are not paid and are counted separately. Counts are 0 and averages NaN when there is
+nothing to count or average.
 """
 
 from __future__ import annotations
@@ -28,23 +30,23 @@ def _per_customer_mean(values: pd.Series, customer_id: pd.Series) -> pd.Series:
 # --- Open receivables -------------------------------------------------------------------------
 
 def open_ar_base(open_documents: pd.DataFrame) -> pd.Series:
-    """Open receivables net of open credit memos, in company currency."""
+    """Customer's open receivables net of open credit memos, in company currency."""
     return open_documents.groupby("customer_id")["open_amount_base"].sum()
 
 
 def open_documents_count(open_documents: pd.DataFrame) -> pd.Series:
-    """Number of open documents (invoices and credit memos)."""
+    """Customer's number of open documents (invoices and credit memos)."""
     return open_documents.groupby("customer_id").size()
 
 
 def overdue_amount_base(open_invoices: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
-    """Open amount of invoices past their due date, in company currency."""
+    """Customer's open amount of invoices past their due date, in company currency."""
     overdue = open_invoices[open_invoices["due_date"] < as_of]
     return overdue.groupby("customer_id")["open_amount_base"].sum()
 
 
 def max_days_past_due(open_invoices: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
-    """Days past due of the customer's most overdue open invoice (0 when none is overdue)."""
+    """Days past due of the customer's most overdue open invoice (0 when none is)."""
     return days_between(as_of, open_invoices["due_date"]).clip(lower=0).groupby(open_invoices["customer_id"]).max()
 
 
@@ -54,7 +56,10 @@ def aging_bucket(due_date: pd.Series, as_of: pd.Timestamp, limits: tuple[int, ..
 
 
 def share_ar_by_bucket(open_invoices: pd.DataFrame, as_of: pd.Timestamp, limits: tuple[int, ...]) -> pd.DataFrame:
-    """Share of the open invoice amount in each aging bucket (DESIGN.md §5), one column per bucket."""
+    """Share of the customer's open invoice amount {bucket}.
+
+    Columns: `share_ar_<bucket>`, one per aging bucket of `limits` (DESIGN.md §5), `{bucket}` in words.
+    """
     names = [f"share_ar_{name}" for name in aging_bucket_names(limits)]
     bucket = aging_bucket(open_invoices["due_date"], as_of, limits)
     amounts = open_invoices.groupby([open_invoices["customer_id"], bucket])["open_amount_base"].sum()
@@ -65,31 +70,45 @@ def share_ar_by_bucket(open_invoices: pd.DataFrame, as_of: pd.Timestamp, limits:
 
 
 def credit_utilisation(open_ar: pd.Series, credit_limit: pd.Series) -> pd.Series:
-    """Open receivables over the credit limit (NaN without a positive limit)."""
+    """Customer's open receivables over its credit limit (NaN without a limit).
+
+    A limit of 0 or less counts as no limit.
+    """
     return open_ar / credit_limit.where(credit_limit > 0)
+
+
+def payment_terms_days(payment_terms_days: pd.Series) -> pd.Series:
+    """Customer's standard payment terms in days."""
+    return payment_terms_days.astype(float)
 
 
 # --- Relationship and volume --------------------------------------------------------------------
 
 def tenure_days(created_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:
-    """Days since the customer was created (or first invoiced, whichever came first)."""
+    """Days since the customer was created or first invoiced."""
     return days_between(as_of, created_date)
 
 
 def invoices_count(invoices: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.Series:
-    """Invoices issued in the window."""
+    """Invoices issued to the customer in the last {config.invoice_count_days} days."""
     return invoices[_within(invoices["invoice_date"], as_of, days)].groupby("customer_id").size()
 
 
 def invoice_volume_base(invoices: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.Series:
-    """Amount invoiced in the window, in company currency."""
+    """Amount invoiced in the last {config.volume_history_days} days, company currency.
+
+    Also the recent volume of `invoice_volume_trend` (over `volume_recent_days`).
+    """
     return invoices[_within(invoices["invoice_date"], as_of, days)].groupby("customer_id")["amount_base"].sum()
 
 
 def invoice_volume_trend(recent_volume: pd.Series, recent_days: int, history_volume: pd.Series,
                          history_days: int, tenure: pd.Series) -> pd.Series:
-    """Daily invoiced amount in the recent window over that in the whole window (1 = steady); a
-    window longer than the customer's tenure counts only the days since the customer exists."""
+    """Daily amount invoiced over the last {config.volume_recent_days} days over that over the last
+    {config.volume_history_days} days or the tenure if shorter (1 = steady).
+
+    A window longer than the customer's tenure counts only the days since the customer exists.
+    """
     days_known = tenure + 1  # the creation day counts
     recent_rate = recent_volume.reindex(tenure.index, fill_value=0.0) / days_known.clip(upper=recent_days)
     history_rate = history_volume.reindex(tenure.index) / days_known.clip(upper=history_days)
@@ -99,7 +118,7 @@ def invoice_volume_trend(recent_volume: pd.Series, recent_days: int, history_vol
 # --- Payment behaviour --------------------------------------------------------------------------
 
 def payment_frequency(payments: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.Series:
-    """Payments received per 30 days over the window."""
+    """Payments received per 30 days over the last {config.payment_frequency_days} days."""
     return payments[_within(payments["received_date"], as_of, days)].groupby("customer_id").size() * (30 / days)
 
 
@@ -117,13 +136,17 @@ def last_paid_ranks(paid_invoices: pd.DataFrame) -> pd.Series:
 
 
 def avg_days_late_last_n(paid_invoices: pd.DataFrame, rank: pd.Series, n: int) -> pd.Series:
-    """Mean days late over the customer's last `n` paid invoices."""
+    """Mean days late over the customer's last {config.last_paid_invoices} paid invoices."""
     recent = paid_invoices[rank < n]
     return _per_customer_mean(recent["days_late"], recent["customer_id"])
 
 
 def ewm_days_late_last_n(paid_invoices: pd.DataFrame, rank: pd.Series, n: int, halflife: float) -> pd.Series:
-    """Days late over the last `n` paid invoices, weighted by 0.5 ** (rank / halflife), latest first."""
+    """Days late over the last {config.last_paid_invoices} paid invoices, weighted with a half-life
+    of {config.ewm_halflife_invoices:g} invoices, latest first.
+
+    Weights 0.5 ** (rank / halflife), rank 0 for the latest paid.
+    """
     recent = rank < n
     weight = 0.5 ** (rank[recent] / halflife)
     weighted = (weight * paid_invoices.loc[recent, "days_late"]).groupby(paid_invoices.loc[recent, "customer_id"])
@@ -131,7 +154,11 @@ def ewm_days_late_last_n(paid_invoices: pd.DataFrame, rank: pd.Series, n: int, h
 
 
 def share_paid_late(paid_invoices: pd.DataFrame, as_of: pd.Timestamp, days: int, grace: int) -> pd.Series:
-    """Share of the invoices paid in the window that were paid more than `grace` days late."""
+    """Share of invoices paid in the last {days} days that were paid more than
+    {config.late_grace_days} days late.
+
+    Columns: `share_paid_late_<days>d`, one per window of `late_share_windows_days`.
+    """
     paid = paid_invoices[_within(paid_invoices["paid_date"], as_of, days)]
     return _per_customer_mean((paid["days_late"] > grace).astype(float), paid["customer_id"])
 
@@ -146,7 +173,8 @@ def _mean_over_paid_between(values: pd.Series, paid_invoices: pd.DataFrame, as_o
 
 def days_late_trend(paid_invoices: pd.DataFrame, as_of: pd.Timestamp, recent_days: int,
                     history_days: int) -> pd.Series:
-    """Mean days late of invoices paid recently minus that of those paid earlier in the history."""
+    """Mean days late of invoices paid in the last {config.trend_recent_days} days minus that of
+    those paid {config.trend_recent_days}-{config.trend_history_days} days ago."""
     days_late = paid_invoices["days_late"]
     return (_mean_over_paid_between(days_late, paid_invoices, as_of, 0, recent_days)
             - _mean_over_paid_between(days_late, paid_invoices, as_of, recent_days, history_days))
@@ -154,22 +182,26 @@ def days_late_trend(paid_invoices: pd.DataFrame, as_of: pd.Timestamp, recent_day
 
 def late_share_trend(paid_invoices: pd.DataFrame, as_of: pd.Timestamp, recent_days: int, history_days: int,
                      grace: int) -> pd.Series:
-    """Share paid late recently minus the share paid late earlier in the history."""
+    """Share paid late in the last {config.trend_recent_days} days minus the share paid late
+    {config.trend_recent_days}-{config.trend_history_days} days ago."""
     late = (paid_invoices["days_late"] > grace).astype(float)
     return (_mean_over_paid_between(late, paid_invoices, as_of, 0, recent_days)
             - _mean_over_paid_between(late, paid_invoices, as_of, recent_days, history_days))
 
 
 def partial_payment_share(invoices: pd.DataFrame, as_of: pd.Timestamp, days: int, tolerance: float) -> pd.Series:
-    """Among invoices issued in the window that received a payment, the share paid in parts: more
-    than one application, or applications not yet covering the amount."""
+    """Of invoices issued in the last {config.partial_payment_days} days that received a payment,
+    the share paid in parts.
+
+    In parts: more than one application, or applications not yet covering the amount.
+    """
     issued = invoices[_within(invoices["invoice_date"], as_of, days) & (invoices["applications"] > 0)]
     partial = (issued["applications"] > 1) | ((issued["amount"] - issued["applied"]).abs() > tolerance)
     return _per_customer_mean(partial.astype(float), issued["customer_id"])
 
 
 def unapplied_cash_base(payments: pd.DataFrame, applications: pd.DataFrame) -> pd.Series:
-    """Cash received but not yet applied to documents, in company currency."""
+    """Cash received from the customer and not yet applied, in company currency."""
     applied = payments["payment_id"].map(applications.groupby("payment_id", sort=False)["amount"].sum()).fillna(0.0)
     unapplied = (payments["amount"] - applied) * base_rate(payments["amount"], payments["amount_base"])
     return unapplied.groupby(payments["customer_id"]).sum()
@@ -179,7 +211,7 @@ def unapplied_cash_base(payments: pd.DataFrame, applications: pd.DataFrame) -> p
 
 def disputes_opened(disputes: pd.DataFrame, customer_of_invoice: pd.Series, as_of: pd.Timestamp,
                     days: int) -> pd.Series:
-    """Disputes opened in the window on the customer's documents."""
+    """Disputes opened in the last {config.dispute_days} days."""
     opened = disputes[_within(disputes["opened_date"], as_of, days)]
     return opened.groupby(opened["invoice_id"].map(customer_of_invoice)).size()
 
@@ -191,7 +223,7 @@ def open_disputes_count(disputes: pd.DataFrame, customer_of_invoice: pd.Series) 
 
 
 def broken_promises(promises: pd.DataFrame, status: pd.Series, as_of: pd.Timestamp, days: int) -> pd.Series:
-    """Promises to pay whose promised date fell in the window and that were broken."""
+    """Promises to pay broken, with a promised date in the last {config.broken_promise_days} days."""
     broken = promises[(status == BROKEN) & _within(promises["promised_date"], as_of, days)]
     return broken.groupby("customer_id").size()
 
@@ -203,18 +235,18 @@ def pending_promises(promises: pd.DataFrame, status: pd.Series) -> pd.Series:
 
 def writeoffs_count(writeoffs: pd.DataFrame, customer_of_invoice: pd.Series, as_of: pd.Timestamp,
                     days: int) -> pd.Series:
-    """Documents written off in the window."""
+    """Documents written off in the last {config.writeoff_days} days."""
     written = writeoffs[_within(writeoffs["date"], as_of, days)]
     return written.groupby(written["invoice_id"].map(customer_of_invoice)).size()
 
 
 def days_since_last_contact(contacts: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
-    """Days since the last recorded contact with the customer (NaN when none is known)."""
+    """Days since the last recorded contact with the customer (NaN when none)."""
     return days_between(as_of, contacts.groupby("customer_id")["contact_date"].max())
 
 
 def contacts_count(contacts: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.Series:
-    """Contacts with the customer in the window."""
+    """Contacts with the customer in the last {config.contact_days} days."""
     return contacts[_within(contacts["contact_date"], as_of, days)].groupby("customer_id").size()
 
 
@@ -252,7 +284,7 @@ def customer_features(known: Ledger, state: pd.DataFrame, status: pd.Series, as_
         **{name: values(share) for name, share in share_ar_by_bucket(open_invoices, as_of, config.aging_limits).items()},
         "credit_utilisation": credit_utilisation(open_ar, customers["credit_limit"].astype(float)),
         "tenure_days": tenure,
-        "payment_terms_days": customers["payment_terms_days"].astype(float),
+        "payment_terms_days": payment_terms_days(customers["payment_terms_days"]),
         f"invoices_{config.invoice_count_days}d": counts(invoices_count(invoices, as_of, config.invoice_count_days)),
         f"invoice_volume_{config.volume_history_days}d_base": counts(volume_history),
         "invoice_volume_trend": invoice_volume_trend(volume_recent, config.volume_recent_days, volume_history,

@@ -1,6 +1,7 @@
 """Invoice-level features: one row per document open at `as_of` (issued by then, not settled by then).
 
-Each function is named after the column it returns and takes the columns it needs. All values are
+Each function is named after the column it returns and takes the columns it needs; its docstring begins
+with the column's glossary line (`features.registry` fills in the `FeatureConfig` values). All values are
 floats (flags 0/1) so that every column is a model input as it stands.
 """
 
@@ -51,13 +52,16 @@ def invoice_age_days(invoice_date: pd.Series, as_of: pd.Timestamp) -> pd.Series:
 
 
 def invoice_month_end(invoice_date: pd.Series, month_end_days: int) -> pd.Series:
-    """1 when issued in the last `month_end_days` days of its month (period-end billing)."""
+    """1 when issued in the last {config.month_end_days} days of its month.
+
+    Marks period-end billing.
+    """
     days_left = invoice_date.dt.days_in_month - invoice_date.dt.day
     return (days_left < month_end_days).astype(float)
 
 
 def invoice_quarter_end(invoice_date: pd.Series, month_end_days: int) -> pd.Series:
-    """1 when issued in the last `month_end_days` days of a calendar quarter."""
+    """1 when issued in the last {config.month_end_days} days of a calendar quarter."""
     return invoice_month_end(invoice_date, month_end_days) * (invoice_date.dt.month % 3 == 0)
 
 
@@ -67,7 +71,7 @@ def is_credit_memo(is_invoice: pd.Series) -> pd.Series:
 
 
 def paperless(delivery_channel: pd.Series) -> pd.Series:
-    """1 when the document was sent electronically, 0 on paper, NaN when the ledger does not say."""
+    """1 when the document was sent electronically, 0 on paper, NaN when unknown."""
     return delivery_channel.map({"electronic": 1.0, "paper": 0.0}).astype(float)
 
 

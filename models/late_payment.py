@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from models.boosting import TimeCalibratedClassifier, lgbm_params, monotone_vector
@@ -16,6 +14,9 @@ from models.boosting import TimeCalibratedClassifier, lgbm_params, monotone_vect
 BUCKET_NAMES = ("on_time", "late_1_30", "late_31_60", "late_61_90", "late_90_plus")
 BUCKET_EDGES = (30, 60, 90)
 DAYS_LATE_CLIP = (-60.0, 365.0)
+# The constructor arguments a LatePaymentModel held before it took a `classifier` (read from old artifacts).
+OLD_CLASSIFIER_ARGUMENTS = ("features", "monotone", "calibration_share", "time_column", "n_estimators",
+                            "learning_rate", "num_leaves", "min_child_samples", "random_state")
 
 
 def late_buckets(days_late: np.ndarray, late_grace_days: int) -> np.ndarray:
@@ -44,6 +45,9 @@ def known_late(days_late: np.ndarray, paid: np.ndarray, late_grace_days: int) ->
 class LatePaymentModel(ClassifierMixin, BaseEstimator):
     """LightGBM on invoice + customer features with isotonic calibration on a later time slice.
 
+    `classifier` is the recipe of P(late), cloned in `fit` (default: `TimeCalibratedClassifier()` on every
+    column); the bucket and days-late models use its features, monotone constraints and tree settings.
+
     `fit(X, y)` takes `y` as a frame with `days_late` (paid date - due date, or for an unpaid invoice
     the days it has been open past due at the end of observation: a lower bound), `paid` (bool) and,
     optionally, `observed_days_past_due` (end of observation - due date, for every row).
@@ -53,20 +57,9 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
     for the buckets and the days late). Selecting on the due date, a feature, keeps the sample
     unbiased; selecting on whether the invoice happens to be paid already would not."""
 
-    def __init__(self, features: Sequence[str] | None = None, monotone: Mapping[str, int] | None = None,
-                 late_grace_days: int = 5, calibration_share: float = 0.25, time_column: str = "cutoff",
-                 n_estimators: int = 300, learning_rate: float = 0.05, num_leaves: int = 31,
-                 min_child_samples: int = 40, random_state: int = 0):
-        self.features = features
-        self.monotone = monotone
+    def __init__(self, classifier: TimeCalibratedClassifier | None = None, late_grace_days: int = 5):
+        self.classifier = classifier
         self.late_grace_days = late_grace_days
-        self.calibration_share = calibration_share
-        self.time_column = time_column
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_child_samples = min_child_samples
-        self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y: pd.DataFrame) -> LatePaymentModel:
         days_late, paid = y["days_late"].to_numpy(dtype=float), y["paid"].to_numpy(dtype=bool)
@@ -74,15 +67,14 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
                     else np.full(len(y), np.inf))
         late = known_late(days_late, paid, self.late_grace_days)
         has_label = ~np.isnan(late) & (observed > self.late_grace_days)
-        self.classifier_ = TimeCalibratedClassifier(
-            features=self.features, monotone=self.monotone, calibration_share=self.calibration_share,
-            time_column=self.time_column, n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
-            random_state=self.random_state,
-        ).fit(X[has_label], late[has_label].astype(int))
-        encoder = self.classifier_.encoder_
-        params = lgbm_params(max(50, self.n_estimators // 2), self.learning_rate, self.num_leaves,
-                             self.min_child_samples, self.random_state)
+        template = TimeCalibratedClassifier() if self.classifier is None else self.classifier
+        self.classifier_ = clone(template).fit(X[has_label], late[has_label].astype(int))
+        # The bucket and days models read the classifier's encoded features and grow half its trees with its
+        # settings: they learn from the late rows only, a fraction of the rows P(late) learns from.
+        trees = self.classifier_
+        params = lgbm_params(max(50, trees.n_estimators // 2), trees.learning_rate, trees.num_leaves,
+                             trees.min_child_samples, trees.random_state)
+        encoder = trees.encoder_
 
         fully_observed = observed > BUCKET_EDGES[-1]
         bucket = known_bucket(days_late, paid, self.late_grace_days)
@@ -94,12 +86,21 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
         days_rows = (paid | (days_late > BUCKET_EDGES[-1])) & fully_observed
         matrix_days = encoder.transform(X[days_rows])
         self.days_model_ = lgb.LGBMRegressor(
-            **params, monotone_constraints=monotone_vector(matrix_days.columns, self.monotone),
+            **params, monotone_constraints=monotone_vector(matrix_days.columns, trees.monotone),
             monotone_constraints_method="intermediate",
         ).fit(matrix_days, np.clip(days_late[days_rows], *DAYS_LATE_CLIP))
         self.classes_ = np.array([0, 1])
         self.feature_names_in_ = encoder.feature_names_in_
         return self
+
+    def __setstate__(self, state: dict) -> None:
+        # A model saved before the classifier became a parameter (issue 15) stored the classifier's nine
+        # arguments on itself: gather them into the recipe, so it can still predict and be cloned.
+        if "classifier" not in state and "n_estimators" in state:
+            state = dict(state)
+            arguments = {name: state.pop(name) for name in OLD_CLASSIFIER_ARGUMENTS if name in state}
+            state["classifier"] = TimeCalibratedClassifier(**arguments)
+        super().__setstate__(state)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Columns P(not late), P(late)."""

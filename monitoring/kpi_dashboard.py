@@ -24,6 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from features import customer_features_at
 from ledger import Ledger
 from ledger.files import write_file_atomically
 from rules.aging import COMPANY, TOTAL, UNAPPLIED, aging_report, bucket_labels, company_total
@@ -389,3 +390,16 @@ def write_kpi_dashboard(ledger: Ledger, start: pd.Timestamp | str, end: pd.Times
     report = write_atomically(out_dir / "kpis.html", lambda staging: staging.write_text(page, encoding="utf-8"))
     write_atomically(out_dir / "kpis.json", lambda staging: staging.write_text(summary + "\n", encoding="utf-8"))
     return report, workbook
+
+
+def deterioration_by_period(ledger: Ledger, model, period_ends: pd.Series) -> pd.DataFrame | None:
+    """P(deteriorate) of every known customer at each period end, from the customer features then (None when
+    no period end falls on or after the first invoice). `model` is the deterioration champion."""
+    frames = []
+    for period_end in period_ends:
+        if period_end < ledger.invoices["invoice_date"].min():
+            continue
+        customers = customer_features_at(ledger, period_end)
+        frames.append(pd.DataFrame({"period_end": period_end, "customer_id": customers["customer_id"],
+                                    "deterioration_probability": model.predict_proba(customers)[:, 1]}))
+    return pd.concat(frames, ignore_index=True) if frames else None

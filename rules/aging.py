@@ -34,6 +34,15 @@ def bucket_labels(limits: tuple[int, ...] = AGING_LIMITS) -> list[str]:
     return ["Current", *(f"{low + 1}-{high}" for low, high in pairwise(limits)), f"{limits[-1]}+"]
 
 
+def overdue_bucket_ranges(limits: tuple[int, ...] = AGING_LIMITS) -> dict[str, tuple[float, float]]:
+    """The days-past-due range (both ends included) of each overdue bucket, by its label:
+    {"1-30": (1, 30), ..., "91-120": (91, 120), "120+": (121, inf)} for the default limits."""
+    labels = bucket_labels(limits)[1:]
+    lows = [low + 1 for low in limits]
+    highs = [*limits[1:], np.inf]
+    return dict(zip(labels, zip(lows, highs, strict=True), strict=True))
+
+
 def aging_bucket(age_days: pd.Series, limits: tuple[int, ...] = AGING_LIMITS) -> pd.Series:
     """The bucket of each age in days: age <= first limit is Current (an item due today is current)."""
     labels = bucket_labels(limits)

@@ -54,6 +54,10 @@ class WorklistPolicyError(BadInput, ValueError):
     """A worklist policy file that cannot be read or does not validate."""
 
 
+class WorklistFilterError(BadInput, ValueError):
+    """A worklist filter the ledger cannot answer (a collector without a collector column)."""
+
+
 def load_worklist_policy(path: str | Path = DEFAULT_POLICY) -> WorklistPolicy:
     """The policy in a YAML file, or a `WorklistPolicyError` naming the file and the bad keys."""
     path = Path(path)
@@ -247,17 +251,13 @@ def worklist(ledger: Ledger, as_of: pd.Timestamp, items: pd.DataFrame, customers
     items = item_rule_inputs(ledger, as_of, items, policy, tolerance, known=known, status=status)
     priority = customer_priority(items, customers, policy)
     info = known.customers.set_index("customer_id")
-    if portfolio is not None:  # the collector's portfolio as recorded in the activity store
-        priority = priority[priority["customer_id"].isin(portfolio)]
-    elif collector is not None:
-        if "collector" not in info:
-            raise ValueError("the ledger's customers have no collector column: cannot filter by collector")
-        priority = priority[priority["customer_id"].map(info["collector"]) == collector]
-    if segment is not None:
-        priority = priority[priority["customer_id"].map(info["segment"]) == segment]
+    # Filtered before the text columns are built: `top=20` of thousands of customers describes 20.
+    who = priority.assign(segment=priority["customer_id"].map(info["segment"]))
+    if "collector" in info:
+        who["collector"] = priority["customer_id"].map(info["collector"])
+    priority = priority.loc[filtered_worklist(who, collector=collector, segment=segment, top=top,
+                                              portfolio=portfolio).index]
     priority = priority.assign(rank=np.arange(1, len(priority) + 1))
-    if top is not None:
-        priority = priority.head(top)
 
     broken = broken_promise_text(known.promises, status)
     overdue_items = items[(items["days_past_due"] > 0) & (items["open_amount_base"] > 0)]
@@ -290,6 +290,26 @@ def worklist(ledger: Ledger, as_of: pd.Timestamp, items: pd.DataFrame, customers
         last_contact=priority["customer_id"].map(last_contact_text(known.contacts)),
     )
     return table[WORKLIST_COLUMNS].reset_index(drop=True)
+
+
+def filtered_worklist(table: pd.DataFrame, customers: frozenset[str] | None = None, collector: str | None = None,
+                      segment: str | None = None, top: int | None = None,
+                      portfolio: list[str] | None = None) -> pd.DataFrame:
+    """The rows of a ranked worklist for one collector, segment and set of `customers` (None: no filter),
+    ranks renumbered 1..n, the first `top`. A collector's `portfolio` recorded in the activity store wins
+    over the ledger's collector column (None: none recorded)."""
+    if portfolio is not None:
+        table = table[table["customer_id"].isin(portfolio)]
+    elif collector is not None:
+        if "collector" not in table:
+            raise WorklistFilterError("the ledger's customers have no collector column: cannot filter by collector")
+        table = table[table["collector"] == collector]
+    if customers is not None:
+        table = table[table["customer_id"].isin(customers)]
+    if segment is not None:
+        table = table[table["segment"] == segment]
+    table = table.assign(rank=np.arange(1, len(table) + 1))
+    return table.head(top) if top is not None else table
 
 
 def _optional(facts: pd.DataFrame, column: str, customer_id: str):

@@ -10,31 +10,39 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from configs.settings import Settings, business_date_window
+from configs.settings import Settings, business_date_window, sqlite_path
 from ledger import Ledger, LedgerError, Problem
 
 if TYPE_CHECKING:
     from activity import ActivityStore
 
 DATABASE_ENV = "ARRISK_DATABASE_URL"
-DEFAULT_DATABASE = Path(__file__).resolve().parents[1] / "out" / "activity.sqlite"
 ACTIVITY_TABLES = ("promises", "disputes", "contacts", "dunning_notices")
 
 
-def database_url(environ: dict | None = None) -> str:
-    """`ARRISK_DATABASE_URL`, or the embedded SQLite file `out/activity.sqlite`."""
-    environ = os.environ if environ is None else environ
-    url = environ.get(DATABASE_ENV)
-    if url:
-        return url
-    DEFAULT_DATABASE.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{DEFAULT_DATABASE}"
+def database_url(environ: Mapping[str, str] | None = None) -> str:
+    """`Settings.database_url` of `environ` (`ARRISK_DATABASE_URL`, else the SQLite file
+    `HOME/out/activity.sqlite`, its folder created)."""
+    url = Settings.from_environ(environ).database_url
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def activity_store_exists(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether there is an activity store to read: `ARRISK_DATABASE_URL` names one, or the default SQLite
+    file exists (reading never creates it)."""
+    settings = Settings.from_environ(environ)
+    path = sqlite_path(settings.database_url)
+    return "database_url" in settings.model_fields_set or (path is not None and path.exists())
 
 
 def open_store(url: str, settings: Settings | None = None,
@@ -111,9 +119,8 @@ def with_activity(ledger: Ledger, tables: dict[str, pd.DataFrame]) -> Ledger:
 
 def ledger_with_recorded_activity(ledger: Ledger, environ: dict | None = None) -> Ledger:
     """The ledger plus what was recorded in the activity store, when there is one (`ARRISK_DATABASE_URL`
-    or an existing `out/activity.sqlite`); the ledger unchanged otherwise."""
-    environ = os.environ if environ is None else environ
-    if not environ.get(DATABASE_ENV) and not DEFAULT_DATABASE.exists():
+    or an existing `HOME/out/activity.sqlite`); the ledger unchanged otherwise."""
+    if not activity_store_exists(environ):
         return ledger
     settings = Settings.from_environ(environ)
     store = open_store(database_url(environ), settings, ledger_date_window(ledger, settings))
@@ -125,8 +132,7 @@ def ledger_with_recorded_activity(ledger: Ledger, environ: dict | None = None) -
 
 def recorded_portfolio(collector: str | None, environ: dict | None = None) -> list[str] | None:
     """The collector's portfolio in the activity store, or None (no store, no collector, or none recorded)."""
-    environ = os.environ if environ is None else environ
-    if collector is None or (not environ.get(DATABASE_ENV) and not DEFAULT_DATABASE.exists()):
+    if collector is None or not activity_store_exists(environ):
         return None
     store = open_store(database_url(environ), Settings.from_environ(environ))
     try:

@@ -15,10 +15,15 @@ from configs import config_path
 from features import FeatureConfig, feature_frames
 from features.settlement import base_rate
 from ledger import Ledger, LedgerError, Problem
+from ledger.errors import NoModel
 from serving.reasons import customer_reasons
 
 UNPAID_HORIZON_DAYS = 30
 DEFAULT_DUNNING_POLICY = config_path("dunning", "default.yaml")
+
+
+class NoChampion(NoModel, LedgerError):
+    """No champion for a task: `NoModel` for the API (409), a `LedgerError` for the CLI's one-line error."""
 
 
 @dataclass
@@ -36,7 +41,7 @@ class Champions:
         if model is None:
             from training.pipeline import MODEL_NAMES
 
-            raise LedgerError(Problem("models", None, None, f"no champion for {MODEL_NAMES[task]}: run "
+            raise NoChampion(Problem("models", None, None, f"no champion for {MODEL_NAMES[task]}: run "
                                       "`arrisk train` on a ledger first (or pass --tracking-uri)"),
                               title="no model")
         return model
@@ -161,32 +166,31 @@ def fill_reasons(table: pd.DataFrame, reasons: dict[str, list[str]]) -> pd.DataF
     return table.assign(**dict(zip(slots, zip(*filled, strict=True), strict=True))) if filled else table
 
 
-
-
 def build_forecast(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *, horizon_weeks: int = 13,
                    freq: str = "week", draws: int = 1000, seed: int = 0, scores: Scores | None = None) -> pd.DataFrame:
-    """The cash forecast at `as_of`: receipts per period from the receipt-timing distributions of all open
-    invoices, with 10/50/90% intervals, per currency and in base currency, beside the two baselines
-    (pays on the due date; due date plus the customer's average delay)."""
+    """The cash forecast at `as_of`: receipts per period from the receipt-timing distributions of the items
+    `rules.forecast` forecasts, with 10/50/90% intervals, per currency and in base currency, beside the
+    baselines it names (pays on the due date; due date plus the customer's average delay)."""
     from models.baselines import PayDateBaseline
-    from rules.forecast import cash_forecast, period_edges
+    from rules.forecast import (
+        SHARED_BY_CUSTOMER,
+        baseline_delays,
+        cash_forecast,
+        check_horizon,
+        forecast_items,
+        period_edges,
+    )
 
     timing = champions.require("timing")
-    model_days = timing.periods * timing.period_days
-    if horizon_weeks * 7 > model_days:
-        raise ValueError(f"horizon of {horizon_weeks} weeks is beyond the receipt-timing model's "
-                         f"{model_days // 7} weeks")
+    check_horizon(horizon_weeks, timing.periods * timing.period_days)
     scores = scores or score(ledger, as_of, champions)
-    items = scores.items[(scores.items["is_credit_memo"] == 0) & (scores.items["open_amount_base"] > 0)]
+    items = forecast_items(scores.items)
     edges = period_edges(horizon_weeks, freq)  # type: ignore[arg-type]
-    cdf = timing.predict_cdf(items, edges) if len(items) else np.zeros((0, len(edges)))
-    baselines = {
-        "pays_on_due_date": PayDateBaseline().fit(items),
-        "due_date_plus_customer_average": PayDateBaseline(delay_column="avg_days_late_last_10").fit(items),
-    }
-    baseline_cdfs = {name: (model.predict_cdf(items, edges) if len(items) else np.zeros((0, len(edges))))
-                     for name, model in baselines.items()}
-    # Independent draws per invoice: on the demo ledger's 6-origin backtest, 74% of weekly actuals fell in
-    # the 10-90% band (nominal 80%); one shared draw per customer gave 97% (bands far too wide).
-    return cash_forecast(scores.as_of, cdf, edges, items, ledger.base_currency, draws=draws, seed=seed,
-                         shared_by_customer=False, baselines=baseline_cdfs)
+
+    def cdf_of(model) -> np.ndarray:
+        return model.predict_cdf(items, edges) if len(items) else np.zeros((0, len(edges)))
+
+    baselines = {name: cdf_of(PayDateBaseline(delay_column=delay).fit(items))
+                 for name, delay in baseline_delays().items()}
+    return cash_forecast(scores.as_of, cdf_of(timing), edges, items, ledger.base_currency, draws=draws, seed=seed,
+                         shared_by_customer=SHARED_BY_CUSTOMER, baselines=baselines)

@@ -20,7 +20,6 @@ import typer
 
 from configs import config_path
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO_TOKENS = config_path("tokens.example.yaml")
 
 
@@ -49,7 +48,7 @@ def start_service(ledger: Path, port: int, tokens: Path = DEMO_TOKENS, tracking_
     if tracking_uri:
         command += ["--tracking-uri", tracking_uri]
     output = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ),
+    return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ),
                             start_new_session=True)
 
 
@@ -81,8 +80,8 @@ def stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def main(ledger: Annotated[Path, typer.Option(help="Ledger to serve.")] = ROOT / "out" / "demo" / "synthetic",
-         log: Annotated[Path, typer.Option(help="Where the service logs.")] = ROOT / "out" / "demo" / "service.log",
+def main(ledger: Annotated[Path, typer.Option(help="Ledger to serve.")] = Path("out/demo/synthetic"),
+         log: Annotated[Path, typer.Option(help="Where the service logs.")] = Path("out/demo/service.log"),
          ) -> None:
     """Start the service, show that it answers, stop it."""
     port = free_port()

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features import FeatureConfig
 from features.labels import last_event_date
 from ledger import Ledger, LedgerError, Problem
 from ledger.errors import NotFound as LedgerNotFound
 from models.late_payment import BUCKET_NAMES
-from rules.worklist import WorklistPolicy
+from rules.worklist import WorklistPolicy, filtered_worklist
 from serving.reasons import feature_descriptions, top_reasons
 from serving.scoring import (
     SCORE_COLUMNS,
@@ -51,6 +52,7 @@ class ServingState:
     store: object | None = None
     base_ledger: Ledger | None = None
     as_of_future_days: int = 92  # Settings.as_of_future_days
+    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
     default_as_of: pd.Timestamp = field(init=False)  # the base ledger's last day with an event, never today
     first_invoice_date: pd.Timestamp = field(init=False)
     _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)
@@ -118,18 +120,9 @@ class ServingState:
                  customers: frozenset[str] | None = None) -> pd.DataFrame:
         """The worklist filtered by collector, segment and `customers` (None: all), ranks renumbered,
         first `top` rows."""
-        table = self.full_worklist(as_of)
         portfolio = self.store.portfolio(collector) if self.store is not None and collector is not None else []
-        if portfolio:  # the activity store's portfolio wins over the ledger's collector column
-            table = table[table["customer_id"].isin(portfolio)]
-        elif collector is not None:
-            table = table[table["collector"] == collector]
-        if customers is not None:
-            table = table[table["customer_id"].isin(customers)]
-        if segment is not None:
-            table = table[table["segment"] == segment]
-        table = table.assign(rank=np.arange(1, len(table) + 1))
-        table = table.head(top) if top is not None else table
+        table = filtered_worklist(self.full_worklist(as_of), customers=customers, collector=collector,
+                                  segment=segment, top=top, portfolio=portfolio or None)
         scores = self.scores(as_of)
         return fill_reasons(table, self._reasons(scores, table["customer_id"].tolist()))
 
@@ -249,8 +242,7 @@ class ServingState:
         if top is not None:
             customers = customers.head(top)
         reasons = self.deterioration_reasons(customers)
-        evidence = ["open_ar_base", "overdue_amount_base", "max_days_past_due", "avg_days_late_last_10",
-                    "days_late_trend", "credit_utilisation", "broken_promises_180d", "open_disputes"]
+        evidence = deterioration_evidence(self.feature_config)
         table = customers[["customer_id", "deterioration_probability", "deteriorating",
                            *[c for c in evidence if c in customers]]].reset_index(drop=True)
         names = self.ledger.customers.set_index("customer_id")["name"]
@@ -296,6 +288,13 @@ def served_scores(scores: Scores, champions: Champions) -> ServedScores:
     by_customer = {customer: np.asarray(rows) for customer, rows in items.groupby("customer_id").indices.items()}
     customer_position = pd.Series(np.arange(len(scores.customers)), index=scores.customers["customer_id"].to_numpy())
     return ServedScores(scores, by_invoice, by_customer, customer_position)
+
+
+def deterioration_evidence(config: FeatureConfig) -> list[str]:
+    """The feature columns shown as evidence beside a deterioration flag, named by the feature settings."""
+    return ["open_ar_base", "overdue_amount_base", "max_days_past_due",
+            f"avg_days_late_last_{config.last_paid_invoices}", "days_late_trend", "credit_utilisation",
+            f"broken_promises_{config.broken_promise_days}d", "open_disputes"]
 
 
 def invoice_reasons(items: pd.DataFrame, contributions: pd.DataFrame, count: int = 3) -> list[list[str]]:

@@ -27,21 +27,23 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-import bentoml
 import pandas as pd
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from activity.store import InvalidInput
 from configs.settings import Settings
 from ledger import LedgerError
+from ledger.errors import NotFound
 from ledger.schema import CONTACT_CHANNELS
+from rules.aging import overdue_bucket_ranges
+from rules.worklist import filtered_worklist
 from serving.access import check_collector, check_customer, visible_customers
 from serving.auth import Forbidden, NotPermitted, Unauthorized
+from serving.deps import Service, recording_time
 from serving.reasons import feature_descriptions
 from serving.sessions import LoginThrottle, Session, SessionStore, same_secret
-from serving.views import NotFound
 
 HERE = Path(__file__).resolve().parent
 BASE = "/v1/ui"
@@ -49,7 +51,8 @@ AUTH_COOKIE, LOGIN_COOKIE = "arrisk_session", "arrisk_login"
 # Drawn once per process: a restart invalidates open login forms (sessions end with it anyway).
 LOGIN_SECRET = secrets.token_bytes(32)
 STATIC_FILES = {"style.css": "text/css"}
-BUCKETS = {"1-30": (1, 30), "31-60": (31, 60), "61-90": (61, 90), "90+": (91, math.inf)}
+# The worklist's filter by the oldest item's days past due: the aging report's overdue buckets.
+BUCKETS = overdue_bucket_ranges()
 SORTABLE = ("rank", "customer_id", "status", "money_at_risk_base", "overdue_amount_base", "max_days_past_due",
             "next_dunning_action")
 WORKLIST_ROWS = 500  # a page shows at most this many rows; filters narrow it down
@@ -60,14 +63,6 @@ LARGEST_AMOUNT = Decimal("9999999999999999.99")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
-
-
-def current_service() -> Any:
-    """The running `ARRiskService` (what BentoML passes as `self` to the API's methods)."""
-    return bentoml.get_current_service()
-
-
-Service = Annotated[Any, Depends(current_service)]
 
 
 class CsrfError(Exception):
@@ -358,9 +353,7 @@ def worklist(request: Request, service: Service, as_of: str | None = None, colle
     collector = principal.collector if collector is None else collector  # "" asks for every collector
     check_collector(principal, collector or None)
     visible = visible_customers(principal, state)
-    everyone = state.full_worklist(when)
-    if visible is not None:
-        everyone = everyone[everyone["customer_id"].isin(visible)]
+    everyone = filtered_worklist(state.full_worklist(when), customers=visible)
     table = state.worklist(when, collector=collector or None, segment=segment or None, customers=visible)
     table = sorted_rows(in_bucket(table, bucket), sort, descending=desc == "1")
     filters = {"as_of": f"{when:%Y-%m-%d}", "collector": collector or "", "segment": segment, "bucket": bucket}
@@ -514,8 +507,6 @@ def record(request: Request, service: Any, customer_id: str, kind: str, values: 
            scopes: tuple[str, ...]) -> Response:
     """Check the session, scope, CSRF token, portfolio and fields of one form, then write it and go back to
     the customer; a field the checks or the store refuse redisplays the form with its message (422)."""
-    from serving.service import recording_time
-
     session = signed_in(service, request, *scopes)
     check_csrf(session.csrf, values.pop("csrf", ""))
     state = service.state

@@ -202,3 +202,70 @@ def test_the_server_stops_when_serve_is_killed_with_sigkill():
         serve.kill()
         if alive(worker):  # the stand-in, unlike BentoML, does not stop its worker
             os.kill(worker, signal.SIGKILL)
+
+
+def test_help_lists_the_commands_by_stage_in_the_readme_order():
+    from serving.cli.common import STAGES
+
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    # One panel per stage, in order, each command inside its own stage's panel.
+    panels = [text.index(stage.split(":")[0]) for stage in STAGES]
+    assert panels == sorted(panels)
+    for stage, commands in zip(panels, (["generate", "import", "validate", "features"], ["backtest", "train"],
+                                         ["aging", "dunning", "kpis", "score", "worklist", "forecast", "report"],
+                                         ["activity", "audit"], ["serve", "token"]), strict=True):
+        later = [p for p in panels if p > stage]
+        end = later[0] if later else len(text)
+        positions = [text.index(f"│ {name} ", stage) for name in commands]
+        assert positions == sorted(positions) and positions[-1] < end, commands
+
+
+def test_a_bug_is_an_internal_error_never_bad_input_and_its_traceback_goes_to_the_log(tmp_path, monkeypatch):
+    def broken(_path):
+        raise KeyError("invoice_date")  # our bug, not the user's input
+
+    monkeypatch.setattr("serving.cli.ledger.read_ledger", broken)
+    monkeypatch.setenv("ARRISK_LOG_FILE", str(tmp_path / "logs" / "arrisk.log"))
+    result = runner.invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: internal error (KeyError") and str(tmp_path / "logs" / "arrisk.log") in line
+    assert "bad input" not in result.output and "Traceback" not in result.output
+    log = (tmp_path / "logs" / "arrisk.log").read_text()
+    assert "Traceback" in log and "KeyError: 'invoice_date'" in log
+
+
+def test_importing_the_cli_runs_nothing_and_python_m_serving_cli_works():
+    code = ("import os; before = set(os.environ); import serving.cli; import sys; "
+            "print(sorted(set(os.environ) - before)); print(sorted(m for m in ('mlflow', 'bentoml') if m in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if k not in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    changed, imported = out.stdout.splitlines()
+    assert "BENTOML_DO_NOT_TRACK" not in changed and "MLFLOW_DISABLE_TELEMETRY" not in changed
+    assert imported == "[]"
+    help_text = subprocess.run([sys.executable, "-m", "serving.cli", "--help"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout
+    assert "generate" in help_text and "serve" in help_text
+
+
+def test_train_shows_no_library_chatter_which_goes_to_the_log(tmp_path, monkeypatch):
+    from ledger.synthetic import generate_ledger
+    from training import pipeline
+    from training.backtest import ModelSettings
+
+    ledger, _ = generate_ledger(customers=60, months=14, seed=1)
+    write_ledger(ledger, tmp_path / "ledger")
+    # Small models, so the test is quick; the command is the same.
+    monkeypatch.setattr(pipeline, "ModelSettings", lambda: ModelSettings(n_estimators=20, timing_horizon_weeks=20))
+    monkeypatch.setenv("ARRISK_LOG_FILE", str(tmp_path / "arrisk.log"))
+    result = runner.invoke(app, ["train", "--ledger", str(tmp_path / "ledger"),
+                                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert result.exit_code == 0, result.output
+    assert "late: version 1 promoted to champion" in result.output
+    for chatter in (" INFO ", "Creating initial MLflow database tables", "alembic", "Successfully registered model",
+                    "Created version"):
+        assert chatter not in result.output, chatter
+    log = (tmp_path / "arrisk.log").read_text()
+    assert "Creating initial MLflow database tables" in log and "Successfully registered model" in log

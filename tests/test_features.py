@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 from pathlib import Path
 
@@ -16,15 +17,18 @@ from features import (
     FeatureConfig,
     build_customer_snapshots,
     build_snapshots,
+    customer,
     customer_features_at,
     feature_frames,
     feature_names,
     feature_registry,
     features_at,
+    invoice,
     known_at,
 )
 from features.keys import encode_keys
 from features.labels import customer_labels, invoice_labels, label_names, last_event_date
+from features.registry import customer_columns, invoice_columns
 from features.snapshots import _feature_frames
 from ledger import LedgerError, write_ledger
 from serving.cli import app
@@ -251,6 +255,45 @@ def test_every_produced_column_is_registered_and_every_registered_one_produced(c
     assert list(customers.columns[1:]) == feature_names("customer", config)
     assert all(dtype == np.float64 for dtype in frame.dtypes.iloc[2:])
     assert all(f.description.endswith(".") and "\n" not in f.description for f in feature_registry(config).values())
+
+
+EXTRA_CONFIG = FeatureConfig(aging_limits=(15, 45), late_share_windows_days=(30, 60), last_paid_invoices=5,
+                             contact_days=30, trend_recent_days=60, trend_history_days=200, month_end_days=5)
+
+
+@pytest.mark.parametrize("config", [FeatureConfig(), EXTRA_CONFIG])
+def test_every_column_has_exactly_one_description_taken_from_its_functions_docstring(config):
+    columns = invoice_columns(config) + customer_columns(config)
+    names = [name for name, _, _ in columns]
+    assert len(names) == len(set(names)) == len(feature_registry(config))  # no column described twice
+    descriptions = [f.description for f in feature_registry(config).values()]
+    assert len(set(descriptions)) == len(descriptions)  # no two columns share a meaning
+    assert not [text for text in descriptions if "{" in text or "}" in text or "`" in text]
+    for name, function, values in columns:
+        first_paragraph = " ".join(inspect.getdoc(function).split("\n\n")[0].split())
+        assert feature_registry(config)[name].description == first_paragraph.format(config=config, **values)
+
+
+def test_every_feature_function_describes_a_column():
+    # Every public function of the feature modules computes a column, except the builders and helpers.
+    helpers = {"invoice_features", "customer_features", "aging_bucket", "last_paid_ranks"}
+    defined = {function for module in (invoice, customer) for name, function in vars(module).items()
+               if inspect.isfunction(function) and function.__module__ == module.__name__
+               and not name.startswith("_") and name not in helpers}
+    described = {function for _, function, _ in invoice_columns(FeatureConfig()) + customer_columns(FeatureConfig())}
+    assert defined == described
+
+
+def test_descriptions_name_the_windows_of_the_config():
+    registry = feature_registry(EXTRA_CONFIG)
+    assert registry["contacts_30d"].description == "Contacts with the customer in the last 30 days."
+    assert registry["share_paid_late_60d"].description == (
+        "Share of invoices paid in the last 60 days that were paid more than 5 days late.")
+    assert registry["share_ar_dpd_16_45"].description == "Share of the customer's open invoice amount 16-45 days past due."
+    assert registry["ewm_days_late_last_5"].description == (
+        "Days late over the last 5 paid invoices, weighted with a half-life of 3 invoices, latest first.")
+    assert registry["late_share_trend"].description == (
+        "Share paid late in the last 60 days minus the share paid late 60-200 days ago.")
 
 
 def test_label_columns_are_never_features():

@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from models.baselines import ClassPriorBaseline, CustomerLateRateBaseline, PastDueBaseline, PayDateBaseline
+from models.boosting import TimeCalibratedClassifier
 from models.deterioration import DeteriorationModel, best_f1_threshold
 from models.encoding import FrameEncoder, time_split
 from models.late_payment import BUCKET_NAMES, LatePaymentModel, known_bucket, known_late, late_buckets
@@ -42,8 +43,8 @@ def late_labels(frame: pd.DataFrame, days_late: np.ndarray, observed_days: float
 @pytest.fixture(scope="module")
 def fitted_late_model():
     frame, days_late = invoice_frame()
-    return LatePaymentModel(features=FEATURES, monotone={"days_past_due": 1}, n_estimators=120).fit(
-        frame, late_labels(frame, days_late)), frame, days_late
+    classifier = TimeCalibratedClassifier(features=FEATURES, monotone={"days_past_due": 1}, n_estimators=120)
+    return LatePaymentModel(classifier).fit(frame, late_labels(frame, days_late)), frame, days_late
 
 
 def test_label_helpers_handle_censoring():
@@ -57,11 +58,28 @@ def test_label_helpers_handle_censoring():
 def test_estimator_contract(fitted_late_model):
     model, frame, _ = fitted_late_model
     unfitted = clone(model)
-    assert unfitted.get_params()["monotone"] == {"days_past_due": 1}
+    assert unfitted.get_params()["classifier__monotone"] == {"days_past_due": 1}
+    assert unfitted.classifier is not model.classifier  # cloned with its recipe, sklearn-style
+    assert not hasattr(model.classifier, "booster_")  # fit cloned the recipe, never fitted it in place
     with pytest.raises(NotFittedError):
         unfitted.predict_proba(frame)
     assert list(model.feature_names_in_) == FEATURES
     assert model.classifier_.rows_["trees"] > 0 and model.classifier_.rows_["calibration"] > 0
+
+
+def test_a_late_model_saved_before_the_classifier_was_a_parameter_still_predicts_and_clones(fitted_late_model):
+    model, frame, _ = fitted_late_model
+    # The state an older version pickled: the classifier's arguments on the model itself, no `classifier`.
+    state = {key: value for key, value in model.__getstate__().items() if key != "classifier"}
+    state |= {"features": FEATURES, "monotone": {"days_past_due": 1}, "calibration_share": 0.25,
+              "time_column": "cutoff", "n_estimators": 120, "learning_rate": 0.05, "num_leaves": 31,
+              "min_child_samples": 40, "random_state": 0}
+    old = LatePaymentModel.__new__(LatePaymentModel)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.predict_proba(frame.head(50)), model.predict_proba(frame.head(50)))
+    recipe = clone(old).get_params()
+    assert recipe.pop("classifier").get_params() == model.classifier.get_params()
+    assert recipe == {key: value for key, value in model.get_params().items() if key != "classifier"}
 
 
 def test_calibration_is_fitted_on_later_cutoffs_than_the_trees():
@@ -204,7 +222,7 @@ def test_late_model_trains_only_on_rows_whose_outcome_is_determined():
     frame, days_late = invoice_frame(n=3000)
     labels = late_labels(frame, days_late)
     observed = np.where(np.arange(len(frame)) % 3 == 0, 2.0, 200.0)  # a third due too recently to tell
-    model = LatePaymentModel(features=FEATURES, n_estimators=40).fit(
+    model = LatePaymentModel(TimeCalibratedClassifier(features=FEATURES, n_estimators=40)).fit(
         frame, labels.assign(observed_days_past_due=observed))
     used = model.classifier_.rows_["trees"] + model.classifier_.rows_["calibration"]
     assert used == int(((observed > 5) & ~np.isnan(known_late(labels["days_late"], labels["paid"], 5))).sum())

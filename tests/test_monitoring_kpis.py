@@ -17,6 +17,7 @@ from monitoring import kpi_dashboard
 from monitoring.kpi_dashboard import (
     KPIS,
     cell_text,
+    deterioration_by_period,
     kpi_dashboard_data,
     kpi_dashboard_html,
     kpi_dashboard_xlsx,
@@ -226,3 +227,21 @@ def test_write_atomically_leaves_no_partial_file(tmp_path):
         write_atomically(path, write_half)
     assert path.read_text() == "previous report"
     assert [entry.name for entry in tmp_path.iterdir()] == ["kpis.html"]
+
+
+class ConstantModel:
+    """A stand-in deterioration model: P(deteriorate) = 0.25 for every customer."""
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        return np.tile([0.75, 0.25], (len(rows), 1))
+
+
+def test_deterioration_by_period_scores_every_customer_at_each_period_end_after_the_first_invoice(ledger):
+    first = ledger.invoices["invoice_date"].min()
+    ends = pd.Series([first - pd.Timedelta(days=1), pd.Timestamp("2022-03-31"), pd.Timestamp("2022-06-30")])
+    scores = deterioration_by_period(ledger, ConstantModel(), ends)
+    # The period end before any invoice is skipped; the others hold one row per customer known then.
+    assert sorted(scores["period_end"].unique()) == [pd.Timestamp("2022-03-31"), pd.Timestamp("2022-06-30")]
+    assert (scores["deterioration_probability"] == 0.25).all()
+    assert not scores.duplicated(["period_end", "customer_id"]).any()
+    assert deterioration_by_period(ledger, ConstantModel(), ends.head(1)) is None

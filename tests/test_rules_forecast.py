@@ -6,10 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.config import FeatureConfig
+from ledger.errors import BadInput
 from rules.forecast import (
     DRAWS_PER_CHUNK,
+    ForecastInputError,
+    baseline_delays,
     cash_forecast,
+    check_horizon,
     expected_receipts,
+    forecast_items,
     period_edges,
     period_table,
     simulate_receipts,
@@ -296,3 +302,22 @@ ONE_ITEM = items_frame(["EUR"], [100.0])
 def test_bad_input_raises_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_only_invoices_with_money_owed_are_forecast():
+    items = pd.DataFrame({"invoice_id": ["I1", "CM1", "I2", "I3"], "is_credit_memo": [0, 1, 0, 0],
+                          "open_amount_base": [100.0, -40.0, 0.0, 0.01]})
+    # A credit memo and a settled (or overpaid) invoice bring no cash in.
+    assert forecast_items(items)["invoice_id"].tolist() == ["I1", "I3"]
+
+
+def test_a_horizon_beyond_the_timing_model_is_bad_input():
+    check_horizon(13, 13 * 7)  # 91 days: exactly what the model covers
+    with pytest.raises(ForecastInputError, match="beyond the receipt-timing model's 13 weeks"):
+        check_horizon(14, 13 * 7)
+    assert issubclass(ForecastInputError, BadInput) and issubclass(ForecastInputError, ValueError)
+
+
+def test_the_customer_average_baseline_uses_the_feature_window_of_paid_invoices():
+    assert baseline_delays() == {"pays_on_due_date": None, "due_date_plus_customer_average": "avg_days_late_last_10"}
+    assert baseline_delays(FeatureConfig(last_paid_invoices=5))["due_date_plus_customer_average"] == "avg_days_late_last_5"

@@ -6,12 +6,15 @@ import pandas as pd
 import pytest
 
 from features import feature_frames
+from ledger.errors import BadInput
 from rules.worklist import (
     ESCALATED,
     HELD,
+    WorklistFilterError,
     WorklistPolicy,
     WorklistPolicyError,
     customer_priority,
+    filtered_worklist,
     load_worklist_policy,
     top_share,
     worklist,
@@ -182,3 +185,26 @@ def test_a_customer_with_only_unapplied_cash_is_not_chased():
     table = worklist(ledger, pd.Timestamp("2024-04-10"), items.assign(p_unpaid=0.5),
                      customers.assign(deteriorating=False), POLICY)
     assert "C3" not in set(table["customer_id"]) and list(table["customer_id"]) == ["C1", "C2"]
+
+
+def ranked_worklist() -> pd.DataFrame:
+    """Five ranked customers of two collectors and two segments."""
+    return pd.DataFrame({"rank": [1, 2, 3, 4, 5], "customer_id": ["C1", "C2", "C3", "C4", "C5"],
+                         "collector": ["Anna", "Ben", "Anna", "Anna", None],
+                         "segment": ["retail", "retail", "wholesale", "retail", "retail"]})
+
+
+def test_filtered_worklist_renumbers_the_ranks_of_what_is_left_then_takes_the_top():
+    table = filtered_worklist(ranked_worklist(), collector="Anna", segment="retail")
+    # Anna's retail customers are C1 and C4 (ranks 1 and 4 of everyone's): ranks 1 and 2 of hers.
+    assert table["customer_id"].tolist() == ["C1", "C4"] and table["rank"].tolist() == [1, 2]
+    assert filtered_worklist(ranked_worklist(), customers=frozenset({"C5", "C3"}), top=1)["customer_id"].tolist() == ["C3"]
+    assert filtered_worklist(ranked_worklist())["rank"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_filtered_worklist_takes_a_recorded_portfolio_over_the_collector_column():
+    table = filtered_worklist(ranked_worklist(), collector="Anna", portfolio=["C2", "C5"])
+    assert table["customer_id"].tolist() == ["C2", "C5"] and table["rank"].tolist() == [1, 2]
+    with pytest.raises(WorklistFilterError, match="no collector column"):
+        filtered_worklist(ranked_worklist().drop(columns="collector"), collector="Anna")
+    assert issubclass(WorklistFilterError, BadInput)  # the API answers it as a 400, the CLI in one line

@@ -28,7 +28,7 @@ from serving.auth import (
     require,
     token_store_from_env,
 )
-from serving.tokens_cli import tokens_app
+from serving.cli.serving import tokens_app
 
 runner = CliRunner()
 EXAMPLE = Path("configs/tokens.example.yaml")

@@ -108,3 +108,22 @@ def test_commands_without_a_champion_say_how_to_get_one(scoring_ledger, tmp_path
 def test_worklist_bad_options_are_one_line_errors(tmp_path, args, message):
     result = runner.invoke(app, ["worklist", "--ledger", str(tmp_path), *args])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_champion_is_no_model_for_the_api_and_a_ledger_error_for_the_cli():
+    from ledger import LedgerError
+    from ledger.errors import NoModel
+    from serving.scoring import Champions
+
+    with pytest.raises(NoModel, match="no champion for ar_risk_receipt_timing") as raised:
+        Champions(None, None, None).require("timing")
+    assert isinstance(raised.value, LedgerError)
+
+
+def test_deterioration_evidence_is_named_by_the_feature_settings():
+    from features import FeatureConfig
+    from serving.views import deterioration_evidence
+
+    assert "avg_days_late_last_10" in deterioration_evidence(FeatureConfig())
+    evidence = deterioration_evidence(FeatureConfig(last_paid_invoices=4, broken_promise_days=90))
+    assert {"avg_days_late_last_4", "broken_promises_90d"} <= set(evidence)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -233,3 +238,110 @@ def test_bentofile_builds_a_bento_offline(tmp_path):
     bentos = list((tmp_path / "bentoml" / "bentos" / "ar_risk").glob("*/src/serving/service.py"))
     assert len(bentos) == 1
     assert (bentos[0].parents[1] / "configs" / "worklist" / "default.yaml").exists()
+
+
+# ---- routers over dependencies (issue 15) -----------------------------------------------------------------
+
+WRITE_METHODS = ("post", "put", "patch", "delete")
+# Invalid for every write route: a date that does not exist, an empty id list, and no required field.
+INVALID_BODY = {"as_of": "2023-02-30", "invoice_ids": []}
+
+
+def write_routes(schema: dict) -> list[tuple[str, str, list[str]]]:
+    """(method, /v1 path with its parameters filled in, scopes) of every write route in the OpenAPI document."""
+    routes = []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if method in WRITE_METHODS:
+                filled = path.replace("{table}", "promises")
+                filled = re.sub(r"\{[^}]+\}", "X1", filled)
+                routes.append((method, "/v1" + filled, operation["x-scopes"]))
+    return routes
+
+
+def test_every_write_route_checks_token_and_scope_before_the_body(client):
+    routes = write_routes(client.get("/v1/openapi.json").json())
+    assert len(routes) >= 10  # score, 4 creates, 3 updates, 2 admin
+    for method, path, scopes in routes:
+        wrong_scope = next(scope for scope in ("collector", "credit", "treasury") if scope not in scopes)
+        for headers, status in (({}, 401), ({"Authorization": "Bearer arr_wrong"}, 401),
+                                ({"Authorization": "Basic abc"}, 401), (bearer(wrong_scope), 403)):
+            response = client.request(method, path, json=INVALID_BODY, headers=headers)
+            assert response.status_code == status, (method, path, headers, response.text)
+            assert response.json()["error"] == ("unauthorized" if status == 401 else "forbidden")
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        # Not even JSON: FastAPI parses the body before it solves dependencies, the route checks first.
+        response = client.request(method, path, content=b"{not json", headers={
+            **bearer(wrong_scope), "Content-Type": "application/json"})
+        assert response.status_code == 403, (method, path, response.text)
+        # The body was invalid indeed: with the right scope it is the body's 422.
+        response = client.request(method, path, json=INVALID_BODY, headers=bearer("admin"))
+        assert response.status_code == 422, (method, path, response.text)
+
+
+def test_openapi_lists_the_bearer_scheme_the_scopes_and_the_row_columns(client):
+    schema = client.get("/v1/openapi.json").json()
+    scheme = schema["components"]["securitySchemes"]["bearer"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if path == "/health":
+                assert "security" not in operation and "x-scopes" not in operation
+                continue
+            assert operation["security"] == [{"bearer": []}], (method, path)
+            assert operation["x-scopes"] and set(operation["x-scopes"]) <= set(TOKENS) | {"team_lead"}, (method, path)
+            assert "Scopes: " + ", ".join(operation["x-scopes"]) in operation["description"], (method, path)
+    assert schema["paths"]["/forecast"]["get"]["x-scopes"] == ["treasury"]
+    assert schema["paths"]["/promises"]["post"]["x-scopes"] == ["collector"]
+    components = schema["components"]["schemas"]
+    # DESIGN.md §9: the columns of `arrisk score`, and the worklist's.
+    assert {"invoice_id", "customer_id", "p_late", "expected_days_late", "pay_date_p10", "pay_date_p50",
+            "pay_date_p90"} <= set(components["ScoreRow"]["properties"])
+    assert {"rank", "customer_id", "money_at_risk_base", "next_dunning_action", "reason_1"} <= set(
+        components["WorklistRow"]["properties"])
+    score_answer = schema["paths"]["/score"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    rows = components[score_answer["$ref"].rsplit("/", 1)[-1]]["properties"]
+    assert set(rows) == {"as_of", "rows", "count"} and rows["rows"]["items"]["$ref"].endswith("/ScoreRow")
+
+
+def test_a_plain_value_error_in_a_route_is_a_logged_500_with_a_request_id(client, monkeypatch, caplog):
+    import bentoml
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug of ours, not the caller's input")
+
+    monkeypatch.setattr(bentoml.get_current_service().state, "deterioration_flags", broken)
+    response = client.get("/v1/deterioration", headers={**bearer("credit"), "X-Request-ID": "value-error-1"})
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal" and response.json()["request_id"] == "value-error-1"
+    assert response.headers["x-request-id"] == "value-error-1"
+    assert "a bug of ours" not in response.text  # the message stays in the log
+    assert any("value-error-1" in record.getMessage() for record in caplog.records)
+
+
+def test_a_kpi_period_ending_before_it_starts_is_bad_input_not_a_bug(client):
+    response = client.get("/v1/kpis?from=2023-03-31&to=2023-01-01", headers=bearer("credit"))
+    assert response.status_code == 400
+    assert response.json() == {"error": "bad_input", "detail": "'to' must not be before 'from'"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The modules a source file imports, at any depth (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_the_service_and_the_web_pages_do_not_import_each_other():
+    serving = Path(__file__).resolve().parents[1] / "serving"
+    assert not {name for name in imported_modules(serving / "web.py") if name.startswith("serving.service")}
+    assert not {name for name in imported_modules(serving / "service.py") if name.startswith("serving.web")}
+    # And importing the pages does not load the service (whatever imports them indirectly).
+    check = "import sys, serving.web; assert 'serving.service' not in sys.modules, 'serving.service loaded'"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120,
+                            cwd=serving.parent)
+    assert result.returncode == 0, result.stderr[-2000:]

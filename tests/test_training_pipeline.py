@@ -99,25 +99,3 @@ def ledger_rows(ledger):
     from features import features_at
 
     return features_at(ledger, ledger.invoices["invoice_date"].max())
-
-
-def test_worklist_value_is_measured_per_origin_on_realised_money_at_risk(backtest_run):
-    from rules.worklist import WorklistPolicy
-    from serving.evaluation import origin_ranking, worklist_value
-
-    value = worklist_value(backtest_run)
-    assert list(value["origin"]) == backtest_run.result.origins
-    shares = value[["share_worklist", "share_model_only", "share_overdue_amount"]]
-    assert ((shares > 0) & (shares <= 1)).all().all()
-    # Ranking by the model's money at risk beats ranking by overdue amount on the realised outcome.
-    assert value["share_model_only"].mean() > value["share_overdue_amount"].mean()
-    # The outcome is the open amount not settled within 30 days of the origin, by customer.
-    ranking = origin_ranking(backtest_run, 0, WorklistPolicy())
-    origin = backtest_run.result.origins[0]
-    rows = backtest_run.datasets.invoices
-    rows = rows[(rows["cutoff"] == origin) & rows["customer_id"].isin(ranking["customer_id"])]
-    settled = rows["paid"] & (rows["days_to_pay"] <= 30)
-    assert ranking["realised_at_risk_base"].sum() == pytest.approx(rows["open_amount_base"].clip(lower=0)[~settled].sum())
-    # The actionable part leaves out what was on hold at the origin, and never exceeds the whole.
-    assert (ranking["actionable_at_risk_base"] <= ranking["realised_at_risk_base"] + 1e-9).all()
-    assert value[["share_worklist_actionable", "share_overdue_actionable"]].notna().all().all()

@@ -1,6 +1,6 @@
 """The web pages under /v1/ui: login into a server-side session, CSRF on every form, field errors, escaping,
 scopes, and one scenario in headless Chromium against a real server under the service's Content-Security-
-Policy (a recorded promise holds the customer). Attacks on the pages are in tests/test_attacks_web.py."""
+Policy (a recorded promise holds the customer). Attacks on the pages are in tests/test_attacks.py."""
 
 from __future__ import annotations
 
@@ -367,3 +367,14 @@ def test_a_collector_records_a_promise_in_the_browser_and_the_worklist_holds_the
         page.goto(f"{url}{UI}/worklist")
         assert page.url.endswith(f"{UI}/login")
         browser.close()
+
+
+def test_worklist_buckets_are_the_aging_reports_overdue_buckets():
+    import math
+
+    from rules.aging import AGING_LIMITS, bucket_labels
+    from serving.web import BUCKETS
+
+    assert list(BUCKETS) == bucket_labels(AGING_LIMITS)[1:]  # every bucket but Current
+    assert BUCKETS["1-30"] == (1, 30) and BUCKETS["31-60"] == (31, 60)
+    assert BUCKETS[f"{AGING_LIMITS[-1]}+"] == (AGING_LIMITS[-1] + 1, math.inf)

@@ -17,7 +17,7 @@ from sklearn.base import clone
 
 from features.registry import feature_names
 from models.baselines import ClassPriorBaseline, CustomerLateRateBaseline, PastDueBaseline, PayDateBaseline
-from models.boosting import NotEnoughLabels
+from models.boosting import NotEnoughLabels, TimeCalibratedClassifier
 from models.deterioration import DeteriorationModel
 from models.late_payment import LatePaymentModel, known_late
 from models.receipt_timing import ReceiptTimingModel
@@ -41,9 +41,10 @@ class ModelSettings:
     random_state: int = 0
 
     def late_model(self) -> LatePaymentModel:
-        return LatePaymentModel(features=invoice_model_features(), monotone=MONOTONE,
-                                late_grace_days=self.late_grace_days, n_estimators=self.n_estimators,
-                                learning_rate=self.learning_rate, random_state=self.random_state)
+        classifier = TimeCalibratedClassifier(features=invoice_model_features(), monotone=MONOTONE,
+                                              n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+                                              random_state=self.random_state)
+        return LatePaymentModel(classifier, late_grace_days=self.late_grace_days)
 
     def timing_model(self) -> ReceiptTimingModel:
         return ReceiptTimingModel(features=invoice_model_features(), horizon_weeks=self.timing_horizon_weeks,

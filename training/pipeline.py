@@ -151,6 +151,8 @@ def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp
 
     started = time.perf_counter()
     end = run.datasets.observation_end
+    if progress:
+        progress("final fit")
     final = fit_models(censor_invoice_labels(run.datasets.invoices, end),
                        censor_customer_labels(run.datasets.customers, end), settings)
     fit_seconds = time.perf_counter() - started
@@ -198,16 +200,21 @@ def champion_backtest(run: BacktestRun, champions: dict, settings: ModelSettings
         logged = champion_run(tracking_uri, MODEL_NAMES[task])
         if logged and logged["fingerprint"] == fingerprint and logged["params"].get("origins") == origins:
             known[task] = logged["metrics"]
-        else:
-            recipes[task] = model
+            continue
+        # A recipe that no longer fits today's features (a feature renamed or dropped since) cannot be
+        # re-backtested: it is left out of the comparison, and said so. Checked here, not by catching
+        # ValueError/KeyError from the fit, which would hide our own bugs as well.
+        rows = run.datasets.customers if task == "deterioration" else run.datasets.invoices
+        missing = [name for name in getattr(model, "feature_names_in_", []) if name not in rows.columns]
+        if missing:
+            if progress:
+                progress(f"champion recipe for {task} could not be backtested: today's features lack "
+                         f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}")
+            continue
+        recipes[task] = model
     if not recipes:
         return known
-    try:
-        result = run_backtest(run.datasets, run.result.origins, settings, progress=progress, recipes=recipes)
-    except (ValueError, KeyError) as error:  # a recipe that no longer fits today's features
-        if progress:
-            progress(f"champion recipe could not be backtested: {error}")
-        return known
+    result = run_backtest(run.datasets, run.result.origins, settings, progress=progress, recipes=recipes)
     return known | {task: gate_metrics(result.metrics, task) for task in recipes}
 
 

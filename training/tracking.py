@@ -1,7 +1,8 @@
 """MLflow: log each training run, register its model, and move the `champion` alias only through the gate.
 
-The default store is local and needs no server: a SQLite database and an artifact folder under
-`mlflow/` at the project root. Pass any other tracking URI (e.g. a server) instead.
+The default store is local and needs no server: a SQLite database and an artifact folder beside it,
+`Settings.tracking_uri` (`ARRISK_TRACKING_URI`, default `HOME/mlflow/mlflow.db`). Pass any other tracking
+URI (e.g. a server) instead.
 """
 
 from __future__ import annotations
@@ -15,31 +16,39 @@ from pathlib import Path
 
 import pandas as pd
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+from configs.settings import Settings, sqlite_path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STORE = PROJECT_ROOT / "mlflow"
 EXPERIMENT = "ar-risk"
 CHAMPION = "champion"
 
 
-def default_tracking_uri(store: Path = DEFAULT_STORE) -> str:
-    """SQLite tracking and registry in the project's git-ignored `mlflow/` folder."""
-    store.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{store / 'mlflow.db'}"
+def default_tracking_uri(settings: Settings | None = None) -> str:
+    """`settings.tracking_uri` (default: `Settings.from_environ()`, so `ARRISK_TRACKING_URI`, else SQLite in
+    `HOME/mlflow/`), with the folder of a local SQLite store created."""
+    uri = (Settings.from_environ() if settings is None else settings).tracking_uri
+    store = sqlite_path(uri)
+    if store is not None:
+        store.parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def quiet_mlflow() -> None:
+    """No telemetry (DESIGN §8: no network at run time): called before MLflow is imported or used, since
+    the CLI and the service set it too but a library caller may not."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def experiment_id(tracking_uri: str, name: str = EXPERIMENT) -> str:
     """The experiment's id, created (with artifacts next to a local store) when missing."""
+    quiet_mlflow()
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     existing = mlflow.get_experiment_by_name(name)
     if existing:
         return existing.experiment_id
-    location = None
-    if tracking_uri.startswith("sqlite:///"):
-        location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    store = sqlite_path(tracking_uri)
+    location = (store.parent / "artifacts").resolve().as_uri() if store is not None else None
     return mlflow.create_experiment(name, artifact_location=location)
 
 
@@ -83,6 +92,7 @@ def log_model_run(*, tracking_uri: str, model_name: str, model, params: Mapping,
                   decision: GateDecision, report: Path | None = None) -> str:
     """Log one trained model with everything needed to audit it, register it, and move the champion
     alias when the gate says so. Returns the registered version."""
+    quiet_mlflow()
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -137,6 +147,7 @@ def trusted_types(model) -> list[str]:
 
 def champion_version(tracking_uri: str, model_name: str) -> str | None:
     """The registered version holding the champion alias, or None."""
+    quiet_mlflow()
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -149,6 +160,7 @@ def champion_version(tracking_uri: str, model_name: str) -> str | None:
 
 def champion_run(tracking_uri: str, model_name: str) -> dict | None:
     """The champion's logged ledger fingerprint, params and metrics, or None without a champion."""
+    quiet_mlflow()
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -162,8 +174,15 @@ def champion_run(tracking_uri: str, model_name: str) -> dict | None:
             "metrics": dict(data.metrics)}
 
 
+def champion_trained_until(tracking_uri: str, model_name: str) -> pd.Timestamp | None:
+    """The last day the champion's training data reached (its logged `trained_until`), or None without one."""
+    trained = (champion_run(tracking_uri, model_name) or {}).get("params", {}).get("trained_until")
+    return pd.Timestamp(trained) if trained else None
+
+
 def load_champion(tracking_uri: str, model_name: str):
     """The champion model object, or None when no version has been promoted."""
+    quiet_mlflow()
     import mlflow
     import mlflow.sklearn
 

@@ -5,6 +5,9 @@ overdue amount alone?
 Each origin uses the models fitted on cutoffs before it (labels censored at it), the features known
 at it, and the rules of `rules.worklist`, so it measures the ranking collectors would have been given.
 The universe is the worklist's: customers with an overdue open invoice at the origin.
+
+It lives in `monitoring/`, not `training/` (where the issue put it): it applies the worklist's rules, and
+training may not import `rules` (DESIGN.md §2); monitoring may import both.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ledger.errors import NoModel
 from rules.worklist import WorklistPolicy, customer_priority, item_rule_inputs, top_share
 from training.pipeline import BacktestRun
 
@@ -27,7 +31,8 @@ def origin_ranking(run: BacktestRun, origin_index: int, policy: WorklistPolicy) 
     result = run.result.per_origin[origin_index]
     origin, fitted = result.origin, result.fitted
     if fitted is None or fitted.timing is None:
-        raise ValueError(f"no receipt-timing model was fitted for the origin {origin:%Y-%m-%d}")
+        raise NoModel(f"no receipt-timing model was fitted for the origin {origin:%Y-%m-%d}: the worklist's value "
+                      "cannot be measured there")
     datasets = run.datasets
     items = datasets.invoices[datasets.invoices["cutoff"] == origin]
     customers = datasets.customers[datasets.customers["cutoff"] == origin]

@@ -1,4 +1,5 @@
-"""`arrisk activity ...` and `arrisk audit verify`: record and list collections activity from the shell.
+"""Stage 4, collections activity: `arrisk activity ...` and `arrisk audit verify`: record and list promises,
+disputes, contacts and letters from the shell, and check the audit trail.
 
 The database is `--database`, else `ARRISK_DATABASE_URL`, else the embedded SQLite file
 `out/activity.sqlite`. Every change is audited under `--user`.
@@ -12,15 +13,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from activity.store import StoreError
+from ledger.errors import BadInput
+from serving.cli.common import ACTIVITY, app, console, errors
+from serving.cli.errors import reports_errors
 
 activity_app = typer.Typer(help="Record and list promises, disputes, contacts and dunning letters.",
                            no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of the activity store.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
+app.add_typer(activity_app, name="activity", rich_help_panel=ACTIVITY)
+app.add_typer(audit_app, name="audit", rich_help_panel=ACTIVITY)
 
 Database = Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (default: ARRISK_DATABASE_URL "
                                                                  "or out/activity.sqlite).")]
@@ -49,20 +51,8 @@ def ledger_at(ledger_dir: Path | None):
 
 
 def run(action):
-    """Print the JSON answer of `action`, or a one-line error and exit 1."""
-    from configs.settings import SettingsError
-    from ledger import LedgerError
-
-    try:
-        console.print_json(json.dumps(action(), default=str))
-    except (StoreError, SettingsError) as error:
-        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except LedgerError as error:
-        from serving.cli import error_text
-
-        errors.print(f"error: {error_text(error)}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+    """Print the JSON answer of `action` (its errors are the command's: see `reports_errors`)."""
+    console.print_json(json.dumps(action(), default=str))
 
 
 def customer_of(ledger, customer_id: str | None, invoice_id: str | None) -> str | None:
@@ -80,6 +70,7 @@ def now() -> datetime.datetime:
 
 
 @activity_app.command()
+@reports_errors
 def promise(user: User, amount: Annotated[str, typer.Option(help="Amount promised.")],
             made_date: Annotated[str, typer.Option(help="When the customer promised, YYYY-MM-DD.")],
             promised_date: Annotated[str, typer.Option(help="When they will pay, YYYY-MM-DD.")],
@@ -97,6 +88,7 @@ def promise(user: User, amount: Annotated[str, typer.Option(help="Amount promise
 
 
 @activity_app.command()
+@reports_errors
 def dispute(user: User, invoice: Annotated[str, typer.Option(help="Invoice id.")],
             customer: Annotated[str, typer.Option(help="Customer id.")],
             opened_date: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
@@ -114,6 +106,7 @@ def dispute(user: User, invoice: Annotated[str, typer.Option(help="Invoice id.")
 
 
 @activity_app.command()
+@reports_errors
 def contact(user: User, customer: Annotated[str, typer.Option(help="Customer id.")],
             contact_date: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
             channel: Annotated[str, typer.Option(help="call, email, letter, meeting, portal or other.")],
@@ -130,6 +123,7 @@ def contact(user: User, customer: Annotated[str, typer.Option(help="Customer id.
 
 
 @activity_app.command()
+@reports_errors
 def update(what: Annotated[str, typer.Argument(help="promise, dispute or contact.")],
            record_id: Annotated[str, typer.Argument(help="Its id, e.g. PTP-...")],
            user: User,
@@ -140,20 +134,19 @@ def update(what: Annotated[str, typer.Argument(help="promise, dispute or contact
     """Change a record, failing if someone changed it since you read it (optimistic concurrency)."""
     updaters = {"promise": "update_promise", "dispute": "update_dispute", "contact": "update_contact"}
     if what not in updaters:
-        errors.print(f"error: expected one of {', '.join(updaters)}, got {what!r}", highlight=False)
-        raise typer.Exit(1)
+        raise BadInput(f"expected one of {', '.join(updaters)}, got {what!r}")
     fields = {}
     for change in changes:
         name, equals, value = change.partition("=")
         if not equals or not name:
-            errors.print(f"error: --set expects FIELD=VALUE, got {change!r}", highlight=False)
-            raise typer.Exit(1)
+            raise BadInput(f"--set expects FIELD=VALUE, got {change!r}")
         fields[name.strip()] = value
     run(lambda: getattr(store_for(database, ledger_at(ledger)), updaters[what])(
         user, record_id, expected_version, now=now(), **fields))
 
 
 @activity_app.command()
+@reports_errors
 def collector(name: Annotated[str, typer.Argument(help="The collector's name.")],
               customers: Annotated[list[str], typer.Argument(help="Customer ids in their portfolio.")],
               database: Database = None) -> None:
@@ -168,6 +161,7 @@ def collector(name: Annotated[str, typer.Argument(help="The collector's name.")]
 
 
 @activity_app.command("list")
+@reports_errors
 def list_records(what: Annotated[str, typer.Argument(help="promises, disputes, contacts or letters.")],
                  customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
                  database: Database = None) -> None:
@@ -175,22 +169,17 @@ def list_records(what: Annotated[str, typer.Argument(help="promises, disputes, c
     listers = {"promises": "list_promises", "disputes": "list_disputes", "contacts": "list_contacts",
                "letters": "list_letters"}
     if what not in listers:
-        errors.print(f"error: expected one of {', '.join(listers)}, got {what!r}", highlight=False)
-        raise typer.Exit(1)
+        raise BadInput(f"expected one of {', '.join(listers)}, got {what!r}")
     run(lambda: getattr(store_for(database), listers[what])(customer))
 
 
 @audit_app.command()
+@reports_errors
 def verify(database: Database = None) -> None:
     """Check the hash chain of the audit log and every record against it; exit 1 on any problem."""
     from activity.audit import verify_audit
-    from configs.settings import SettingsError
 
-    try:
-        store = store_for(database)
-    except SettingsError as error:
-        errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+    store = store_for(database)
     problems = verify_audit(store)
     for problem in problems:
         errors.print(f"audit: {problem}", markup=False, highlight=False)

@@ -1,23 +1,21 @@
-"""`arrisk token create | list`: manage API tokens; the token file only ever holds their SHA-256.
-
-Errors exit 1 with one line on stderr and no traceback.
-"""
+"""Stage 5, serving: `arrisk serve` (the API, BentoML) and `arrisk token create | list` (its tokens; the token
+file only ever holds their SHA-256)."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import textwrap
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
+from configs.settings import Settings
+from ledger.errors import NotFound
 from serving.auth import (
     SCOPES,
     AuthConfigError,
@@ -27,35 +25,114 @@ from serving.auth import (
     read_token_file,
     token_entry,
 )
+from serving.cli.common import SERVING, TrackingUri, app, console, errors
+from serving.cli.errors import reports_errors
+from serving.cli.logs import server_environment
+
+
+@app.command(rich_help_panel=SERVING)
+@reports_errors
+def serve(
+    ledger_dir: Annotated[Path | None, typer.Option("--ledger", help="Ledger the service answers from "
+                                                     "(default: ARRISK_LEDGER, else HOME/out/demo/synthetic).")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    tracking_uri: TrackingUri = None,
+    tokens_file: Annotated[Path | None, typer.Option(help="API tokens YAML (else ARRISK_TOKENS_FILE / "
+                                                          "ARRISK_API_TOKENS).")] = None,
+) -> None:
+    """Start the API (BentoML) on HOST:PORT; OpenAPI docs at /v1/docs."""
+    settings = Settings.from_environ()
+    ledger_dir = ledger_dir or settings.ledger
+    if not ledger_dir.is_dir():
+        raise NotFound(f"{ledger_dir}: no ledger there (run `make demo` or pass --ledger)")
+    # BentoML runs the service in --working-dir (the installed package): HOME keeps writable state here.
+    environment = server_environment(ARRISK_HOME=str(settings.home.resolve()), ARRISK_LEDGER=str(ledger_dir.resolve()))
+    if tracking_uri:
+        environment["ARRISK_TRACKING_URI"] = tracking_uri
+    if tokens_file:
+        environment["ARRISK_TOKENS_FILE"] = str(tokens_file.resolve())
+    console.print(f"ar-risk API on http://{host}:{port}/v1 (docs: http://{host}:{port}/v1/docs); Ctrl-C stops it")
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:ARRiskService", "--host", host,
+               "--port", str(port), "--working-dir", str(root)]
+    raise typer.Exit(run_server(command, environment))
+
+
+STOP_GRACE_SECONDS = 20
+
+
+def run_server(command: list[str], environment: dict[str, str]) -> int:
+    """Run the server in its own process group, pass SIGTERM, SIGINT and SIGHUP on to that whole group,
+    and return its exit code (128 + N when signal N ended it) once it has stopped.
+
+    A plain `kill` of `arrisk serve` would otherwise orphan the server and its workers, still listening."""
+    import signal
+    import subprocess
+    import time
+
+    servers: list[subprocess.Popen] = []
+    stop_requests: list[tuple[float, int]] = []
+
+    def forward(signum: int, _frame) -> None:
+        stop_requests.append((time.monotonic(), signum))
+        if servers:
+            _signal_group(servers[0].pid, signum)
+
+    # The handlers are in place before the server starts, so a stop asked for meanwhile is not lost.
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in forwarded}
+    try:
+        servers.append(subprocess.Popen(command, env=environment, start_new_session=True,
+                                        preexec_fn=_stop_with_parent))
+        server = servers[0]
+        if stop_requests:
+            _signal_group(server.pid, stop_requests[0][1])
+        while True:
+            try:
+                code = server.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                # A server that ignores the request to stop is killed, so a stop always ends in a stop.
+                if stop_requests and time.monotonic() - stop_requests[0][0] > STOP_GRACE_SECONDS:
+                    _signal_group(server.pid, signal.SIGKILL)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if servers:
+            _signal_group(servers[0].pid, signal.SIGTERM)  # workers that outlived the server's main process
+    return 128 - code if code < 0 else code
+
+
+def _signal_group(group: int, signum: int) -> None:
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+
+
+def _stop_with_parent() -> None:
+    """In the server, before it starts: Linux sends it SIGTERM if `arrisk serve` dies, even by SIGKILL."""
+    import contextlib
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    # Not Linux: no prctl, and the signal forwarding in `run_server` still covers kill and Ctrl-C.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
 
 tokens_app = typer.Typer(help="Create and list API tokens (only their SHA-256 is stored).",
                          no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-console = Console()
-errors = Console(stderr=True)
+app.add_typer(tokens_app, name="token", help="Create and list API tokens (stored hashed).", rich_help_panel=SERVING)
 
 NEW_FILE_HEADER = ("# API tokens for the ar-risk service (see configs/tokens.example.yaml); only SHA-256 hashes.\n"
                    "# Written by `arrisk token create`.\n")
 LIST_INDENT = 2
 
-F = TypeVar("F", bound=Callable)
-
-
-def reports_bad_config(command: F) -> F:
-    """Turn `AuthConfigError` into one line on stderr and exit code 1."""
-
-    @wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except AuthConfigError as error:
-            errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 @tokens_app.command()
-@reports_bad_config
+@reports_errors
 def create(
     file: Annotated[Path, typer.Option(help="Token YAML file to append to (created if missing).")],
     name: Annotated[str, typer.Option(help="Unique name of the token, e.g. anna-laptop.")],
@@ -82,7 +159,7 @@ def create(
 
 
 @tokens_app.command("list")
-@reports_bad_config
+@reports_errors
 def list_(file: Annotated[Path, typer.Option(help="Token YAML file to read.")]) -> None:
     """List the tokens of FILE: names, users, scopes, collectors and portfolios seen (never hashes)."""
     entries = read_token_file(file).tokens
