@@ -28,6 +28,7 @@ class InvalidInput(StoreError, BadInput):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.problem = problem
 
 
 class AuditBroken(StoreError):

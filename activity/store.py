@@ -430,6 +430,20 @@ class ActivityStore:
                 raise NotFound(f"{model.__tablename__} {record_id!r} not found")
             return record_dict(record)
 
+    def field_problems(self, kind: str, values: dict[str, Any]) -> dict[str, str]:
+        """The store's message for each field of a `kind` record ("promise", "dispute", "contact") that its
+        own rule refuses, all at once for a form; the rules across fields (a promised date before the made
+        date) run on the write. The one place these rules live: the API and the web pages show its words."""
+        rules = _field_rules(self.limits, kind)
+        problems = {}
+        for field, value in values.items():
+            if field in rules:
+                try:
+                    rules[field](value)
+                except InvalidInput as error:
+                    problems[error.field] = error.problem
+        return problems
+
     def _list(self, model: type[Base], customer_id: str | None, date_column: Any, include_voided: bool) -> list[dict]:
         id_column = model.__mapper__.primary_key[0]
         query = select(model).order_by(date_column, id_column)
@@ -571,6 +585,33 @@ def _audited_table(table: Any) -> tuple[type[Base], Callable[..., dict]]:
     return model, VALIDATORS[model]
 
 
+def _field_rules(limits: Limits, kind: str) -> dict[str, Callable[[Any], Any]]:
+    """The rule of each field of a `kind` record that can be checked on its own, as the write applies it."""
+    def business_date(field: str) -> Callable[[Any], Any]:
+        return lambda value: _business_date(limits, field, value)
+
+    def optional_date(field: str) -> Callable[[Any], Any]:
+        return lambda value: None if value is None else _business_date(limits, field, value)
+
+    common = {"customer_id": lambda value: _required_text("customer_id", value),
+              "invoice_id": lambda value: _optional_text("invoice_id", value)}
+    rules = {
+        "promise": {"made_date": business_date("made_date"), "promised_date": business_date("promised_date"),
+                    "amount": lambda value: _money("amount", value, allow_zero=False),
+                    "currency": _currency, "note": lambda value: _free_text(limits, "note", value)},
+        "dispute": {"opened_date": business_date("opened_date"),
+                    "reason_code": lambda value: _required_text("reason_code", value),
+                    "amount": lambda value: _money("amount", value, allow_zero=True),
+                    "invoice_id": lambda value: _required_text("invoice_id", value)},
+        "contact": {"contact_date": business_date("contact_date"),
+                    "next_action_date": optional_date("next_action_date"),
+                    "channel": lambda value: _choice("channel", value, CONTACT_CHANNELS),
+                    "outcome": lambda value: _free_text(limits, "outcome", value),
+                    "note": lambda value: _free_text(limits, "note", value)},
+    }
+    return common | rules[kind]
+
+
 def _required_text(field: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(field, "must be a non-empty string")
@@ -619,6 +660,8 @@ def _currency(value: Any) -> str | None:
 
 
 def _money(field: str, value: Any, *, allow_zero: bool) -> Decimal:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidInput(field, "is required (an amount such as 1250.00)")
     if isinstance(value, bool):
         raise InvalidInput(field, "must be a number")
     try:
@@ -655,6 +698,8 @@ def _as_date(field: str, value: Any) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if isinstance(value, str):
+        if not value.strip():
+            raise InvalidInput(field, "is required (YYYY-MM-DD)")
         try:
             return date.fromisoformat(value)
         except ValueError:

@@ -15,12 +15,10 @@ import numpy as np
 import pandas as pd
 from fastapi import Path as PathParameter
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from activity.models import ID_LENGTH
-from configs.settings import Settings
 from ledger.schema import CONTACT_CHANNELS
-from serving.middleware import current_service
 
 RECORD_TABLES = ("promises", "disputes", "contacts", "dunning_letters")
 Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH)]
@@ -30,17 +28,9 @@ IdInQuery = Annotated[str | None, Query(max_length=ID_LENGTH)]
 Number = int | float
 
 
-def within_text_limit(value: str) -> str:
-    """`value` if no longer than `Settings.max_text_chars` of the running service (default settings before)."""
-    service = current_service()
-    limit = (service.settings if service is not None else Settings()).max_text_chars
-    if len(value) > limit:
-        raise ValueError(f"is {len(value)} characters long; at most {limit} are accepted")
-    return value
-
-
-# Free text (notes, outcomes, resolutions): bounded by a setting read when the request is validated.
-Text = Annotated[str, AfterValidator(within_text_limit)]
+# Free text (notes, outcomes, resolutions) and amounts: their rules (length, sign, cents, size) are the activity
+# store's, applied when it writes, so the API answers with the store's words (one set of rules).
+Text = str
 
 
 # ---- answers -------------------------------------------------------------------------------------------
@@ -254,7 +244,7 @@ class ScoreRequest(BaseModel):
 class PromiseIn(BaseModel):
     customer_id: Id | None = Field(None, description="The customer; taken from the invoice when omitted.")
     invoice_id: Id | None = Field(None, description="The invoice promised; none for a promise on the account.")
-    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
+    amount: Decimal
     made_date: datetime.date
     promised_date: datetime.date
     currency: str | None = Field(None, max_length=3)
@@ -263,7 +253,7 @@ class PromiseIn(BaseModel):
 
 class PromiseUpdate(BaseModel):
     expected_version: int = Field(ge=1, description="The version you read; a newer one answers 409.")
-    amount: Decimal | None = Field(None, gt=0, max_digits=18, decimal_places=2)
+    amount: Decimal | None = None
     promised_date: datetime.date | None = None
     note: Text | None = None
     status: Literal["cancelled"] | None = None
@@ -273,7 +263,7 @@ class DisputeIn(BaseModel):
     invoice_id: Id
     opened_date: datetime.date
     reason_code: Id
-    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
+    amount: Decimal
     owner: Id | None = None
 
 

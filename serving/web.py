@@ -22,7 +22,6 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -56,10 +55,6 @@ BUCKETS = overdue_bucket_ranges()
 SORTABLE = ("rank", "customer_id", "status", "money_at_risk_base", "overdue_amount_base", "max_days_past_due",
             "next_dunning_action")
 WORKLIST_ROWS = 500  # a page shows at most this many rows; filters narrow it down
-TEXT_FIELDS = ("note", "outcome", "reason_code")  # free text, at most Settings.max_text_chars each
-# The API's bound (max_digits=18, decimal_places=2): larger amounts are typing errors, and Decimal's
-# 28-digit context could not even check their cents.
-LARGEST_AMOUNT = Decimal("9999999999999999.99")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
@@ -431,76 +426,24 @@ def contribution_chart(contributions: list[dict], width: int = 720, bar_height: 
 
 # ---- recording activity ----------------------------------------------------------------------------------
 
-def parse_date(values: dict[str, str], field: str, errors: dict[str, str], required: bool = True) -> datetime.date | None:
-    """A form's date field, or a message for it in `errors`."""
-    text = values.get(field, "").strip()
-    if not text:
-        if required:
-            errors[field] = "Enter a date."
-        return None
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        errors[field] = "Not a date: use YYYY-MM-DD."
-        return None
+# The fields of each form, as the store takes them; the store's rules check them (one set of rules and
+# messages for the API, the pages and the CLI).
+FORM_FIELDS = {"promise": ("amount", "made_date", "promised_date", "note"),
+               "dispute": ("invoice_id", "opened_date", "reason_code", "amount"),
+               "contact": ("contact_date", "channel", "outcome", "note", "next_action_date")}
+FREE_TEXT = ("note", "outcome")  # kept as typed; other fields lose surrounding blanks
 
 
-def parse_amount(values: dict[str, str], field: str, errors: dict[str, str]) -> Decimal | None:
-    """A form's positive amount with at most two decimals, or a message for it in `errors`."""
-    text = values.get(field, "").strip().replace(",", "")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        errors[field] = "Enter an amount, e.g. 1250.00."
-        return None
-    if not amount.is_finite():
-        errors[field] = "Enter an amount, e.g. 1250.00."
-    elif amount <= 0:
-        errors[field] = "The amount must be more than zero."
-    elif amount > LARGEST_AMOUNT:
-        errors[field] = f"The amount must be at most {LARGEST_AMOUNT:,}."
-    elif amount != amount.quantize(Decimal("0.01")):
-        errors[field] = "At most two decimals."
-    else:
-        return amount
-    return None
-
-
-def promise_values(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
-    """The store arguments of a promise form."""
-    made, promised = parse_date(values, "made_date", errors), parse_date(values, "promised_date", errors)
-    if made and promised and promised < made:
-        errors["promised_date"] = "The promised date cannot be before the date the promise was made."
-    return {"amount": parse_amount(values, "amount", errors), "made_date": made, "promised_date": promised,
-            "note": values.get("note", "")}
-
-
-def dispute_values(values: dict[str, str], errors: dict[str, str], invoices: set[str]) -> dict[str, Any]:
-    """The store arguments of a dispute form; the invoice must be one of the customer's open items."""
-    if values.get("invoice_id") not in invoices:
-        errors["invoice_id"] = "Choose one of this customer's open invoices."
-    if not values.get("reason_code", "").strip():
-        errors["reason_code"] = "Enter a reason, e.g. pricing."
-    return {"invoice_id": values.get("invoice_id"), "opened_date": parse_date(values, "opened_date", errors),
-            "reason_code": values.get("reason_code", "").strip(), "amount": parse_amount(values, "amount", errors)}
-
-
-def contact_values(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
-    """The store arguments of a contact form."""
-    if values.get("channel") not in CONTACT_CHANNELS:
-        errors["channel"] = f"Choose one of: {', '.join(CONTACT_CHANNELS)}."
-    contacted = parse_date(values, "contact_date", errors)
-    next_action = parse_date(values, "next_action_date", errors, required=False)
-    if contacted and next_action and next_action < contacted:
-        errors["next_action_date"] = "The next action cannot be before the contact."
-    return {"contact_date": contacted, "channel": values.get("channel"), "outcome": values.get("outcome", ""),
-            "note": values.get("note", ""), "next_action_date": next_action}
-
-
-def text_errors(values: dict[str, str], limit: int) -> dict[str, str]:
-    """A message for each free-text field of the form longer than `limit` characters."""
-    return {name: f"At most {limit:,} characters (this has {len(values[name]):,})." for name in TEXT_FIELDS
-            if len(values.get(name, "")) > limit}
+def form_fields(kind: str, values: dict[str, str]) -> dict[str, Any]:
+    """The store arguments of a form: fields as typed, thousands separators out of the amount, an empty
+    optional date as None."""
+    fields = {name: values.get(name, "") if name in FREE_TEXT else values.get(name, "").strip()
+              for name in FORM_FIELDS[kind]}
+    if "amount" in fields:
+        fields["amount"] = fields["amount"].replace(",", "")
+    if "next_action_date" in fields and not fields["next_action_date"]:
+        fields["next_action_date"] = None
+    return fields
 
 
 def record(request: Request, service: Any, customer_id: str, kind: str, values: dict[str, str],
@@ -513,14 +456,10 @@ def record(request: Request, service: Any, customer_id: str, kind: str, values: 
     when = parse_as_of(service, values.pop("as_of", ""))
     check_customer(session.principal, state, customer_id)
     risk = state.customer_risk(customer_id, when)  # NotFound for an unknown customer
-    errors: dict[str, str] = {}
-    if kind == "promise":
-        fields = promise_values(values, errors)
-    elif kind == "dispute":
-        fields = dispute_values(values, errors, set(risk["open_items"]["invoice_id"]))
-    else:
-        fields = contact_values(values, errors)
-    errors.update(text_errors(values, web_state(service).settings.max_text_chars))
+    fields = form_fields(kind, values)
+    errors = state.store.field_problems(kind, fields)
+    if kind == "dispute" and fields["invoice_id"] not in set(risk["open_items"]["invoice_id"]):
+        errors["invoice_id"] = "Choose one of this customer's open invoices."
     if not errors:
         try:
             write = {"promise": state.store.create_promise, "dispute": state.store.create_dispute,
@@ -528,7 +467,10 @@ def record(request: Request, service: Any, customer_id: str, kind: str, values: 
             write(session.principal.user, customer_id=customer_id, now=recording_time(), **fields)
         except InvalidInput as error:
             # Next to its field when the form has one, else above the form.
-            errors[error.field if error.field in values else "form"] = str(error)
+            if error.field in values:
+                errors[error.field] = error.problem
+            else:
+                errors["form"] = str(error)
     if errors:
         return customer_page(service, session, customer_id, when, forms={kind: values}, errors={kind: errors},
                              status=422)

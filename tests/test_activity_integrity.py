@@ -447,3 +447,13 @@ def test_open_store_keys_and_bounds_the_store_from_the_settings(database_url, tm
     make_contact(opened)
     assert verify_audit(ActivityStore(database_url, audit_key=b"k" * 32)) == []
     opened.close()
+
+
+def test_field_problems_gives_every_field_the_store_would_refuse_in_its_own_words(store):
+    # One set of rules: the web form shows these messages, the API and the CLI get the same on a write.
+    problems = store.field_problems("promise", {"customer_id": "C001", "amount": "-5", "made_date": "",
+                                                "promised_date": "9999-12-31", "note": "fine"})
+    assert problems == {"amount": "must be positive", "made_date": "is required (YYYY-MM-DD)",
+                        "promised_date": "9999-12-31 is outside 1900-01-01..2199-12-31 (the dates the store holds)"}
+    assert store.field_problems("contact", {"customer_id": "C001", "contact_date": "2024-03-01",
+                                            "channel": "call", "next_action_date": None}) == {}
