@@ -32,6 +32,11 @@ from serving.cli.errors import reports_errors
 KPI_FREQS = ("month", "quarter")
 
 
+# The KPI period, shared by `arrisk kpis` and `arrisk report kpis`.
+FirstDay = Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")]
+LastDay = Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")]
+KpiPeriod = Annotated[str, typer.Option(help="Period: month or quarter.")]
+
 @app.command(rich_help_panel=REPORTS)
 @reports_errors
 def aging(
@@ -94,9 +99,9 @@ def dunning(
 @reports_errors
 def kpis(
     ledger_dir: LedgerDir,
-    from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
-    to: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")],
-    freq: Annotated[str, typer.Option(help="Period: month or quarter.")] = "month",
+    from_: FirstDay,
+    to: LastDay,
+    freq: KpiPeriod = "month",
     out: OutFile = None,
 ) -> None:
     """DSO (simple, countback), BPDSO, ADD, CEI and collection KPIs per period, company and customers."""
@@ -294,9 +299,9 @@ def report_performance(
 @reports_errors
 def report_kpis(
     ledger_dir: LedgerDir,
-    from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
-    to: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")],
-    freq: Annotated[str, typer.Option(help="Period: month or quarter.")] = "month",
+    from_: FirstDay,
+    to: LastDay,
+    freq: KpiPeriod = "month",
     out: Annotated[Path, typer.Option(help="Folder for kpis.html, kpis.xlsx and kpis.json.")] = Path("out/reports"),
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow store for the deterioration model "
                                                           "(default: local mlflow/; skipped when it has none).")] = None,
