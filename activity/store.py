@@ -57,6 +57,7 @@ from activity.models import (
     LATEST_DATE,
     MAX_AMOUNT,
     TEXT_LIMIT,
+    AuditEntry,
     Base,
     Contact,
     Dispute,
@@ -251,9 +252,10 @@ class ActivityStore:
         return self._change(user, model, record_id, expected_version, now, "void",
                             lambda record: {"void_reason": reason, "voided_at": now})
 
-    def unreadable_records(self) -> list[dict]:
-        """Records holding what the store now refuses (written by an older version): table, record_id,
-        field, problem and version (for `correct` or `void`). The ledger's view skips them."""
+    def unreadable_records(self, customer_id: str | None = None) -> list[dict]:
+        """Records (of one customer, or all) holding what the store now refuses (written by an older
+        version): table, record_id, field, problem and version (for `correct` or `void`). The ledger's view
+        skips them."""
         found = []
         with self._sessions() as session:
             for model in audit.AUDITED_MODELS:
@@ -261,6 +263,8 @@ class ActivityStore:
                 for field, column, condition, problem in _bad_value_conditions(model, session):
                     query = (select(id_column, model.version, cast(column, String).label("value")).where(condition)
                              .order_by(id_column))
+                    if customer_id is not None:
+                        query = query.where(model.customer_id == customer_id)
                     found += [{"table": model.__tablename__, "record_id": record_id, "field": field,
                                "problem": problem(value), "version": version}
                               for record_id, version, value in session.execute(query)]
@@ -293,20 +297,40 @@ class ActivityStore:
             query = select(Portfolio.customer_id).where(Portfolio.collector == collector)
             return sorted(session.scalars(query))
 
+    def audit_mark(self) -> int:
+        """The sequence number of the last audit entry (0 for none): what has been recorded so far."""
+        with self._sessions() as session:
+            return session.scalar(select(func.max(AuditEntry.seq))) or 0
+
+    def customers_changed_since(self, mark: int) -> set[str]:
+        """The customers of the records created, changed or voided after audit entry `mark`."""
+        with self._sessions() as session:
+            changed = session.execute(select(AuditEntry.table_name, AuditEntry.record_id)
+                                      .where(AuditEntry.seq > mark)).all()
+            customers: set[str] = set()
+            for model in audit.AUDITED_MODELS:
+                ids = [record_id for table, record_id in changed if table == model.__tablename__]
+                id_column = model.__mapper__.primary_key[0]
+                for start in range(0, len(ids), 500):
+                    customers.update(session.scalars(select(model.customer_id).where(
+                        id_column.in_(ids[start:start + 500]))))
+        return customers
+
     # -- the ledger's view ----------------------------------------------------------------------
 
-    def ledger_tables(self) -> dict[str, pd.DataFrame]:
-        """The live records in the ledger's table shapes (ledger/schema.py), ready to merge into a
-        ledger; voided records and those `unreadable_records` names are left out."""
+    def ledger_tables(self, customer_id: str | None = None) -> dict[str, pd.DataFrame]:
+        """The live records (of one customer, or all) in the ledger's table shapes (ledger/schema.py),
+        ready to merge into a ledger; voided records and those `unreadable_records` names are left out."""
         unreadable: dict[str, set[str]] = {}
-        for bad in self.unreadable_records():
+        for bad in self.unreadable_records(customer_id):
             unreadable.setdefault(bad["table"], set()).add(bad["record_id"])
 
         def usable(model: type[Base]) -> Any:
             id_column = model.__mapper__.primary_key[0]
-            return (select(model).where(model.void_reason.is_(None),
-                                        id_column.not_in(unreadable.get(model.__tablename__, set())))
-                    .order_by(id_column))
+            query = (select(model).where(model.void_reason.is_(None),
+                                         id_column.not_in(unreadable.get(model.__tablename__, set())))
+                     .order_by(id_column))
+            return query if customer_id is None else query.where(model.customer_id == customer_id)
 
         with self._sessions() as session:
             promises = session.scalars(usable(Promise).where(Promise.status == "open")).all()

@@ -1,29 +1,37 @@
-"""Serving benchmark (issue 7): the API under a bounded load, against calling the same Python function.
+"""Serving benchmark (issue 16): serve a daily run by lookups, against computing on the request path.
 
-1. Fit the three models on a small synthetic ledger (default settings) and register them as champions
-   in a throwaway MLflow store.
-2. Generate a large ledger to serve (about 100,000 open invoices with the defaults) and start the
-   service on 127.0.0.1 with `arrisk serve`.
-3. Time the worklist endpoint cold (first request for a date: scoring and ranking every open invoice)
-   and warm (cached), and the same function called directly.
-4. Send REQUESTS requests over CONNECTIONS concurrent connections to the single-customer score +
-   explanation endpoint (`/v1/customers/{id}/risk`) for random customers; print p50/p99 latency and
-   throughput, and the ratio to calling `ServingState.customer_risk` directly.
+1. Fit the three models on a 300-customer ledger and register them as champions in a throwaway MLflow store.
+2. Generate the ledger to serve (20,000 customers x 24 months: about 100,000 open documents).
+3. `arrisk run` for its last day: wall time, and seconds and peak memory per step from the manifest.
+4. The same measures twice, once for `arrisk serve --runs` and once for `arrisk serve --ledger` (the
+   compute-on-request path), each on its own port with its own empty activity store:
+   start to healthy; `GET /v1/worklist?top=50` p99 (sequential); a promise recorded then the worklist read
+   again (each of 20 times); `GET /v1/customers/{id}/risk` p50/p99 one at a time for customers not asked
+   before (cold), and at CONNECTIONS connections; the server's memory (all its processes).
+5. Print every figure next to its target, and the ratio run / compute-on-request.
 
-Targets on 2 cores: score+explain p99 < 50 ms and >= 300 requests/s; worklist for 100,000 open invoices < 2 s.
-Run: `python benchmarks/bench_serving.py [--customers 20000] [--requests 10000] [--connections 32]`.
+Targets on 2 cores: the run under 90 s and 6 GB; healthy under 5 s; worklist p99 under 50 ms; worklist after
+a promise under 100 ms; customer risk p99 under 10 ms one at a time and 500 requests/s or more with p99 under
+50 ms at 32 connections.
+Run: `python benchmarks/bench_serving.py [--customers 20000] [--months 24] [--workers 2]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+TOKEN = "arr_benchmark_token_0123456789abcdef"
 
 
 def register_champions(tracking_uri: str) -> None:
@@ -54,8 +62,8 @@ def register_champions(tracking_uri: str) -> None:
                       decision=GateDecision(True, "benchmark"))
 
 
-async def load(base: str, paths: list[str], token: str, connections: int) -> tuple[np.ndarray, float, int]:
-    """Send every path with at most `connections` in flight; latencies in ms, wall seconds, errors."""
+async def load(base: str, paths: list[str], connections: int) -> tuple[np.ndarray, float, int]:
+    """Send every path with at most `connections` in flight; latencies in ms, wall seconds, failures."""
     import httpx
 
     latencies = np.zeros(len(paths))
@@ -64,7 +72,7 @@ async def load(base: str, paths: list[str], token: str, connections: int) -> tup
     for index, path in enumerate(paths):
         queue.put_nowait((index, path))
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits,
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, limits=limits,
                                  timeout=60) as client:
         async def worker() -> None:
             nonlocal failures
@@ -81,24 +89,92 @@ async def load(base: str, paths: list[str], token: str, connections: int) -> tup
     return latencies, wall, failures
 
 
-def percentiles(values: np.ndarray) -> str:
-    return f"p50 {np.percentile(values, 50):7.1f} ms  p99 {np.percentile(values, 99):7.1f} ms"
+def timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def server_memory_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (the BentoML server and its workers), MB."""
+    output = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True).stdout
+    rows = [tuple(int(value) for value in line.split()) for line in output.splitlines() if line.strip()]
+    children: dict[int, list[int]] = {}
+    for child, parent, _ in rows:
+        children.setdefault(parent, []).append(child)
+    rss = {child: memory for child, _, memory in rows}
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        total += rss.get(current, 0)
+        pending.extend(children.get(current, []))
+    return total / 1024
+
+
+def measure_service(name: str, folder: Path, ledger_dir: Path, uri: str, customers: list[str], as_of: str, *,
+                    runs: Path | None, workers: int, connections: int, requests: int) -> dict:
+    """Start one service, measure it, stop it."""
+    import httpx
+
+    from serving.smoke import free_port, start_service, stop, wait_until_healthy
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environ = {**os.environ, "ARRISK_DATABASE_URL": f"sqlite:///{folder / f'activity-{name}.sqlite'}",
+               "ARRISK_HOME": str(folder), "ARRISK_RUNS_POLL_SECONDS": "0"}
+    environ.pop("ARRISK_RUNS", None)
+    started = time.perf_counter()
+    process = start_service(None if runs is not None else ledger_dir, port, tokens=folder / "tokens.yaml",
+                            tracking_uri=uri, log=folder / f"service-{name}.log", runs=runs, workers=workers,
+                            environ=environ)
+    figures: dict = {}
+    try:
+        wait_until_healthy(base, process, seconds=1800)
+        figures["healthy_s"] = time.perf_counter() - started
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600) as client:
+            figures["first_worklist_ms"] = timed(lambda: client.get("/v1/worklist?top=50").raise_for_status())
+            figures["worklist_ms"] = [timed(lambda: client.get("/v1/worklist?top=50").raise_for_status())
+                                      for _ in range(200)]
+            after_promise = []
+            for index, customer in enumerate(customers[:20]):
+                started = time.perf_counter()
+                client.post("/v1/promises", json={"customer_id": customer, "amount": "100.00",
+                                                  "made_date": as_of, "promised_date": as_of},
+                            headers={"Idempotency-Key": f"bench-{name}-{index}"}).raise_for_status()
+                client.get("/v1/worklist?top=50").raise_for_status()
+                after_promise.append((time.perf_counter() - started) * 1000)
+            figures["promise_then_worklist_ms"] = after_promise
+            cold = customers[20:20 + 500]
+            figures["risk_one_at_a_time_ms"] = [timed(lambda c=c: client.get(f"/v1/customers/{c}/risk")
+                                                      .raise_for_status()) for c in cold]
+        paths = [f"/v1/customers/{customer}/risk" for customer in
+                 np.random.default_rng(1).choice(customers, size=requests)]
+        asyncio.run(load(base, paths[:300], connections))  # warm-up: connections open
+        latencies, wall, failures = asyncio.run(load(base, paths, connections))
+        figures["risk_concurrent_ms"], figures["risk_rate"], figures["failures"] = latencies, len(paths) / wall, failures
+        figures["memory_mb"] = server_memory_mb(process.pid)
+    finally:
+        stop(process)
+    return figures
+
+
+def p(values, q: float) -> float:
+    return float(np.percentile(values, q))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="Service workers for the runs (1 for the other).")
+    parser.add_argument("--ledger", type=Path, help="Use this generated ledger instead of generating one.")
     args = parser.parse_args()
 
-    from ledger import write_ledger
+    from ledger import read_ledger, write_ledger
     from ledger.synthetic import generate_ledger
     from serving.auth import hash_token
-    from serving.scoring import load_champions
-    from serving.smoke import free_port, get_json, start_service, stop, wait_until_healthy
-    from serving.views import ServingState
 
     folder = Path(tempfile.mkdtemp(prefix="arrisk-bench-"))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -107,68 +183,60 @@ def main() -> None:
     print(f"champions fitted and registered in {time.perf_counter() - started:.0f} s")
 
     started = time.perf_counter()
-    ledger, _ = generate_ledger(customers=args.customers, months=args.months, seed=1)
-    write_ledger(ledger, folder / "ledger")
-    open_invoices = int(ledger.invoices["cleared_date"].isna().sum())
-    print(f"ledger: {args.customers:,} customers x {args.months} months, {len(ledger.invoices):,} documents, "
-          f"{open_invoices:,} open at the end ({time.perf_counter() - started:.0f} s)")
-
-    token = "arr_benchmark_token_0123456789abcdef"
+    if args.ledger is not None:
+        ledger_dir, ledger = args.ledger, read_ledger(args.ledger, validate=False)
+    else:
+        ledger, _ = generate_ledger(customers=args.customers, months=args.months, seed=1)
+        ledger_dir = folder / "ledger"
+        write_ledger(ledger, ledger_dir)
+    open_documents = int(ledger.invoices["cleared_date"].isna().sum())
+    print(f"ledger: {ledger.customers.shape[0]:,} customers, {len(ledger.invoices):,} documents, "
+          f"{open_documents:,} open at the end ({time.perf_counter() - started:.0f} s)")
     (folder / "tokens.yaml").write_text(
-        f"tokens:\n  - name: bench\n    user: bench\n    scopes: [admin]\n    sha256: {hash_token(token)}\n")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+        f"tokens:\n  - name: bench\n    user: bench\n    scopes: [admin]\n    sha256: {hash_token(TOKEN)}\n")
+    from features.labels import last_event_date
+
+    as_of = f"{last_event_date(ledger):%Y-%m-%d}"
+    overdue = ledger.invoices[ledger.invoices["cleared_date"].isna()
+                              & (ledger.invoices["due_date"] < pd.Timestamp(as_of))]["customer_id"].unique()
+    customers = list(np.random.default_rng(0).permutation(overdue))
+    del ledger
+
+    runs = folder / "runs"
+    environ = {**os.environ, "ARRISK_HOME": str(folder), "ARRISK_DATABASE_URL": f"sqlite:///{folder / 'run.sqlite'}"}
     started = time.perf_counter()
-    process = start_service(folder / "ledger", port, tokens=folder / "tokens.yaml", tracking_uri=uri,
-                            log=folder / "service.log")
-    try:
-        wait_until_healthy(base, process, seconds=900)
-        print(f"service ready in {time.perf_counter() - started:.1f} s (includes scoring and ranking the last day)")
-        as_of = ledger.invoices["invoice_date"].max()
-        cold_day = (as_of - pd.Timedelta(days=7)).date().isoformat()
-        started = time.perf_counter()
-        status, body = get_json(f"{base}/v1/worklist?as_of={cold_day}&top=100", token, timeout=600)
-        cold = time.perf_counter() - started
-        warm = []
-        for _ in range(20):
-            started = time.perf_counter()
-            get_json(f"{base}/v1/worklist?top=100", token)
-            warm.append(time.perf_counter() - started)
-        print(f"worklist over HTTP: cold {cold:.2f} s (status {status}, {body.get('count')} rows), "
-              f"warm median {np.median(warm) * 1000:.1f} ms")
+    subprocess.run([sys.executable, "-m", "serving.cli", "run", "--ledger", str(ledger_dir), "--as-of", as_of,
+                    "--out", str(runs), "--tracking-uri", uri], check=True, env=environ, stdout=subprocess.DEVNULL)
+    run_wall = time.perf_counter() - started
+    manifest = json.loads((runs / as_of / "manifest.json").read_text())
 
-        rng = np.random.default_rng(0)
-        customers = ledger.invoices.loc[ledger.invoices["cleared_date"].isna(), "customer_id"].unique()
-        chosen = rng.choice(customers, size=args.requests)
-        paths = [f"/v1/customers/{customer}/risk" for customer in chosen]
-        asyncio.run(load(base, paths[:200], token, args.connections))  # warm-up
-        latencies, wall, failures = asyncio.run(load(base, paths, token, args.connections))
-        http_rate = len(paths) / wall
-    finally:
-        stop(process)
+    served = measure_service("runs", folder, ledger_dir, uri, customers, as_of, runs=runs, workers=args.workers,
+                             connections=args.connections, requests=args.requests)
+    computed = measure_service("ledger", folder, ledger_dir, uri, customers, as_of, runs=None, workers=1,
+                               connections=args.connections, requests=args.requests // 5)
 
-    state = ServingState(ledger, load_champions(uri))
-    started = time.perf_counter()
-    state.full_worklist(pd.Timestamp(cold_day))
-    direct_cold = time.perf_counter() - started
-    state.full_worklist()
-    direct = []
-    for customer in chosen[:1000]:
-        started = time.perf_counter()
-        state.customer_risk(customer)
-        direct.append((time.perf_counter() - started) * 1000)
-    direct = np.array(direct)
-
-    print()
-    print(f"score+explain over HTTP ({args.requests:,} requests, {args.connections} connections): "
-          f"{percentiles(latencies)}  {http_rate:,.0f} requests/s  {failures} failures")
-    print(f"score+explain direct call (1,000 calls, one at a time):      {percentiles(direct)}  "
-          f"{1000 / direct.mean():,.0f} calls/s")
-    print(f"ratio HTTP / direct: p50 x{np.percentile(latencies, 50) / np.percentile(direct, 50):.1f}, "
-          f"throughput x{http_rate / (1000 / direct.mean()):.2f}")
-    print(f"worklist cold ({open_invoices:,} open invoices): HTTP {cold:.2f} s, direct {direct_cold:.2f} s; "
-          f"warm over HTTP {np.median(warm) * 1000:.1f} ms")
-    print("targets: score+explain p99 < 50 ms and >= 300 requests/s; worklist for 100,000 open invoices < 2 s")
+    print(f"\nrun for {as_of}: {run_wall:.1f} s wall (target < 90 s), peak memory {manifest['peak_rss_mb']:,.0f} MB "
+          "(target < 6 GB)")
+    for step in manifest["steps"]:
+        print(f"  {step['name']:<13} {step['seconds']:7.1f} s   peak {step['peak_rss_mb']:7,.0f} MB")
+    print(f"  tables: {', '.join(f'{name} {rows:,}' for name, rows in manifest['tables'].items())}")
+    rows = [
+        ("start to healthy", "healthy_s", lambda f: f["healthy_s"], "s", "< 5 s"),
+        ("first worklist top 50", "first_worklist_ms", lambda f: f["first_worklist_ms"], "ms", ""),
+        ("worklist top 50 p99", "worklist_ms", lambda f: p(f["worklist_ms"], 99), "ms", "< 50 ms"),
+        ("promise then worklist p50", "", lambda f: p(f["promise_then_worklist_ms"], 50), "ms", ""),
+        ("promise then worklist max", "", lambda f: max(f["promise_then_worklist_ms"]), "ms", "< 100 ms"),
+        ("risk one at a time p50", "", lambda f: p(f["risk_one_at_a_time_ms"], 50), "ms", ""),
+        ("risk one at a time p99", "", lambda f: p(f["risk_one_at_a_time_ms"], 99), "ms", "< 10 ms"),
+        (f"risk at {args.connections} connections p99", "", lambda f: p(f["risk_concurrent_ms"], 99), "ms", "< 50 ms"),
+        (f"risk at {args.connections} connections rate", "", lambda f: f["risk_rate"], "req/s", ">= 500"),
+        ("server memory", "", lambda f: f["memory_mb"], "MB", ""),
+    ]
+    print(f"\n{'':34} {'runs (' + str(args.workers) + ' workers)':>20} {'on request (1)':>16} {'ratio':>8}  target")
+    for label, _, value, unit, target in rows:
+        a, b = value(served), value(computed)
+        print(f"{label:34} {a:17,.1f} {unit:<3}{b:13,.1f} {unit:<3}{(a / b if b else float('nan')):7.2f}x  {target}")
+    print(f"failures: runs {served['failures']}, on request {computed['failures']}")
 
 
 if __name__ == "__main__":

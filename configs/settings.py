@@ -54,6 +54,14 @@ class Settings(BaseModel):
         default_factory=lambda data: sqlite_url(data["home"] / "out" / "activity.sqlite"), min_length=1, repr=False,
         description="SQLAlchemy URL of the activity store (may hold a password). "
                     "Default: sqlite:///HOME/out/activity.sqlite.")
+    runs: Path | None = Field(None, description=(
+        "Folder of daily runs (`arrisk run --out`) the service answers from; without it, the service computes "
+        "each date of `ledger` on demand."))
+    runs_keep: int = Field(7, ge=1, le=3_650, description="`arrisk run` keeps this many newest runs, pruning older ones.")
+    runs_poll_seconds: float = Field(10.0, ge=0, le=3_600, description=(
+        "The service looks for a new complete run this often (0: only on `POST /v1/runs/reload`)."))
+    runs_workers: int = Field(1, ge=1, le=64, description=(
+        "Processes answering the API (BentoML workers); each holds the served runs in memory."))
     reports: Path = Field(default_factory=lambda data: data["home"] / "out" / "reports", description=(
         "Folder of the HTML reports the service links to. Default: HOME/out/reports."))
     log_file: Path = Field(default_factory=lambda data: data["home"] / "out" / "arrisk.log", description=(

@@ -60,6 +60,10 @@ class NoModel(ArRiskError):
     """No trained (champion) model to answer with; train one first."""
 
 
+class NotReady(ArRiskError):
+    """The service is still loading what the request needs; the same request succeeds shortly."""
+
+
 class LedgerError(BadInput):
     """Bad input: carries every problem found, not only the first."""
 

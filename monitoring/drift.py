@@ -16,6 +16,7 @@ than `max_model_age_days` older than `as_of`. Features that grow with the calend
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -169,6 +170,46 @@ def drift_report(ledger: Ledger, as_of: pd.Timestamp, champions=None, trained_un
     table = column_drift(evaluation)
     summary = drift_summary(table, as_of, cutoffs, trained_until, rule, (len(reference), len(current)))
     return DriftReport(summary, table, evaluation)
+
+
+def drift_verdict(ledger: Ledger, as_of: pd.Timestamp, current: pd.DataFrame, champions,
+                  trained_until: pd.Timestamp | None = None, reference_months: int = 6,
+                  cache_dir: Path | None = None, rule: RetrainRule = RetrainRule()) -> dict:
+    """The drift summary of a daily run: `current` (the run's open documents with their features and
+    predictions) against the training reference. The reference rows depend only on the ledger's history
+    up to the reference month ends and on the champions, so they are kept in `cache_dir` by those month
+    ends and the model versions, and computed once per champion rather than every night."""
+    as_of = pd.Timestamp(as_of).normalize()
+    reference_end = trained_until if trained_until is not None and trained_until < as_of \
+        else as_of - pd.offsets.MonthEnd(3)
+    cutoffs = [c for c in reference_cutoffs(reference_end, reference_months)
+               if c >= ledger.invoices["invoice_date"].min()]
+    if not cutoffs:
+        return {"as_of": f"{as_of:%Y-%m-%d}", "retrain": None,
+                "reasons": [f"no month end with invoices before {reference_end:%Y-%m-%d} to compare with"]}
+    reference = cached_reference(ledger, cutoffs, champions, cache_dir)
+    columns = drift_columns(reference, current)
+    table = column_drift(evidently_run(reference, current, columns))
+    return drift_summary(table, as_of, cutoffs, trained_until, rule, (len(reference), len(current)))
+
+
+def cached_reference(ledger: Ledger, cutoffs: list[pd.Timestamp], champions, cache_dir: Path | None) -> pd.DataFrame:
+    """The reference rows with predictions, read from `cache_dir` when computed before for the same month
+    ends, models and ledger source."""
+    if cache_dir is None:
+        return with_predictions(feature_rows(ledger, cutoffs), champions)
+    versions = "-".join(str(v) for v in sorted((getattr(champions, "versions", None) or {}).items()))
+    key = hashlib.sha256(f"{ledger.source}|{[f'{c:%Y-%m-%d}' for c in cutoffs]}|{versions}".encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"drift-reference-{key}.parquet"
+    if path.is_file():
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError):
+            pass  # a damaged cache is computed again
+    rows = with_predictions(feature_rows(ledger, cutoffs), champions)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(path, lambda staging: rows.to_parquet(staging, index=False))
+    return rows
 
 
 def write_drift_report(report: DriftReport, out: Path) -> tuple[Path, Path]:

@@ -118,7 +118,8 @@ def last_notices(notices: pd.DataFrame) -> pd.DataFrame:
 def hold_reasons(known: Ledger, invoices: pd.DataFrame, as_of: pd.Timestamp, tolerance: float,
                  status: pd.Series | None = None) -> pd.Series:
     """Per invoice row: why it is held ("; "-joined), or an empty string. `status` is the promises'
-    status at `as_of` when the caller already has it."""
+    status at `as_of` when the caller already has it. A pending promise holds what was promised: its
+    invoice, or for a promise on the account the oldest overdue items it covers (`account_promise_holds`)."""
     disputes = open_disputes(known.disputes)
     dispute = invoices["invoice_id"].map(
         ("open dispute " + disputes["dispute_id"] + " (" + disputes["reason"] + ")")
@@ -132,8 +133,7 @@ def hold_reasons(known: Ledger, invoices: pd.DataFrame, as_of: pd.Timestamp, tol
                     + pending["promised_date"].dt.strftime("%Y-%m-%d"))
     on_invoice = invoices["invoice_id"].map(
         pending_text[pending["invoice_id"].notna()].groupby(pending["invoice_id"]).agg("; ".join))
-    on_account = invoices["customer_id"].map(
-        pending_text[pending["invoice_id"].isna()].groupby(pending["customer_id"]).agg("; ".join))
+    on_account = invoices["invoice_id"].map(account_promise_holds(known, pending, pending_text, as_of, tolerance))
     invoice_block = _flag(known.invoices, "invoice_id", "dunning_block", invoices["invoice_id"])
     customer_block = _flag(known.customers, "customer_id", "dunning_block", invoices["customer_id"])
     reasons = pd.DataFrame({
@@ -146,6 +146,72 @@ def hold_reasons(known: Ledger, invoices: pd.DataFrame, as_of: pd.Timestamp, tol
     # stack() drops the missing reasons, so each invoice joins only those that apply.
     joined = reasons.stack().groupby(level=0).agg("; ".join) if len(reasons) else pd.Series(dtype=object)
     return joined.reindex(invoices.index, fill_value="")
+
+
+def account_promise_holds(known: Ledger, pending: pd.DataFrame, pending_text: pd.Series, as_of: pd.Timestamp,
+                          tolerance: float) -> pd.Series:
+    """The documents held by pending promises on the account, indexed by invoice_id, with the promises' text.
+
+    A customer's pending account promises add up and cover its oldest overdue open documents first
+    (earliest due date, then invoice_id), whole documents only, while their running open amount stays
+    within the promised total + `tolerance`: the first document not fully covered ends the cover, and
+    documents not yet due are never covered. Credit memos are not covered (they carry no risk).
+
+    Amounts are compared in document currency when the customer's overdue documents and account
+    promises are all in one currency; otherwise in base currency, each promise converted at the
+    amount-weighted rate of the customer's known documents in its currency (1 for the base currency; a
+    promise in a currency none of them is in covers nothing). A promise's currency is its `currency`
+    column when the ledger has one, else the customer's currency: an account promise is kept by the
+    customer's payments (`features.collections`), which are in that currency.
+
+    The documents come from the ledger as known at `as_of`, not from the caller's rows: the dunning
+    proposal passes only the items due for their next level, and a promise must cover the same items
+    there as in the worklist (which passes every open document). Only the customer's own rows are
+    read, so a customer's slice of the ledger gives the same holds as the whole (`runs.actions`)."""
+    account = pending[pending["invoice_id"].isna()]
+    if account.empty:
+        return pd.Series(dtype=object)
+    customer_ids = account["customer_id"].unique()
+    documents = known.invoices[known.invoices["customer_id"].isin(customer_ids)]
+    ids = documents["invoice_id"]
+    state = document_state(known.replace(
+        invoices=documents,
+        payment_applications=known.payment_applications[known.payment_applications["invoice_id"].isin(ids)],
+        writeoffs=known.writeoffs[known.writeoffs["invoice_id"].isin(ids)]), as_of, tolerance)
+    state["currency"] = documents["currency"].to_numpy()
+    overdue = state[state["is_open"] & (state["open_amount"] > 0) & (days_between(as_of, state["due_date"]) > 0)]
+
+    currency = account["customer_id"].map(known.customers.set_index("customer_id")["currency"])
+    if "currency" in account:
+        currency = account["currency"].fillna(currency)
+    promise_currencies = currency.groupby(account["customer_id"]).agg(["nunique", "first"])
+    item_currencies = overdue.groupby("customer_id")["currency"].agg(["nunique", "first"])
+    items_too = item_currencies.reindex(promise_currencies.index)
+    one_currency = ((promise_currencies["nunique"] == 1) & (items_too["nunique"] == 1)
+                    & (promise_currencies["first"] == items_too["first"]))
+
+    rate = pd.Series(_weighted_rates(documents, ["customer_id", "currency"]).reindex(
+        pd.MultiIndex.from_arrays([account["customer_id"], currency])).to_numpy(), index=account.index)
+    # No rate without a document of the customer's in that currency: such a promise covers nothing.
+    rate = rate.where(currency != known.base_currency, 1.0).fillna(0.0)
+    in_documents = account["customer_id"].map(one_currency).to_numpy(dtype=bool)
+    promised = (account["amount"] * np.where(in_documents, 1.0, rate)).groupby(account["customer_id"]).sum()
+
+    # Oldest first within each customer; the running sum only grows (amounts > 0), so a document is
+    # covered exactly when it and every older one fit in the promised total.
+    overdue = overdue.sort_values(["customer_id", "due_date", "invoice_id"], kind="mergesort")
+    amount = overdue["open_amount"].where(overdue["customer_id"].map(one_currency).fillna(False).astype(bool),
+                                          overdue["open_amount_base"])
+    covered = amount.groupby(overdue["customer_id"]).cumsum() <= overdue["customer_id"].map(promised) + tolerance
+    held = overdue[covered]
+    text = pending_text[account.index].groupby(account["customer_id"]).agg("; ".join)
+    return pd.Series(held["customer_id"].map(text).to_numpy(), index=held["invoice_id"].to_numpy(), dtype=object)
+
+
+def _weighted_rates(documents: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Base units per document-currency unit per `keys`, weighted by amount (credit memos count by size)."""
+    sums = documents[["amount", "amount_base"]].abs().groupby([documents[key] for key in keys]).sum()
+    return sums["amount_base"] / sums["amount"]
 
 
 def _flag(table: pd.DataFrame, key: str, column: str, keys: pd.Series) -> np.ndarray:

@@ -106,15 +106,9 @@ def ledger_date_window(ledger: Ledger, settings: Settings) -> tuple[date, date]:
 
 def with_activity(ledger: Ledger, tables: dict[str, pd.DataFrame]) -> Ledger:
     """The ledger with the recorded activity appended to its collections tables."""
-    merged = {}
-    for name in ACTIVITY_TABLES:
-        recorded = tables.get(name)
-        if recorded is None or recorded.empty:
-            continue
-        current = getattr(ledger, name)
-        merged[name] = recorded if current.empty else pd.concat([current, recorded[current.columns]],
-                                                                ignore_index=True)
-    return ledger.replace(**merged) if merged else ledger
+    from runs.actions import with_records
+
+    return with_records(ledger, {name: tables.get(name) for name in ACTIVITY_TABLES})
 
 
 def ledger_with_recorded_activity(ledger: Ledger, environ: dict | None = None) -> Ledger:
@@ -126,6 +120,20 @@ def ledger_with_recorded_activity(ledger: Ledger, environ: dict | None = None) -
     store = open_store(database_url(environ), settings, ledger_date_window(ledger, settings))
     try:
         return with_activity(ledger, store.ledger_tables())
+    finally:
+        store.close()
+
+
+def recorded_activity(ledger: Ledger, environ: Mapping[str, str] | None = None) -> tuple[Ledger, int | None]:
+    """The ledger plus what was recorded in the activity store, and the store's audit mark read first (None
+    without a store): records written after the mark may or may not be in the ledger, never missed."""
+    if not activity_store_exists(environ):
+        return ledger, None
+    settings = Settings.from_environ(environ)
+    store = open_store(database_url(environ), settings, ledger_date_window(ledger, settings))
+    try:
+        mark = store.audit_mark()
+        return with_activity(ledger, store.ledger_tables()), mark
     finally:
         store.close()
 

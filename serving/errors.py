@@ -6,6 +6,7 @@
     RequestValidationError          422 "bad_input": every problem in `detail`, the first one's `field`
     NotFound                        404 "not_found"
     Conflict                        409 "version_conflict" / "idempotency_mismatch" / "conflict"
+    NotReady                        503 "not_ready" with Retry-After: still loading (the ledger behind a run)
     NoModel                         409 "no_model": the service runs, but nothing was trained yet; training
                                     a model resolves it, retrying the same request does not (so not 503)
     Starlette HTTPException         its own status (unknown route 404, 405) in the same shape
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from activity.errors import AuditBroken, IdempotencyMismatch, InvalidInput, VersionConflict
-from ledger.errors import BadInput, Conflict, LedgerError, NoModel, NotFound
+from ledger.errors import BadInput, Conflict, LedgerError, NoModel, NotFound, NotReady
 from serving.auth import AuthError, error_body
 
 
@@ -58,6 +59,10 @@ def no_model(request: Request, error: NoModel) -> JSONResponse:
     return JSONResponse({"error": "no_model", "detail": detail}, status_code=409)
 
 
+def not_ready(request: Request, error: NotReady) -> JSONResponse:
+    return JSONResponse({"error": "not_ready", "detail": str(error)}, status_code=503, headers={"Retry-After": "5"})
+
+
 def audit_broken(request: Request, error: AuditBroken) -> JSONResponse:
     """Writes stop until an admin checks the audit log: the request is fine, the store is not (503)."""
     return JSONResponse({"error": "audit_broken", "detail": str(error)}, status_code=503)
@@ -82,7 +87,7 @@ def validation_body(errors: list[dict]) -> dict[str, str]:
 
 
 HANDLERS = {AuthError: auth_error, BadInput: bad_input, NotFound: not_found, Conflict: conflict,
-            NoModel: no_model, AuditBroken: audit_broken, RequestValidationError: invalid_request,
+            NoModel: no_model, NotReady: not_ready, AuditBroken: audit_broken, RequestValidationError: invalid_request,
             HTTPException: http_error}
 
 

@@ -45,6 +45,9 @@ class Info(BaseModel):
     ledger_fingerprint: str
     default_as_of: datetime.date
     model_versions: dict[str, str | None]
+    source: Literal["runs", "ledger"] = Field("ledger", description=(
+        "runs: answers come from daily runs (`runs` lists their dates); ledger: computed on demand."))
+    runs: list[datetime.date] = Field(default_factory=list)
     user: str
     scopes: list[str]
 
@@ -335,3 +338,41 @@ def plain(value: Any) -> Any:
     except (TypeError, ValueError):
         pass
     return value
+
+
+class RunSummary(BaseModel):
+    """A complete daily run the service can answer from."""
+
+    as_of: datetime.date
+    served: bool = Field(description="Whether this is the run answering requests without `as_of`.")
+    built_at: str | None = None
+    seconds: float | None = None
+    models: dict[str, Any] = Field(default_factory=dict)
+    tables: dict[str, int] = Field(default_factory=dict)
+    drift_retrain: bool | None = None
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: datetime.date = Field(description="The date to run the day for.")
+
+
+class RunJob(BaseModel):
+    """A run started over the API: its step while it runs, then complete (with the run) or failed (why)."""
+
+    job_id: str
+    url: str
+    as_of: datetime.date
+    requested_by: str
+    status: Literal["running", "complete", "failed"]
+    step: str | None = None
+    step_index: int = 0
+    steps_total: int = 0
+    error: str | None = None
+    run: str | None = None
+
+
+class RunsReloaded(BaseModel):
+    changed: list[datetime.date]
+    served: datetime.date

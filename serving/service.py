@@ -4,8 +4,10 @@ BentoML and full-stack-fastapi-template).
 The HTTP layer is the FastAPI app of `serving.routes` (a router per resource, answers typed by
 `serving.schemas`, the caller and its scope from `serving.deps`, the named errors answered by
 `serving.errors`), mounted on the BentoML service at `/v1`: OpenAPI docs at `/v1/docs`. This class only
-starts up: it loads the champion models and the ledger once, from the environment:
+starts up: it loads the days it answers from once, from the environment:
 
+- `ARRISK_RUNS`: a folder of daily runs (`arrisk run`): the newest complete run is served, new ones are
+  picked up every `ARRISK_RUNS_POLL_SECONDS`; without it, dates are computed on demand from
 - `ARRISK_LEDGER`: ledger directory (default `HOME/out/demo/synthetic`, the README demo's; `HOME` is
   `ARRISK_HOME`, default the working folder);
 - `ARRISK_TRACKING_URI`: MLflow store with the champions (default `HOME/mlflow/`);
@@ -24,12 +26,16 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from functools import cache
 
 import bentoml
+import pandas as pd
 
 from configs.settings import Settings
 from serving.auth import TokenStore, token_store_from_env
+from serving.jobs import RunJobs
 from serving.middleware import (
     BodyLimit,
     InternalErrors,
@@ -41,29 +47,39 @@ from serving.middleware import (
     route_templates,
 )
 from serving.routes import create_api
-from serving.views import ServingState
+from serving.views import LedgerDays, RunDays, ServingState
 
 log = logging.getLogger("arrisk.service")
 
 api = create_api()
 
 
-def load_state(environ: dict[str, str], settings: Settings) -> tuple[ServingState, TokenStore, str]:
-    """The ledger, the champions and the tokens named by the environment, loaded once."""
+def load_state(environ: dict[str, str], settings: Settings) -> tuple[ServingState, TokenStore, str, str]:
+    """The days the environment names (the runs of `ARRISK_RUNS`, else the ledger and its champions) and the
+    tokens, loaded once; with the ledger's location and fingerprint."""
+    from configs.settings import business_date_window
     from ledger import read_ledger
     from serving.activity import database_url, ledger_date_window, open_store
-    from serving.scoring import load_champions
     from training.tracking import default_tracking_uri
 
-    ledger_dir = settings.ledger.resolve()
-    tracking_uri = default_tracking_uri(settings)
-    ledger = read_ledger(ledger_dir)
+    if settings.runs is not None:
+        days = RunDays(settings.runs, settings.ledger if "ledger" in settings.model_fields_set else None)
+        # The ledger is for writes and KPIs only: the reads answer from the run while it loads.
+        days.start_loading()
+        facts = days.newest_manifest.get("facts", {})
+        window = business_date_window(pd.Timestamp(facts["first_invoice_date"]).date(),
+                                      pd.Timestamp(facts["last_event_date"]).date(), settings)
+        ledger_path, fingerprint = str(days.ledger_dir), str(days.newest_manifest.get("ledger_fingerprint"))
+    else:
+        from runs.scoring import load_champions
+
+        ledger = read_ledger(settings.ledger.resolve())
+        days = LedgerDays(ledger, load_champions(default_tracking_uri(settings)), settings.as_of_future_days)
+        window = ledger_date_window(ledger, settings)
+        ledger_path, fingerprint = str(settings.ledger.resolve()), ledger.fingerprint()
     # The store refuses records dated outside the ledger's window before anything is committed.
-    store = open_store(database_url(environ), settings, ledger_date_window(ledger, settings))
-    state = ServingState(ledger, load_champions(tracking_uri), store=store,
-                         as_of_future_days=settings.as_of_future_days)
-    state.champions.require("timing")
-    return state, token_store_from_env(environ), str(ledger_dir)
+    store = open_store(database_url(environ), settings, window)
+    return ServingState(days, store=store), token_store_from_env(environ), ledger_path, fingerprint
 
 
 @bentoml.service(name="ar_risk", traffic={"timeout": 120}, workers=1)
@@ -74,14 +90,29 @@ class ARRiskService:
 
     def __init__(self) -> None:
         self.settings = Settings.from_environ(os.environ)
-        self.state, self.tokens, self.ledger_path = load_state(dict(os.environ), self.settings)
+        self.state, self.tokens, self.ledger_path, self.fingerprint = load_state(dict(os.environ), self.settings)
         self.reports = self.settings.reports
-        self.fingerprint = self.state.ledger.fingerprint()
-        # Score and rank the ledger's latest day now, so the first request of the morning is fast.
-        self.state.full_worklist()
+        self.jobs = RunJobs(self.settings, self.state)
+        # The default day now (a run's tables, or computed from the ledger), so the first request is fast.
+        self.state.view()
+        if isinstance(self.state.days, RunDays) and self.settings.runs_poll_seconds > 0:
+            threading.Thread(target=watch_runs, args=(self.state, self.settings.runs_poll_seconds),
+                             name="arrisk-runs", daemon=True).start()
         if not len(self.tokens):
             log.warning("no API tokens configured (%s / %s): every endpoint but health answers 401",
                         "ARRISK_TOKENS_FILE", "ARRISK_API_TOKENS")
+
+
+def watch_runs(state: ServingState, seconds: float) -> None:
+    """Every `seconds`, pick up a new complete run (a failure is logged and retried at the next look)."""
+    while True:
+        time.sleep(seconds)
+        try:
+            changed = state.refresh()
+            if changed:
+                log.info("serving new runs: %s", ", ".join(f"{day:%Y-%m-%d}" for day in changed))
+        except Exception:
+            log.exception("could not pick up a new run; still serving the previous one")
 
 
 # Outermost first: every answer gets its request id and security headers, even a 500 or a 413.

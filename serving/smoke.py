@@ -40,15 +40,21 @@ def get_json(url: str, token: str | None = None, timeout: float = 60) -> tuple[i
         return error.code, json.loads(error.read() or b"{}")
 
 
-def start_service(ledger: Path, port: int, tokens: Path = DEMO_TOKENS, tracking_uri: str | None = None,
-                  log: Path | None = None) -> subprocess.Popen:
-    """`arrisk serve` in the background on 127.0.0.1:`port`."""
-    command = [sys.executable, "-m", "serving.cli", "serve", "--ledger", str(ledger), "--port", str(port),
-               "--tokens-file", str(tokens)]
+def start_service(ledger: Path | None, port: int, tokens: Path = DEMO_TOKENS, tracking_uri: str | None = None,
+                  log: Path | None = None, runs: Path | None = None, workers: int = 1,
+                  environ: dict | None = None) -> subprocess.Popen:
+    """`arrisk serve` in the background on 127.0.0.1:`port`: from the runs of `runs` when given, else
+    computing from `ledger` on demand."""
+    command = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port), "--tokens-file", str(tokens),
+               "--workers", str(workers)]
+    if runs is not None:
+        command += ["--runs", str(runs)]
+    if ledger is not None:
+        command += ["--ledger", str(ledger)]
     if tracking_uri:
         command += ["--tracking-uri", tracking_uri]
     output = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ),
+    return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=dict(environ or os.environ),
                             start_new_session=True)
 
 
@@ -64,7 +70,7 @@ def wait_until_healthy(base: str, process: subprocess.Popen, seconds: float = 18
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             pass
-        time.sleep(1)
+        time.sleep(0.1)
     raise RuntimeError(f"no healthy answer from {base} within {seconds:.0f} s")
 
 

@@ -1,293 +1,367 @@
-"""What the API and the web pages show, as plain functions over one loaded ledger and its champions.
+"""What the API and the web pages show: a day's tables with the day's recorded actions on top.
 
-`ServingState` holds the ledger and the models loaded once at start-up, and caches the scores and the
-full worklist per `as_of` (building them is the expensive part; a request then filters a frame). Every
-method takes `as_of` explicitly; `default_as_of` is the last day the ledger has events for, never today.
+`ServingState` answers every read from a `runs.answers.DayView`, by lookups. Where the days come from is
+its source:
+
+- `RunDays` (`arrisk serve --runs DIR`): the complete runs of a folder. The newest is loaded at start, a
+  date without a run is a 404 listing the dates there are, and a new run is picked up by `refresh()`
+  (polled by the service, or `POST /v1/runs/reload`) without a restart. No model is called on the request
+  path. The ledger behind the runs is loaded in the background, for the writes and the KPIs.
+- `LedgerDays` (`arrisk serve --ledger DIR`): any date of the ledger computed on demand with the steps a
+  run uses (`runs.day`), so both answer alike.
+
+The day's actions: every view remembers the activity store's audit mark it reflects. A read that shows
+holds and escalations (worklist, dunning, customer view) first asks the store for its mark; when records
+were written since, the customers they belong to get their worklist and dunning rows re-derived
+(`runs.actions`) and the new view replaces the old. This works the same across several service workers
+sharing one store. A view is never changed in place: a request holding one sees one consistent day.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from features import FeatureConfig
 from features.labels import last_event_date
-from ledger import Ledger, LedgerError, Problem
-from ledger.errors import NotFound as LedgerNotFound
-from models.late_payment import BUCKET_NAMES
-from rules.worklist import WorklistPolicy, filtered_worklist
-from serving.reasons import feature_descriptions, top_reasons
-from serving.scoring import (
-    SCORE_COLUMNS,
-    Champions,
-    Scores,
-    build_forecast,
-    build_worklist,
-    fill_reasons,
-    score,
-    with_pay_dates,
-    worklist_reasons,
-)
+from ledger import Ledger, LedgerError, Problem, read_ledger
+from ledger.errors import NotFound, NotReady
+from runs.actions import CustomerIndex, customer_index, customer_rows, with_actions, with_records
+from runs.answers import DayView, UnknownDocument, day_view
+from runs.day import ON_DEMAND_STEPS, Day, DaySettings, build_day
+from runs.folder import RunError, available_text, complete_runs, read_manifest, read_run
+from runs.scoring import Champions
 
+log = logging.getLogger("arrisk.views")
 CACHED_DATES = 4
-BUCKET_COLUMNS = [f"p_{name}" for name in BUCKET_NAMES]
+LEDGER_WAIT_SECONDS = 300
+
+__all__ = ["LedgerDays", "RunDays", "ServingState", "UnknownDocument"]
 
 
-class NotFound(LedgerNotFound, LookupError):
-    """A customer or invoice the ledger does not know at the date asked."""
+class LedgerDays:
+    """Days computed on demand from a ledger and the champions, for any date in the ledger's range."""
+
+    kind = "ledger"
+
+    def __init__(self, ledger: Ledger, champions: Champions, as_of_future_days: int = 92) -> None:
+        champions.require("timing")
+        self.ledger, self.champions, self.as_of_future_days = ledger, champions, as_of_future_days
+        self.default_as_of = last_event_date(ledger)
+        self.first_invoice_date = ledger.invoices["invoice_date"].min()
+        self.base_currency = ledger.base_currency
+
+    def base_ledger(self) -> Ledger:
+        return self.ledger
+
+    def model_versions(self) -> dict:
+        return self.champions.versions
+
+    def checked_as_of(self, day: datetime.date, field: str) -> pd.Timestamp:
+        return checked_in_range(day, field, self.first_invoice_date, self.default_as_of, self.as_of_future_days)
+
+    def day(self, as_of: pd.Timestamp, ledger: Ledger, settings: DaySettings):
+        return build_day(ledger, as_of, self.champions, settings, ON_DEMAND_STEPS)
 
 
-@dataclass
+class RunDays:
+    """The complete runs of a folder; the ledger they were computed from is read in the background."""
+
+    kind = "runs"
+
+    def __init__(self, runs_dir: str | Path, ledger_dir: str | Path | None = None) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.runs = complete_runs(self.runs_dir)
+        if not self.runs:
+            raise NotFound(f"{self.runs_dir}: no complete run to serve (run `arrisk run --ledger DIR --as-of DATE "
+                           f"--out {self.runs_dir}` first)")
+        self.newest = max(self.runs)
+        _, self.newest_manifest = read_run(self.runs[self.newest])
+        self.ids = {as_of: run_id(folder) for as_of, folder in self.runs.items()}
+        self.ledger_dir = Path(ledger_dir or self.newest_manifest.get("ledger", ""))
+        self._ledger: Ledger | None = None
+        self._ledger_error: Exception | None = None
+        self._ledger_ready = threading.Event()
+        self._loading = threading.Lock()
+
+    def start_loading(self) -> None:
+        """Read the ledger in a background thread: the runs answer reads while it loads."""
+        threading.Thread(target=self.load_ledger, name="arrisk-ledger", daemon=True).start()
+
+    @property
+    def default_as_of(self) -> pd.Timestamp:
+        return self.newest
+
+    @property
+    def base_currency(self) -> str:
+        return self.newest_manifest.get("base_currency", "EUR")
+
+    def model_versions(self) -> dict:
+        return {task: model.get("version") for task, model in self.newest_manifest.get("models", {}).items()}
+
+    def load_ledger(self) -> None:
+        """Read the ledger behind the runs, once."""
+        with self._loading:
+            if self._ledger_ready.is_set():
+                return
+            self._read_ledger()
+
+    def _read_ledger(self) -> None:
+        try:
+            self._ledger = read_ledger(self.ledger_dir, validate=False)  # the run validated it
+        except Exception as error:  # reported on every request that needs it, and in the log
+            log.error("cannot read the ledger %s behind the runs: %s", self.ledger_dir, error)
+            self._ledger_error = error
+        finally:
+            self._ledger_ready.set()
+
+    def base_ledger(self) -> Ledger:
+        if not self._loading.locked() and not self._ledger_ready.is_set():
+            self.load_ledger()  # nobody is reading it: read it now
+        if not self._ledger_ready.wait(LEDGER_WAIT_SECONDS):
+            raise NotReady(f"still reading the ledger {self.ledger_dir}; retry shortly")
+        if self._ledger_error is not None:
+            raise NotReady(f"the ledger behind the runs ({self.ledger_dir}) cannot be read: {self._ledger_error}")
+        return self._ledger
+
+    def checked_as_of(self, day: datetime.date, field: str) -> pd.Timestamp:
+        as_of = pd.Timestamp(day)
+        if as_of not in self.runs:
+            raise NotFound(f"no run for {field} {as_of:%Y-%m-%d}; runs: {available_text(self.runs)}")
+        return as_of
+
+    def day(self, as_of: pd.Timestamp) -> tuple[Day, dict]:
+        """The run of `as_of` read from its folder, and its manifest."""
+        return read_run(self.runs[as_of])
+
+    def refresh(self) -> list[pd.Timestamp]:
+        """Look for new or replaced runs (a new `run_id` in a date's manifest); returns the dates whose run
+        changed, the newest first."""
+        found = complete_runs(self.runs_dir)
+        ids = {as_of: run_id(folder) for as_of, folder in found.items()}
+        changed = [as_of for as_of, known in ids.items() if known is not None and known != self.ids.get(as_of)]
+        if found:
+            self.runs, self.ids = found, ids
+            if max(found) != self.newest or self.newest in changed:
+                self.newest = max(found)
+                _, self.newest_manifest = read_run(found[self.newest])
+        return sorted(changed, reverse=True)
+
+
+def run_id(folder: Path) -> str | None:
+    """The id in a run's manifest; None while the folder is being replaced (the next look sees the new one)."""
+    try:
+        return read_manifest(folder).get("run_id")
+    except RunError:
+        return None
+
+
 class ServingState:
-    """The ledger and champions a service answers from, with per-date caches."""
+    """The days a service answers from, with the day's recorded actions layered on per customer."""
 
-    ledger: Ledger
-    champions: Champions
-    policy: WorklistPolicy = field(default_factory=WorklistPolicy)
-    store: object | None = None
-    base_ledger: Ledger | None = None
-    as_of_future_days: int = 92  # Settings.as_of_future_days
-    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
-    default_as_of: pd.Timestamp = field(init=False)  # the base ledger's last day with an event, never today
-    first_invoice_date: pd.Timestamp = field(init=False)
-    _scores: OrderedDict = field(default_factory=OrderedDict, repr=False)
-    _worklists: OrderedDict = field(default_factory=OrderedDict, repr=False)
-    _explained: dict = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self, days: LedgerDays | RunDays, store=None, settings: DaySettings | None = None,
+                 feature_config: FeatureConfig | None = None) -> None:
+        self.days = days
+        self.store = store
+        self.settings = settings or DaySettings()
+        self.policy = self.settings.policy
+        self.feature_config = feature_config or self.settings.feature_config or FeatureConfig()
+        self._views: OrderedDict[pd.Timestamp, tuple[DayView, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._date_locks: dict[pd.Timestamp, threading.Lock] = {}
+        self._index: CustomerIndex | None = None
+        self._ledger: tuple[Ledger, int] | None = None
 
-    def __post_init__(self) -> None:
-        self.base_ledger = self.base_ledger or self.ledger
-        # Both scan the whole ledger: computed once, not on every request.
-        self.default_as_of = last_event_date(self.base_ledger)
-        self.first_invoice_date = self.base_ledger.invoices["invoice_date"].min()
-        self.reload_activity()
+    # ---- dates --------------------------------------------------------------------------------------
 
-    def reload_activity(self) -> None:
-        """Rebuild the ledger from the base ledger and the activity store, and forget every cached
-        result: a recorded promise must change the next worklist."""
-        from serving.activity import with_activity
-
-        if self.store is not None:
-            self.ledger = with_activity(self.base_ledger, self.store.ledger_tables())
-        with self._lock:
-            self._scores.clear()
-            self._worklists.clear()
-            self._explained.clear()
+    @property
+    def default_as_of(self) -> pd.Timestamp:
+        return self.days.default_as_of
 
     def checked_as_of(self, as_of: datetime.date | None, field: str = "as_of") -> pd.Timestamp:
-        """`as_of` (or the default) as a timestamp, if between the ledger's first invoice and its last event
-        plus `as_of_future_days`; else a 400 naming `field` and the range."""
+        """`as_of` (None: the default day) as a day this service can answer: a run's date (else 404 listing
+        the runs), or a date in the ledger's range (else a 400 naming `field` and the range)."""
         if as_of is None:
             return self.default_as_of
-        # Compared as dates first: 9999-12-31 is a valid date but not a pandas timestamp.
         day = as_of.date() if isinstance(as_of, datetime.datetime) else as_of
-        first, last = self.as_of_range()
-        if first is None or not first <= day <= last:
-            window = "the ledger has no invoices" if first is None else (
-                f"expected {first:%Y-%m-%d} (the first invoice) to {last:%Y-%m-%d} (the last event, "
-                f"{self.default_as_of:%Y-%m-%d}, + {self.as_of_future_days} days)")
-            raise LedgerError(Problem(field, None, None, f"{day:%Y-%m-%d} is outside the ledger's dates: {window}"),
-                              title="bad input")
-        return pd.Timestamp(day)
+        return self.days.checked_as_of(day, field)
 
-    def as_of_range(self) -> tuple[datetime.date | None, datetime.date]:
-        """The first and last dates `checked_as_of` accepts (None first when there are no invoices)."""
-        last = (self.default_as_of + pd.Timedelta(days=self.as_of_future_days)).date()
-        return (None if pd.isna(self.first_invoice_date) else self.first_invoice_date.date()), last
+    def checked_date(self, value: datetime.date, field: str) -> pd.Timestamp:
+        """A date of the ledger's range, for rules computed from the ledger (the KPIs of any period)."""
+        day = value.date() if isinstance(value, datetime.datetime) else value
+        base = self.base_ledger
+        return checked_in_range(day, field, base.invoices["invoice_date"].min(), last_event_date(base), 0)
 
-    def scores(self, as_of: pd.Timestamp | None = None) -> Scores:
-        """Scores of every open document (with bucket probabilities) and customer at `as_of` (cached)."""
-        return self._served(as_of).scores
+    # ---- the ledger -----------------------------------------------------------------------------------
 
-    def _served(self, as_of: pd.Timestamp | None) -> ServedScores:
+    @property
+    def base_ledger(self) -> Ledger:
+        """The ledger as imported, without the recorded activity."""
+        return self.days.base_ledger()
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger with everything recorded in the activity store (rebuilt when something new was)."""
+        mark = self.audit_mark()
+        cached = self._ledger
+        if cached is not None and cached[1] == mark:
+            return cached[0]
+        from serving.activity import with_activity
+
+        ledger = self.base_ledger
+        if self.store is not None:
+            ledger = with_activity(ledger, self.store.ledger_tables())
+        self._ledger = (ledger, mark)
+        return ledger
+
+    def audit_mark(self) -> int:
+        return self.store.audit_mark() if self.store is not None else 0
+
+    def model_versions(self) -> dict:
+        return self.days.model_versions()
+
+    @property
+    def base_currency(self) -> str:
+        return self.days.base_currency
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    # ---- days -----------------------------------------------------------------------------------------
+
+    def view(self, as_of: pd.Timestamp | None = None, actions: bool = True) -> DayView:
+        """The day at `as_of` (checked); with `actions`, caught up with what was recorded since it was made."""
         as_of = self.checked_as_of(as_of)
-        return self._cached(self._scores, as_of, lambda: served_scores(score(
-            self.ledger, as_of, self.champions, horizon_days=self.policy.horizon_days), self.champions))
+        with self._lock:
+            cached = self._views.get(as_of)
+            date_lock = self._date_locks.setdefault(as_of, threading.Lock())
+        if cached is not None and (not actions or self.store is None or cached[1] >= self.audit_mark()):
+            return cached[0]
+        with date_lock:
+            with self._lock:
+                cached = self._views.get(as_of)
+            if cached is None:
+                cached = self._new_view(as_of)
+            if actions and self.store is not None:
+                cached = self._caught_up(*cached)
+            with self._lock:
+                self._views[as_of] = cached
+                self._views.move_to_end(as_of)
+                while len(self._views) > CACHED_DATES:
+                    self._views.popitem(last=False)
+            return cached[0]
+
+    def _new_view(self, as_of: pd.Timestamp) -> tuple[DayView, int]:
+        """A day's view and the audit mark its records reflect (a run's manifest says; a day computed now
+        reflects the store as read before the ledger, so records written meanwhile are caught up later)."""
+        if isinstance(self.days, RunDays):
+            day, manifest = self.days.day(as_of)
+            return day_view(day), int(manifest.get("activity_mark") or 0)
+        mark = self.audit_mark()
+        return day_view(self.days.day(as_of, self.ledger, self.settings)), mark
+
+    def _caught_up(self, view: DayView, mark: int) -> tuple[DayView, int]:
+        """`view` with the rows of the customers whose records changed after `mark` re-derived."""
+        current = self.audit_mark()
+        if current <= mark:
+            return view, mark
+        changed = sorted(self.store.customers_changed_since(mark))
+        known = [customer for customer in changed if customer in view.customer_position.index]
+        if not known:
+            return view, current
+        index = self.customer_index()
+        rows = {}
+        for customer in known:
+            ledger = with_records(index.slice(customer), self.store.ledger_tables(customer))
+            rows[customer] = customer_rows(view, ledger, customer, self.settings)
+        return with_actions(view, rows), current
+
+    def customer_index(self) -> CustomerIndex:
+        if self._index is None or self._index.ledger is not self.base_ledger:
+            self._index = customer_index(self.base_ledger)
+        return self._index
+
+    def refresh(self) -> list[pd.Timestamp]:
+        """Pick up new or replaced runs (no-op for a ledger): the newest is loaded before it is served, and
+        a request sees the old day or the new one, never a mix."""
+        if not isinstance(self.days, RunDays):
+            return []
+        with self._lock:
+            changed = self.days.refresh()
+        for as_of in changed[:1]:
+            fresh = self._new_view(as_of)
+            with self._lock:
+                self._views[as_of] = fresh
+        with self._lock:
+            for as_of in changed[1:]:
+                self._views.pop(as_of, None)
+        return changed
+
+    def recorded(self, record: dict) -> dict:
+        """A write's answer, once the day's views show it (the next read would catch up anyway)."""
+        with self._lock:
+            dates = list(self._views)
+        for as_of in dates:
+            self.view(as_of)
+        return record
+
+    # ---- reads ----------------------------------------------------------------------------------------
 
     def full_worklist(self, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
-        """The whole worklist at `as_of` (cached); filter it with `worklist`."""
-        as_of = self.checked_as_of(as_of)
-        return self._cached(self._worklists, as_of, lambda: build_worklist(
-            self.ledger, as_of, self.champions, policy=self.policy, scores=self.scores(as_of), reasons=False))
+        return self.view(as_of).worklist
 
-    def worklist(self, as_of: pd.Timestamp | None = None, collector: str | None = None,
-                 segment: str | None = None, top: int | None = None,
-                 customers: frozenset[str] | None = None) -> pd.DataFrame:
-        """The worklist filtered by collector, segment and `customers` (None: all), ranks renumbered,
-        first `top` rows."""
+    def worklist(self, as_of: pd.Timestamp | None = None, collector: str | None = None, segment: str | None = None,
+                 top: int | None = None, customers: frozenset[str] | None = None) -> pd.DataFrame:
+        """The worklist filtered by collector, segment and `customers` (None: all), ranks renumbered, first `top`."""
         portfolio = self.store.portfolio(collector) if self.store is not None and collector is not None else []
-        table = filtered_worklist(self.full_worklist(as_of), customers=customers, collector=collector,
-                                  segment=segment, top=top, portfolio=portfolio or None)
-        scores = self.scores(as_of)
-        return fill_reasons(table, self._reasons(scores, table["customer_id"].tolist()))
-
-    def _reasons(self, scores: Scores, customer_ids: list[str]) -> dict[str, list[str]]:
-        """Model reasons of these customers at the scores' date, computed once per customer and date."""
-        if scores.as_of not in self._explained and len(self._explained) >= CACHED_DATES:
-            self._explained.pop(next(iter(self._explained)))
-        known = self._explained.setdefault(scores.as_of, {})
-        missing = [c for c in customer_ids if c not in known]
-        if missing:
-            known.update(worklist_reasons(scores, self.champions, missing))
-        return {c: known.get(c, []) for c in customer_ids}
+        return self.view(as_of).worklist_rows(customers=customers, collector=collector, segment=segment, top=top,
+                                              portfolio=portfolio or None)
 
     def score_invoices(self, as_of: pd.Timestamp | None, invoice_ids: list[str] | None,
                        customers: frozenset[str] | None = None) -> pd.DataFrame:
-        """Scores of the given open documents (all of `customers`, None: of all, when no ids) in the order
-        given, with bucket probabilities, pay dates and reasons."""
-        served = self._served(as_of)
-        items = served.scores.items
-        if invoice_ids is None and customers is not None:
-            items = items[items["customer_id"].isin(customers)]
-        elif invoice_ids is not None:
-            positions = served.by_invoice.reindex(invoice_ids)
-            if positions.isna().any():
-                unknown = sorted(set(np.asarray(invoice_ids)[positions.isna().to_numpy()]))
-                raise NotFound(f"not open at {served.scores.as_of:%Y-%m-%d}: {', '.join(unknown[:10])}")
-            items = items.iloc[positions.to_numpy(dtype=int)]
-        return self._scored_rows(served, items)
-
-    def _scored_rows(self, served: ServedScores, items: pd.DataFrame) -> pd.DataFrame:
-        """The score columns of `items` with pay dates and reasons (the per-row model calls happen here)."""
-        items = with_pay_dates(items, self.champions, served.scores.as_of).reset_index(drop=True)
-        late = self.champions.late
-        reasons = (invoice_reasons(items, late.contributions(items)) if late is not None and len(items)
-                   else [[] for _ in range(len(items))])
-        return items[SCORE_COLUMNS + BUCKET_COLUMNS].assign(reasons=reasons)
+        return self.view(as_of, actions=False).invoices(invoice_ids, customers)
 
     def customer_risk(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
-        """One customer's risk at `as_of`: its open items scored with reasons, and its deterioration
-        probability, flag and reasons (the light part of the customer view)."""
-        served = self._served(as_of)
-        if customer_id in served.risk:  # the same answer until the ledger or the activity changes
-            return served.risk[customer_id]
-        scores = served.scores
-        if customer_id not in served.customer_position.index:
-            raise NotFound(f"customer {customer_id!r} is not known at {scores.as_of:%Y-%m-%d}")
-        facts = scores.customers.iloc[[served.customer_position[customer_id]]]
-        positions = served.by_customer.get(customer_id, np.array([], dtype=int))
-        items = self._scored_rows(served, scores.items.iloc[positions])
-        risk = {"as_of": scores.as_of, "customer_id": customer_id, "open_items": items,
-                "deterioration_probability": facts["deterioration_probability"].iloc[0],
-                "deteriorating": bool(facts["deteriorating"].iloc[0]),
-                "deterioration_reasons": self.deterioration_reasons(facts).get(customer_id, [])}
-        served.risk[customer_id] = risk
-        return risk
+        return self.view(as_of, actions=False).customer_risk(customer_id)
 
     def customer(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
-        """Everything about one customer at `as_of`: open items with risk and reasons, aging, deterioration
-        with its explanation, worklist position and KPIs of the last three months."""
-        from rules.aging import aging_report
-        from rules.kpis import kpi_report
-
-        scores = self.scores(as_of)
-        as_of = scores.as_of
-        known = scores.customers["customer_id"] == customer_id
-        if not known.any():
-            raise NotFound(f"customer {customer_id!r} is not known at {as_of:%Y-%m-%d}")
-        facts = scores.customers[known].iloc[0]
-        items = self.score_invoices(as_of, scores.items.loc[scores.items["customer_id"] == customer_id,
-                                                            "invoice_id"].tolist())
-        aging = aging_report(self.ledger, as_of)
-        aging = aging[aging["customer_id"] == customer_id]
-        kpis = kpi_report(self.ledger, (as_of - pd.offsets.MonthBegin(3)).normalize(), as_of)
-        kpis = kpis[kpis["customer_id"] == customer_id]
-        worklist = self.full_worklist(as_of)
-        row = worklist[worklist["customer_id"] == customer_id]
-        info = self.ledger.customers.set_index("customer_id").loc[customer_id]
-        return {
-            "as_of": as_of, "customer_id": customer_id, "name": info["name"], "segment": info["segment"],
-            "collector": info.get("collector"), "credit_limit": info["credit_limit"],
-            "open_items": items, "aging": aging, "kpis": kpis,
-            "deterioration_probability": facts["deterioration_probability"],
-            "deteriorating": bool(facts["deteriorating"]),
-            "deterioration_reasons": self.deterioration_reasons(scores.customers[known]).get(customer_id, []),
-            "deterioration_contributions": self.deterioration_contributions(scores.customers[known]),
-            "worklist": row,
-        }
-
-    def deterioration_reasons(self, customers: pd.DataFrame) -> dict[str, list[str]]:
-        """Per customer: the deterioration model's top reasons in words."""
-        model = self.champions.deterioration
-        if model is None or customers.empty:
-            return {}
-        contributions = model.contributions(customers)
-        return {row.customer_id: top_reasons(contributions.loc[index], customers.loc[index])
-                for index, row in zip(customers.index, customers.itertuples(), strict=True)}
-
-    def deterioration_contributions(self, customers: pd.DataFrame, count: int = 8) -> list[dict]:
-        """The largest SHAP contributions (either sign) of one customer, for an explanation chart."""
-        model = self.champions.deterioration
-        if model is None or customers.empty:
-            return []
-        values = model.contributions(customers).iloc[0]
-        top = values.reindex(values.abs().sort_values(ascending=False).index).head(count)
-        return [{"feature": name, "contribution": float(value),
-                 "value": None if pd.isna(customers.iloc[0].get(name)) else float(customers.iloc[0][name])}
-                for name, value in top.items()]
+        return self.view(as_of).customer(customer_id)
 
     def deterioration_flags(self, as_of: pd.Timestamp | None = None, flagged_only: bool = True,
                             top: int | None = None) -> pd.DataFrame:
-        """Customers by deterioration probability, with the flag, the evidence and the reasons."""
-        scores = self.scores(as_of)
-        customers = scores.customers
-        if flagged_only:
-            customers = customers[customers["deteriorating"]]
-        customers = customers.sort_values(["deterioration_probability", "customer_id"], ascending=[False, True])
-        if top is not None:
-            customers = customers.head(top)
-        reasons = self.deterioration_reasons(customers)
-        evidence = deterioration_evidence(self.feature_config)
-        table = customers[["customer_id", "deterioration_probability", "deteriorating",
-                           *[c for c in evidence if c in customers]]].reset_index(drop=True)
-        names = self.ledger.customers.set_index("customer_id")["name"]
-        return table.assign(name=table["customer_id"].map(names),
-                            reasons=[reasons.get(c, []) for c in table["customer_id"]])
+        return self.view(as_of, actions=False).deterioration_flags(deterioration_evidence(self.feature_config),
+                                                                   flagged_only, top)
 
     def forecast(self, as_of: pd.Timestamp | None = None, horizon_weeks: int = 13, freq: str = "week") -> pd.DataFrame:
-        """The cash forecast at `as_of` (see `serving.scoring.build_forecast`)."""
-        scores = self.scores(as_of)
-        return build_forecast(self.ledger, scores.as_of, self.champions, horizon_weeks=horizon_weeks, freq=freq,
-                              scores=scores)
+        return self.view(as_of, actions=False).forecast(horizon_weeks, freq)
 
-    def _cached(self, cache: OrderedDict, key: pd.Timestamp, build):
-        with self._lock:
-            if key in cache:
-                cache.move_to_end(key)
-                return cache[key]
-        value = build()
-        with self._lock:
-            cache[key] = value
-            while len(cache) > CACHED_DATES:
-                cache.popitem(last=False)
-        return value
+    def aging(self, as_of: pd.Timestamp | None = None, basis: str = "due_date", currency: str = "base") -> pd.DataFrame:
+        return self.view(as_of, actions=False).aging(basis, currency)
+
+    def dunning(self, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+        return self.view(as_of).dunning
 
 
-@dataclass
-class ServedScores:
-    """Scores at one date with the lookups a request needs (row positions by invoice and customer)."""
-
-    scores: Scores
-    by_invoice: pd.Series
-    by_customer: dict
-    customer_position: pd.Series
-    risk: dict = field(default_factory=dict)  # customer -> its risk answer, filled as customers are asked for
-
-
-def served_scores(scores: Scores, champions: Champions) -> ServedScores:
-    """Add bucket probabilities to every item (one vectorised call) and index the rows for lookups."""
-    items = scores.items.reset_index(drop=True)
-    items = pd.concat([items, bucket_probabilities(champions, items).reset_index(drop=True)], axis=1)
-    scores = Scores(scores.as_of, items, scores.customers.reset_index(drop=True))
-    by_invoice = pd.Series(np.arange(len(items)), index=items["invoice_id"].to_numpy())
-    by_customer = {customer: np.asarray(rows) for customer, rows in items.groupby("customer_id").indices.items()}
-    customer_position = pd.Series(np.arange(len(scores.customers)), index=scores.customers["customer_id"].to_numpy())
-    return ServedScores(scores, by_invoice, by_customer, customer_position)
+def checked_in_range(day: datetime.date, field: str, first_invoice, last_event: pd.Timestamp,
+                     future_days: int) -> pd.Timestamp:
+    """`day` as a timestamp if between the ledger's first invoice and its last event plus `future_days`;
+    else a 400 naming `field` and the range. Compared as dates first: 9999-12-31 is a valid date but not a
+    pandas timestamp."""
+    last = (last_event + pd.Timedelta(days=future_days)).date()
+    first = None if pd.isna(first_invoice) else first_invoice.date()
+    if first is None or not first <= day <= last:
+        window = "the ledger has no invoices" if first is None else (
+            f"expected {first:%Y-%m-%d} (the first invoice) to {last:%Y-%m-%d} (the last event, "
+            f"{last_event:%Y-%m-%d}, + {future_days} days)")
+        raise LedgerError(Problem(field, None, None, f"{day:%Y-%m-%d} is outside the ledger's dates: {window}"),
+                          title="bad input")
+    return pd.Timestamp(day)
 
 
 def deterioration_evidence(config: FeatureConfig) -> list[str]:
@@ -295,19 +369,3 @@ def deterioration_evidence(config: FeatureConfig) -> list[str]:
     return ["open_ar_base", "overdue_amount_base", "max_days_past_due",
             f"avg_days_late_last_{config.last_paid_invoices}", "days_late_trend", "credit_utilisation",
             f"broken_promises_{config.broken_promise_days}d", "open_disputes"]
-
-
-def invoice_reasons(items: pd.DataFrame, contributions: pd.DataFrame, count: int = 3) -> list[list[str]]:
-    """Per open document: the late-payment model's top reasons in words."""
-    words = feature_descriptions()
-    return [top_reasons(contributions.iloc[position], items.iloc[position], count, words)
-            for position in range(len(items))]
-
-
-def bucket_probabilities(champions: Champions, items: pd.DataFrame) -> pd.DataFrame:
-    """P(on time) and P(1-30 / 31-60 / 61-90 / 90+ days late) per item (NaN without a late model)."""
-    if champions.late is None or items.empty:
-        return pd.DataFrame(np.nan, index=items.index, columns=BUCKET_COLUMNS)
-    buckets = champions.late.predict_buckets(items)
-    return buckets.rename(columns={name: f"p_{name}" for name in buckets.columns})
-

@@ -38,10 +38,10 @@ from ledger.errors import NotFound
 from ledger.schema import CONTACT_CHANNELS
 from rules.aging import overdue_bucket_ranges
 from rules.worklist import filtered_worklist
+from runs.reasons import feature_descriptions
 from serving.access import check_collector, check_customer, visible_customers
 from serving.auth import Forbidden, NotPermitted, Unauthorized
 from serving.deps import Service, recording_time
-from serving.reasons import feature_descriptions
 from serving.sessions import LoginThrottle, Session, SessionStore, same_secret
 
 HERE = Path(__file__).resolve().parent
@@ -357,7 +357,7 @@ def worklist(request: Request, service: Service, as_of: str | None = None, colle
                   collectors=sorted(everyone["collector"].dropna().unique()),
                   segments=sorted(everyone["segment"].dropna().unique()), buckets=list(BUCKETS),
                   sort=sort, descending=desc == "1", links=sort_links(filters, sort, desc == "1"),
-                  currency=state.ledger.base_currency, limit=WORKLIST_ROWS)
+                  currency=state.base_currency, limit=WORKLIST_ROWS)
 
 
 # ---- customer ------------------------------------------------------------------------------------------
@@ -386,12 +386,11 @@ def customer_page(service: Any, session: Session, customer_id: str, when: pd.Tim
                   saved: str = "", status: int = 200) -> HTMLResponse:
     """Render the customer page; `forms` and `errors` re-fill a form that did not validate."""
     state = service.state
-    risk = state.customer_risk(customer_id, when)
-    customers = state.scores(when).customers
-    contributions = state.deterioration_contributions(customers[customers["customer_id"] == customer_id])
-    row = state.full_worklist(when)
-    row = row[row["customer_id"] == customer_id].to_dict("records")
-    info = state.ledger.customers.set_index("customer_id").loc[customer_id]
+    view = state.view(when)
+    risk = view.customer_risk(customer_id)
+    contributions = view.contributions(customer_id)
+    row = view.worklist[view.worklist["customer_id"] == customer_id].to_dict("records")
+    info = view.facts(customer_id)
     items = risk["open_items"].to_dict("records")
     defaults = {"promise": {"made_date": f"{when:%Y-%m-%d}", "promised_date": "", "amount": "", "note": ""},
                 "dispute": {"invoice_id": "", "opened_date": f"{when:%Y-%m-%d}", "reason_code": "", "amount": ""},
@@ -403,7 +402,7 @@ def customer_page(service: Any, session: Session, customer_id: str, when: pd.Tim
                   chart=contribution_chart(contributions), promises=state.store.list_promises(customer_id),
                   disputes=state.store.list_disputes(customer_id), contacts=state.store.list_contacts(customer_id),
                   forms=defaults | (forms or {}), errors=errors or {}, channels=CONTACT_CHANNELS, saved=saved,
-                  currency=state.ledger.base_currency)
+                  currency=state.base_currency)
 
 
 def contribution_chart(contributions: list[dict], width: int = 720, bar_height: int = 22) -> dict:
@@ -474,7 +473,7 @@ def record(request: Request, service: Any, customer_id: str, kind: str, values: 
     if errors:
         return customer_page(service, session, customer_id, when, forms={kind: values}, errors={kind: errors},
                              status=422)
-    state.reload_activity()
+    state.recorded({"customer_id": customer_id})
     return redirect(f"/customers/{quote(customer_id, safe='')}?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": kind}))
 
 
@@ -550,4 +549,4 @@ def forecast(request: Request, service: Service, as_of: str | None = None) -> Re
     table = service.state.forecast(when, horizon_weeks=13)
     rows = table[table["converted"]].to_dict("records")
     return render("forecast.html", **session_context(session), as_of=when, rows=rows,
-                  chart=forecast_chart(rows), currency=service.state.ledger.base_currency)
+                  chart=forecast_chart(rows), currency=service.state.base_currency)

@@ -34,7 +34,7 @@ def scoring_ledger():
 def champions(scoring_ledger):
     """The three models fitted on monthly cutoffs known by the scoring date (small settings)."""
     from features import FeatureConfig, known_at
-    from serving.scoring import Champions
+    from runs.scoring import Champions
     from training.backtest import ModelSettings, fit_models
     from training.datasets import (
         build_datasets,

@@ -119,6 +119,11 @@ STATUS = {
     ("post", "/admin/records/{table}/{record_id}/void"): (403, 403, 403, 403, 403, 200, 401),
     ("get", "/audit/verify"): (403, 403, 403, 403, 403, 200, 401),
     ("get", "/kpis"): (403, 403, 403, 200, 200, 200, 401),
+    ("get", "/runs"): EVERY_SCOPE,
+    # This service computes on demand from a ledger: an admin's run is refused as a conflict (409).
+    ("post", "/runs"): (403, 403, 403, 403, 403, 409, 401),
+    ("get", "/runs/jobs/{job_id}"): (403, 403, 403, 403, 403, 404, 401),
+    ("post", "/runs/reload"): (403, 403, 403, 403, 403, 200, 401),
 }
 
 
@@ -130,10 +135,15 @@ def request_for(client, own, method: str, path: str) -> tuple[str, dict | None]:
     url = path + queries.get(path, "")
     if method == "get" and path in ("/promises", "/disputes", "/contacts", "/dunning-letters"):
         url += f"?customer_id={own.customer_id}"
-    values = {"customer_id": own.customer_id, "name": "kpis.html", "collector": own.collector, "table": "contacts"}
+    values = {"customer_id": own.customer_id, "name": "kpis.html", "collector": own.collector, "table": "contacts",
+              "job_id": "no-such-job"}
     body = None
     if method == "post" and path == "/score":
         body = {"as_of": AS_OF, "invoice_ids": [own.invoice_id]}
+    elif method == "post" and path == "/runs":
+        body = {"as_of": AS_OF}
+    elif method == "post" and path == "/runs/reload":
+        body = None
     elif method == "post" and not path.startswith("/admin"):
         body = {"/promises": {"customer_id": own.customer_id, "amount": "10.00", "made_date": AS_OF,
                               "promised_date": AS_OF},

@@ -774,7 +774,9 @@ def test_text_longer_than_max_text_chars_is_refused(web_client, clock, service, 
 
 @pytest.mark.parametrize("when", ["2262-04-11", "2262-04-12", "2262-01-01", "2100-01-01", "1900-01-01"])
 def test_as_of_far_outside_the_ledger_is_a_400_page_naming_the_range(web_client, clock, service, scoring_ledger, when):
-    first, last = service.state.as_of_range()
+    days = service.state.days
+    first = days.first_invoice_date
+    last = days.default_as_of + pd.Timedelta(days=days.as_of_future_days)
     customer = portfolio_customers(scoring_ledger, PORTFOLIO)[0]
     log_in(web_client, ADMIN)
     for path in ("/worklist", f"/customers/{customer}", "/forecast"):

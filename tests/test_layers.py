@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("configs", "ledger", "features", "models", "training", "rules", "activity", "monitoring", "serving")
+PACKAGES = ("configs", "ledger", "features", "models", "training", "rules", "activity", "runs", "monitoring", "serving")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.asof import known_at
 from ledger import Ledger
-from rules.dunning import DunningPolicy, PolicyError, dunning_proposal, load_policy
+from rules.aging import MONEY_TOLERANCE
+from rules.dunning import DunningPolicy, PolicyError, dunning_proposal, hold_reasons, load_policy
 from tests.ledgers import dates
 
 AS_OF = pd.Timestamp("2024-03-31")
@@ -138,3 +140,145 @@ def test_policy_validation(tmp_path: Path):
     broken.write_text("levels:\n  - level: 1\n    min_days_past_due: 5\n    channel: email\n    template: '{{ x'\n")
     with pytest.raises(PolicyError, match="template"):
         load_policy(broken)
+
+
+def account_ledger() -> Ledger:
+    """K (EUR): a paid invoice, four overdue (two due the same day), a credit memo, one not yet due.
+    U (USD): three USD invoices at different rates, one paid. M (EUR): one USD and one EUR invoice."""
+    rows = [  # invoice, customer, due date, amount, currency, amount_base
+        ("K0", "K", "2023-11-01", 700.0, "EUR", 700.0),      # paid on 1 Nov
+        ("K1", "K", "2023-12-01", 5000.0, "EUR", 5000.0),    # 121 days past due on 31 March
+        ("K2", "K", "2024-01-15", 3000.0, "EUR", 3000.0),    # 76
+        ("K3a", "K", "2024-02-20", 2000.0, "EUR", 2000.0),   # 40, same day as K3b: by invoice_id
+        ("K3b", "K", "2024-02-20", 500.0, "EUR", 500.0),     # 40
+        ("KC", "K", "2024-01-01", -400.0, "EUR", -400.0),    # credit memo
+        ("K4", "K", "2024-04-30", 1000.0, "EUR", 1000.0),    # not yet due
+        ("U0", "U", "2023-11-01", 1000.0, "USD", 600.0),     # paid; drags the customer's USD rate down
+        ("U1", "U", "2024-01-01", 1000.0, "USD", 900.0),
+        ("U2", "U", "2024-02-01", 1000.0, "USD", 950.0),
+        ("M1", "M", "2024-01-01", 1000.0, "USD", 900.0),
+        ("M2", "M", "2024-02-01", 500.0, "EUR", 500.0),
+    ]
+    invoices = pd.DataFrame(rows, columns=["invoice_id", "customer_id", "due_date", "amount", "currency",
+                                           "amount_base"])
+    invoices["due_date"] = pd.to_datetime(invoices["due_date"])
+    invoices = invoices.assign(doc_type=["credit_memo" if i == "KC" else "invoice" for i in invoices["invoice_id"]],
+                               invoice_date=invoices["due_date"] - pd.Timedelta(days=30),
+                               cleared_date=pd.NaT)
+    customers = pd.DataFrame({
+        "customer_id": ["K", "U", "M"], "name": ["Kappa", "Upsilon", "Mu"], "segment": ["mid"] * 3,
+        "country": ["DE", "US", "DE"], "currency": ["EUR", "USD", "EUR"], "payment_terms_days": [30] * 3,
+        "credit_limit": [9000.0] * 3, "created_date": dates(*["2023-01-01"] * 3),
+    })
+    payments = pd.DataFrame({
+        "payment_id": ["PK0", "PU0"], "customer_id": ["K", "U"], "received_date": dates("2023-11-01", "2023-11-01"),
+        "amount": [700.0, 1000.0], "currency": ["EUR", "USD"], "amount_base": [700.0, 600.0],
+    })
+    applications = pd.DataFrame({"payment_id": ["PK0", "PU0"], "invoice_id": ["K0", "U0"],
+                                 "applied_date": dates("2023-11-01", "2023-11-01"), "amount": [700.0, 1000.0]})
+    return Ledger(customers, invoices, payments, applications)
+
+
+def account_holds(*promises: tuple) -> pd.Series:
+    """hold_reasons on 31 March for every known document of `account_ledger` under pending promises
+    (promise_id, customer_id, invoice_id or None, amount[, currency]) made 25 March, due 15 April."""
+    frame = pd.DataFrame([promise[:4] for promise in promises],
+                         columns=["promise_id", "customer_id", "invoice_id", "amount"])
+    frame = frame.assign(made_date=pd.Timestamp("2024-03-25"), promised_date=pd.Timestamp("2024-04-15"),
+                         kept=pd.array([None] * len(frame), dtype="boolean"))
+    if any(len(promise) > 4 for promise in promises):
+        frame["currency"] = [promise[4] if len(promise) > 4 else None for promise in promises]
+    known = known_at(account_ledger().replace(promises=frame), AS_OF)
+    documents = known.invoices[["invoice_id", "customer_id"]]
+    reasons = hold_reasons(known, documents, AS_OF, MONEY_TOLERANCE)
+    return reasons.set_axis(documents["invoice_id"].to_numpy())
+
+
+def held(reasons: pd.Series) -> list[str]:
+    return sorted(reasons.index[reasons != ""])
+
+
+def test_an_account_promise_smaller_than_the_oldest_item_holds_nothing():
+    # The oldest overdue item K1 is 5,000: a promise of 100 pays none of it, and none after it.
+    assert held(account_holds(("P1", "K", None, 100.0))) == []
+
+
+@pytest.mark.parametrize(("amount", "expected"), [
+    (8000.0, ["K1", "K2"]),                    # exactly the two oldest: 5,000 + 3,000
+    (8000.0 - 0.004, ["K1", "K2"]),            # within the money tolerance
+    (7999.0, ["K1"]),                          # K2 only partly covered: not held
+    (10_000.0, ["K1", "K2", "K3a"]),           # K3a before K3b (same due date, by invoice_id); 10,500 > 10,000
+    (1_000_000.0, ["K1", "K2", "K3a", "K3b"]),  # never K4 (not yet due), the credit memo or the paid K0
+])
+def test_an_account_promise_holds_the_oldest_overdue_items_it_covers_whole(amount, expected):
+    reasons = account_holds(("P1", "K", None, amount))
+    assert held(reasons) == expected
+    assert reasons["K1"] == "pending promise P1 to pay by 2024-04-15"
+
+
+def test_account_promises_of_a_customer_add_up_and_each_is_named():
+    reasons = account_holds(("P1", "K", None, 3000.0), ("P2", "K", None, 5000.0))
+    assert held(reasons) == ["K1", "K2"]
+    assert reasons["K2"] == "pending promise P1 to pay by 2024-04-15; pending promise P2 to pay by 2024-04-15"
+
+
+def test_a_promise_on_an_invoice_still_holds_that_invoice_whatever_its_amount():
+    reasons = account_holds(("P1", "K", "K4", 10.0), ("P2", "K", None, 100.0))
+    assert held(reasons) == ["K4"]
+    assert reasons["K4"] == "pending promise P1 to pay by 2024-04-15"
+
+
+def test_an_account_promise_compares_document_amounts_when_all_is_in_one_currency():
+    # U promises 2,000 USD; U1 + U2 = 2,000 USD. In base currency at U's USD rate (600 + 900 + 950) /
+    # 3,000 = 0.8167 the promise would be 1,633 EUR against 900 + 950 = 1,850 EUR and U2 would be left out.
+    assert held(account_holds(("P1", "U", None, 2000.0))) == ["U1", "U2"]
+    assert held(account_holds(("P1", "U", None, 1999.0))) == ["U1"]
+
+
+def test_an_account_promise_compares_base_amounts_across_currencies():
+    # M's items are in USD and EUR. 1,400 EUR (M's currency, rate 1) covers M1 (900 EUR) + M2 (500 EUR).
+    assert held(account_holds(("P1", "M", None, 1400.0))) == ["M1", "M2"]
+    assert held(account_holds(("P1", "M", None, 1399.0))) == ["M1"]
+    # A promise in USD is converted at M's USD rate (0.9): 1,000 USD = 900 EUR covers M1 alone.
+    assert held(account_holds(("P1", "M", None, 1000.0, "USD"))) == ["M1"]
+    # M has no CHF document, so there is no rate for a CHF promise: it covers nothing, the EUR one still counts.
+    assert held(account_holds(("P1", "M", None, 1_000_000.0, "CHF"), ("P2", "M", None, 900.0, "EUR"))) == ["M1"]
+
+
+def test_an_account_promise_holds_the_same_items_in_the_proposal_as_in_the_ledger():
+    # A's overdue items, oldest first: A8 80 (final level issued), A3 400 (level 2 six days ago), A2 730,
+    # A4 300 open, A1 1,000. A pending promise of 800 on the account covers A8 + A3 = 480, not A2 (1,210):
+    # A8 and A3 are not dunning rows, yet the promise is spent on them, so A2 is still proposed.
+    ledger = dunning_ledger()
+    promise = pd.DataFrame({"promise_id": ["PX"], "customer_id": ["A"], "invoice_id": [None],
+                            "made_date": dates("2024-03-25"), "promised_date": dates("2024-04-10"),
+                            "amount": [800.0], "kept": pd.array([None], dtype="boolean")})
+    ledger = ledger.replace(promises=pd.concat([ledger.promises, promise], ignore_index=True))
+    result = dunning_proposal(ledger, AS_OF, DunningPolicy.model_validate(POLICY)).set_index("invoice_id")
+    assert (result.loc["A2", "status"], result.loc["A2", "level"]) == ("proposed", 2)
+    assert result.loc["A1", "status"] == "proposed"
+    reasons = hold_reasons(known_at(ledger, AS_OF), ledger.invoices, AS_OF, MONEY_TOLERANCE)
+    held_by_promise = ledger.invoices.loc[reasons.str.contains("PX"), "invoice_id"]
+    assert sorted(held_by_promise) == ["A3", "A8"]
+
+
+def test_account_promise_holds_read_only_the_customers_own_rows():
+    # The worklist re-derives one customer's rows from its slice of the ledger: the holds must not change.
+    promises = ("P1", "K", None, 8000.0), ("P2", "M", None, 1000.0, "USD"), ("P3", "U", None, 2000.0)
+    whole = account_holds(*promises)
+    frame = pd.DataFrame([promise[:4] for promise in promises], columns=["promise_id", "customer_id", "invoice_id",
+                                                                          "amount"])
+    frame = frame.assign(made_date=pd.Timestamp("2024-03-25"), promised_date=pd.Timestamp("2024-04-15"),
+                         kept=pd.array([None] * 3, dtype="boolean"), currency=[None, "USD", None])
+    ledger = account_ledger().replace(promises=frame)
+    for customer in ("K", "M", "U"):
+        own = ledger.invoices["customer_id"] == customer
+        alone = ledger.replace(customers=ledger.customers[ledger.customers["customer_id"] == customer],
+                               invoices=ledger.invoices[own],
+                               payments=ledger.payments[ledger.payments["customer_id"] == customer],
+                               payment_applications=ledger.payment_applications[
+                                   ledger.payment_applications["invoice_id"].isin(ledger.invoices.loc[own, "invoice_id"])],
+                               promises=frame[frame["customer_id"] == customer])
+        known = known_at(alone, AS_OF)
+        reasons = hold_reasons(known, known.invoices, AS_OF, MONEY_TOLERANCE)
+        assert reasons.tolist() == whole[known.invoices["invoice_id"]].tolist()

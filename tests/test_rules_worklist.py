@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 
 from features import feature_frames
+from ledger import Ledger
 from ledger.errors import BadInput
 from rules.worklist import (
+    ACTIVE,
     ESCALATED,
     HELD,
     WorklistFilterError,
@@ -15,11 +17,12 @@ from rules.worklist import (
     WorklistPolicyError,
     customer_priority,
     filtered_worklist,
+    item_rule_inputs,
     load_worklist_policy,
     top_share,
     worklist,
 )
-from tests.ledgers import tiny_ledger
+from tests.ledgers import dates, tiny_ledger
 
 POLICY = WorklistPolicy()
 
@@ -208,3 +211,85 @@ def test_filtered_worklist_takes_a_recorded_portfolio_over_the_collector_column(
     with pytest.raises(WorklistFilterError, match="no collector column"):
         filtered_worklist(ranked_worklist().drop(columns="collector"), collector="Anna")
     assert issubclass(WorklistFilterError, BadInput)  # the API answers it as a 400, the CLI in one line
+
+
+def ledger_with_big_debtor(*account_promises: tuple[str, float]) -> Ledger:
+    """The tiny ledger plus C3, far overdue: K1 5,000 (due 1 Dec), K2 3,000 (15 Jan), K3 2,000 (1 Mar)
+    and K4 1,000 not yet due on 10 April, within its credit limit; plus pending promises (id, amount)
+    on C3's account."""
+    ledger = tiny_ledger()
+    customer = ledger.customers.iloc[[0]].assign(customer_id="C3", name="Kappa AG", credit_limit=50_000.0)
+    due = dates("2023-12-01", "2024-01-15", "2024-03-01", "2024-05-01")
+    invoices = pd.DataFrame({
+        "invoice_id": ["K1", "K2", "K3", "K4"], "customer_id": "C3", "doc_type": "invoice",
+        "invoice_date": due - pd.Timedelta(days=30), "due_date": due, "amount": [5000.0, 3000.0, 2000.0, 1000.0],
+        "currency": "EUR", "amount_base": [5000.0, 3000.0, 2000.0, 1000.0], "cleared_date": dates(*[None] * 4),
+    })
+    promises = pd.DataFrame({
+        "promise_id": [promise_id for promise_id, _ in account_promises], "customer_id": "C3", "invoice_id": None,
+        "made_date": pd.Timestamp("2024-04-05"), "promised_date": pd.Timestamp("2024-04-20"),
+        "amount": [amount for _, amount in account_promises],
+        "kept": pd.array([None] * len(account_promises), dtype="boolean"),
+    })
+    return ledger.replace(customers=pd.concat([ledger.customers, customer], ignore_index=True),
+                          invoices=pd.concat([ledger.invoices, invoices], ignore_index=True),
+                          promises=pd.concat([ledger.promises, promises], ignore_index=True))
+
+
+def worklist_of(ledger: Ledger, as_of: str = "2024-04-10") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The worklist by customer and the items with their hold reasons, at P(unpaid) = 0.5 for every item."""
+    items, customers = feature_frames(ledger, pd.Timestamp(as_of))
+    items, customers = items.assign(p_unpaid=0.5), customers.assign(deteriorating=False)
+    table = worklist(ledger, pd.Timestamp(as_of), items, customers, POLICY).set_index("customer_id")
+    holds = item_rule_inputs(ledger, pd.Timestamp(as_of), items, POLICY).set_index("invoice_id")["hold_reason"]
+    return table, holds
+
+
+def test_a_small_promise_on_the_account_does_not_hold_a_large_overdue_balance():
+    without, _ = worklist_of(ledger_with_big_debtor())
+    table, holds = worklist_of(ledger_with_big_debtor(("PK", 100.0)))
+    # 100 pays none of K1 (5,000, the oldest), so nothing is held: (5,000 + 3,000 + 2,000 + 1,000) x 0.5.
+    assert (holds[["K1", "K2", "K3", "K4"]] == "").all()
+    assert table.loc["C3", "rank"] == 1 and table.loc["C3", "status"] == ACTIVE
+    assert table.loc["C3", "money_at_risk_base"] == pytest.approx(5500.0)
+    assert table.loc["C3", "money_at_risk_base"] == pytest.approx(without.loc["C3", "money_at_risk_base"])
+    assert table.loc["C3", "score"] == pytest.approx(without.loc["C3", "score"])
+
+
+def test_a_promise_on_the_account_holds_exactly_the_oldest_items_it_pays():
+    table, holds = worklist_of(ledger_with_big_debtor(("PK", 8000.0)))
+    # 8,000 = K1 + K2: both held; K3 (overdue) and K4 (not yet due) stay at risk: (2,000 + 1,000) x 0.5.
+    assert holds["K1"] == holds["K2"] == "pending promise PK to pay by 2024-04-20"
+    assert holds["K3"] == holds["K4"] == ""
+    assert table.loc["C3", "status"] == ACTIVE and table.loc["C3", "rank"] == 1
+    assert table.loc["C3", "money_at_risk_base"] == pytest.approx(1500.0)
+    assert table.loc["C3", "overdue_amount_base"] == pytest.approx(10_000.0)
+    # Two promises add up to the same cover.
+    _, split = worklist_of(ledger_with_big_debtor(("PK", 3000.0), ("PL", 5000.0)))
+    assert split["K2"] == "pending promise PK to pay by 2024-04-20; pending promise PL to pay by 2024-04-20"
+    assert split["K3"] == ""
+
+
+def test_a_broken_promise_then_a_small_account_promise_stays_escalated():
+    # 10 April: C1's PR1 (200 on I2 by 15 March) is broken; on 5 April C1 promised 50 on the account.
+    ledger = tiny_ledger()
+    small = pd.DataFrame({"promise_id": ["PR2"], "customer_id": ["C1"], "invoice_id": [None],
+                          "made_date": dates("2024-04-05"), "promised_date": dates("2024-04-20"),
+                          "amount": [50.0], "kept": pd.array([None], dtype="boolean")})
+    table, holds = worklist_of(ledger.replace(promises=pd.concat([ledger.promises, small], ignore_index=True)))
+    # 50 does not pay I2 (200 open): I2 is not held, C1 is still escalated at 200 x 0.5 x 3.
+    assert holds["I2"] == ""
+    assert table.loc["C1", "status"] == ESCALATED and table.loc["C1", "rank"] == 1
+    assert table.loc["C1", "score"] == pytest.approx(200 * 0.5 * 3)
+    # A promise on the account that pays I2 in full does hold it.
+    enough = small.assign(amount=200.0)
+    table, holds = worklist_of(ledger.replace(promises=pd.concat([ledger.promises, enough], ignore_index=True)))
+    assert holds["I2"] == "pending promise PR2 to pay by 2024-04-20"
+    assert table.loc["C1", "status"] == HELD
+
+
+def test_a_promise_on_an_invoice_still_holds_that_invoice_in_the_worklist():
+    _, holds = worklist_of(tiny_ledger(), "2024-03-10")
+    # PR1 promises 200 on I2 (open 200) by 15 March: I2 is held; C2's I4 is not.
+    assert holds["I2"] == "pending promise PR1 to pay by 2024-03-15"
+    assert holds["I4"] == ""

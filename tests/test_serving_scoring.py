@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from features import features_at, known_at
+from runs.reasons import phrase, top_reasons
+from runs.scoring import build_worklist, score, score_table
 from serving.cli import app
-from serving.reasons import phrase, top_reasons
-from serving.scoring import build_worklist, score, score_table
 from tests.conftest import SCORING_DATE
 
 runner = CliRunner()
@@ -113,7 +113,7 @@ def test_worklist_bad_options_are_one_line_errors(tmp_path, args, message):
 def test_a_missing_champion_is_no_model_for_the_api_and_a_ledger_error_for_the_cli():
     from ledger import LedgerError
     from ledger.errors import NoModel
-    from serving.scoring import Champions
+    from runs.scoring import Champions
 
     with pytest.raises(NoModel, match="no champion for ar_risk_receipt_timing") as raised:
         Champions(None, None, None).require("timing")

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
+from runs.scoring import score, score_table
 from serving.auth import hash_token
-from serving.scoring import score, score_table
 from tests.conftest import SCORING_DATE
 from tests.service_app import service_app
 
@@ -248,11 +248,12 @@ INVALID_BODY = {"as_of": "2023-02-30", "invoice_ids": []}
 
 
 def write_routes(schema: dict) -> list[tuple[str, str, list[str]]]:
-    """(method, /v1 path with its parameters filled in, scopes) of every write route in the OpenAPI document."""
+    """(method, /v1 path with its parameters filled in, scopes) of every write route with a body in the OpenAPI
+    document (`POST /runs/reload` has none)."""
     routes = []
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            if method in WRITE_METHODS:
+            if method in WRITE_METHODS and "requestBody" in operation:
                 filled = path.replace("{table}", "promises")
                 filled = re.sub(r"\{[^}]+\}", "X1", filled)
                 routes.append((method, "/v1" + filled, operation["x-scopes"]))

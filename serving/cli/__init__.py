@@ -5,6 +5,7 @@ each registering its commands on the one app, listed by stage in `arrisk --help`
     training.py   backtest, train
     reports.py    aging, dunning, kpis, score, worklist, forecast, report drift | performance | kpis
     activity.py   activity ..., audit verify
+    runs.py       run (the daily run)
     serving.py    serve, token create | list
 
 `common.py` holds the app and what several stages share; `errors.py` the one error decorator (bad input: a
@@ -12,8 +13,8 @@ one-line error and exit 1; our bugs: one line naming the log, exit 2); `logs.py`
 the log file. Nothing runs at import: the environment and logging are set by the app's callback.
 """
 
-from serving.cli import activity, ledger, reports, serving, training
+from serving.cli import activity, ledger, reports, runs, serving, training
 from serving.cli.common import app, main
 from serving.cli.serving import run_server
 
-__all__ = ["activity", "app", "ledger", "main", "reports", "run_server", "serving", "training"]
+__all__ = ["activity", "app", "ledger", "main", "reports", "run_server", "runs", "serving", "training"]

@@ -125,7 +125,7 @@ def about_option(option: str) -> Iterator[None]:
 
 def champions_from(tracking_uri: str | None):
     """The champion models from MLflow (the local store by default)."""
-    from serving.scoring import load_champions
+    from runs.scoring import load_champions
     from training.tracking import default_tracking_uri
 
     return load_champions(tracking_uri or default_tracking_uri())

@@ -10,6 +10,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from configs.settings import Settings
 from ledger import Ledger, read_ledger
 from serving.cli.common import (
     REPORTS,
@@ -131,13 +132,19 @@ def score(
     as_of: Annotated[str, typer.Option(help="Scoring date, YYYY-MM-DD: only what was known then is used.")],
     out: OutFile = None,
     tracking_uri: TrackingUri = None,
+    runs_dir: RunsDir = None,
 ) -> None:
     """Per open invoice: P(late), expected days late, pay date p10/p50/p90 and P(unpaid in 30 days)."""
-    from serving.scoring import score as score_ledger
-    from serving.scoring import score_table
+    from runs.scoring import SCORE_COLUMNS, score_table
+    from runs.scoring import score as score_ledger
 
     checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
+    state = served_run(runs_dir, cutoff, ledger_dir)
+    if state is not None:
+        table = state.score_invoices(cutoff, None)[SCORE_COLUMNS].sort_values("invoice_id", ignore_index=True)
+        show_or_write(table, out, f"Scores as of {cutoff:%Y-%m-%d} (run)")
+        return
     ledger = with_recorded_activity(read_ledger(ledger_dir))
     champions = champions_from(tracking_uri)
     scores = score_ledger(ledger, cutoff, champions)
@@ -156,12 +163,14 @@ def worklist(
     dunning_policy: Annotated[Path | None, typer.Option(help="Dunning policy YAML for the next action.")] = None,
     out: OutFile = None,
     tracking_uri: TrackingUri = None,
+    runs_dir: RunsDir = None,
 ) -> None:
-    """Customers to chase, ranked by money at risk with rule overrides, next action and reasons."""
+    """Customers to chase, ranked by money at risk with rule overrides, next action and reasons (from the
+    run for the date when there is one and no other policy is asked for)."""
     from rules.dunning import load_policy
     from rules.worklist import DEFAULT_POLICY, load_worklist_policy
+    from runs.scoring import build_worklist
     from serving.activity import recorded_portfolio
-    from serving.scoring import build_worklist
 
     checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
@@ -169,6 +178,13 @@ def worklist(
         worklist_policy = load_worklist_policy(policy or DEFAULT_POLICY)
     with about_option("--dunning-policy"):
         dunning = load_policy(dunning_policy) if dunning_policy else None
+    state = served_run(runs_dir, cutoff, ledger_dir) if policy is None and dunning_policy is None else None
+    if state is not None:
+        with about_option("--collector"):
+            table = state.worklist(cutoff, collector=collector, segment=segment, top=top)
+        show_or_write(table if out is not None else compact_worklist(table), out,
+                      f"Worklist as of {cutoff:%Y-%m-%d} (run)")
+        return
     ledger = with_recorded_activity(read_ledger(ledger_dir))
     with about_option("--collector"):
         table = build_worklist(ledger, cutoff, champions_from(tracking_uri), policy=worklist_policy,
@@ -192,23 +208,32 @@ def forecast(
     seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
     out: OutFile = None,
     tracking_uri: TrackingUri = None,
+    runs_dir: RunsDir = None,
 ) -> None:
     """Cash receipts per week or day with 10/50/90% intervals, per currency and in base currency, and the
     baselines' forecasts beside them."""
-    from serving.scoring import build_forecast
+    from runs.scoring import build_forecast
 
     checked_out(out)
     if freq not in ("week", "day"):
         raise bad_option("--freq", f"expected week or day, got {freq!r}")
     cutoff = parse_date(as_of, "--as-of")
-    ledger = with_recorded_activity(read_ledger(ledger_dir))
-    with about_option("--horizon-weeks"):
-        table = build_forecast(ledger, cutoff, champions_from(tracking_uri), horizon_weeks=horizon_weeks, freq=freq,
-                               draws=draws, seed=seed)
+    state = served_run(runs_dir, cutoff, ledger_dir)
+    facts = state.view(cutoff, actions=False).day.facts if state is not None else {}
+    if (facts.get("forecast_draws"), facts.get("forecast_seed")) == (draws, seed) \
+            and horizon_weeks <= facts.get("horizon_weeks", 0):
+        table = state.forecast(cutoff, horizon_weeks, freq)
+        base_currency = state.base_currency
+    else:
+        ledger = with_recorded_activity(read_ledger(ledger_dir))
+        base_currency = ledger.base_currency
+        with about_option("--horizon-weeks"):
+            table = build_forecast(ledger, cutoff, champions_from(tracking_uri), horizon_weeks=horizon_weeks,
+                                   freq=freq, draws=draws, seed=seed)
     if currency is not None:
         table = table[table["currency"] == currency.upper()]
     if out is None:
-        table = compact_forecast(table, ledger.base_currency if currency is None else None)
+        table = compact_forecast(table, base_currency if currency is None else None)
     show_or_write(table, out, f"Cash forecast as of {cutoff:%Y-%m-%d} ({freq}ly, {horizon_weeks} weeks)")
 
 
@@ -320,6 +345,25 @@ def report_kpis(
     html_path, xlsx_path = write_kpi_dashboard(ledger, start, end, out, freq, deterioration)  # type: ignore[arg-type]
     console.print(f"wrote {html_path}, {xlsx_path} and {out / 'kpis.json'}"
                   + ("" if model is not None else " (no deterioration model: that section is left out)"))
+
+
+RunsDir = Annotated[Path | None, typer.Option("--runs", help="Runs folder (`arrisk run --out`): read the run for "
+                                             "--as-of when there is one (default: ARRISK_RUNS).")]
+
+
+def served_run(runs_dir: Path | None, as_of: pd.Timestamp, ledger_dir: Path):
+    """The run of `as_of` in `runs_dir` (or ARRISK_RUNS) with the recorded actions on top, as the service
+    answers it; None when there is no such run (the command computes directly). Says so on stderr."""
+    from runs.folder import complete_runs
+    from serving.activity import activity_store_exists, database_url, open_store
+    from serving.views import RunDays, ServingState
+
+    runs_dir = runs_dir or Settings.from_environ().runs
+    if runs_dir is None or as_of not in complete_runs(runs_dir):
+        return None
+    store = open_store(database_url()) if activity_store_exists() else None
+    errors.print(f"from the run of {as_of:%Y-%m-%d} in {runs_dir}", markup=False, highlight=False)
+    return ServingState(RunDays(runs_dir, ledger_dir), store=store)
 
 
 def with_recorded_activity(ledger: Ledger) -> Ledger:

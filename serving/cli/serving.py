@@ -33,29 +33,51 @@ from serving.cli.logs import server_environment
 @app.command(rich_help_panel=SERVING)
 @reports_errors
 def serve(
-    ledger_dir: Annotated[Path | None, typer.Option("--ledger", help="Ledger the service answers from "
-                                                     "(default: ARRISK_LEDGER, else HOME/out/demo/synthetic).")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs", help="Folder of daily runs (`arrisk run --out`) to "
+                                                  "answer from: the newest complete run, new ones picked up "
+                                                  "without a restart (default: ARRISK_RUNS).")] = None,
+    ledger_dir: Annotated[Path | None, typer.Option("--ledger", help="Ledger to compute each date from on demand "
+                                                     "(default: ARRISK_LEDGER, else HOME/out/demo/synthetic); with "
+                                                     "--runs, the ledger behind the runs (default: the one the "
+                                                     "newest run names).")] = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Processes answering requests (default: "
+                                                "ARRISK_RUNS_WORKERS, 1); each holds the served days.")] = None,
     tracking_uri: TrackingUri = None,
     tokens_file: Annotated[Path | None, typer.Option(help="API tokens YAML (else ARRISK_TOKENS_FILE / "
                                                           "ARRISK_API_TOKENS).")] = None,
 ) -> None:
     """Start the API (BentoML) on HOST:PORT; OpenAPI docs at /v1/docs."""
+    from runs.folder import read_run, run_for
+
     settings = Settings.from_environ()
-    ledger_dir = ledger_dir or settings.ledger
-    if not ledger_dir.is_dir():
-        raise NotFound(f"{ledger_dir}: no ledger there (run `make demo` or pass --ledger)")
-    # BentoML runs the service in --working-dir (the installed package): HOME keeps writable state here.
-    environment = server_environment(ARRISK_HOME=str(settings.home.resolve()), ARRISK_LEDGER=str(ledger_dir.resolve()))
+    runs_dir = runs_dir or settings.runs
+    environment = server_environment(ARRISK_HOME=str(settings.home.resolve()))
+    if runs_dir is not None:
+        newest = run_for(runs_dir, None)
+        read_run(newest)  # a missing or corrupt table is a clear error now, not a server that will not start
+        environment["ARRISK_RUNS"] = str(runs_dir.resolve())
+        console.print(f"serving the runs of {runs_dir} (newest: {newest.name})")
+        if ledger_dir is not None:
+            environment["ARRISK_LEDGER"] = str(ledger_dir.resolve())
+    else:
+        ledger_dir = ledger_dir or settings.ledger
+        if not ledger_dir.is_dir():
+            raise NotFound(f"{ledger_dir}: no ledger there (run `make demo` or pass --ledger)")
+        environment["ARRISK_LEDGER"] = str(ledger_dir.resolve())
     if tracking_uri:
         environment["ARRISK_TRACKING_URI"] = tracking_uri
     if tokens_file:
         environment["ARRISK_TOKENS_FILE"] = str(tokens_file.resolve())
     console.print(f"ar-risk API on http://{host}:{port}/v1 (docs: http://{host}:{port}/v1/docs); Ctrl-C stops it")
+    # BentoML runs the service in --working-dir (the installed package): HOME keeps writable state here.
     root = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:ARRiskService", "--host", host,
                "--port", str(port), "--working-dir", str(root)]
+    # BentoML reads its service options from this variable on top of the decorator's (workers=1).
+    options = f"services.ar_risk.workers={workers or settings.runs_workers}"
+    environment["BENTOML_CONFIG_OPTIONS"] = " ".join(filter(None, [environment.get("BENTOML_CONFIG_OPTIONS"), options]))
     raise typer.Exit(run_server(command, environment))
 
 

@@ -18,6 +18,7 @@ from serving.routes import (
     health,
     monitoring,
     rule_reports,
+    runs,
     scores,
     worklist,
 )
@@ -30,7 +31,8 @@ DESCRIPTION = (
     "holds every scope. Without a valid token the answer is 401, without the scope 403, both before the "
     "request body is validated.")
 ROUTERS = (health.router, scores.router, worklist.router, customers.router, deterioration.router,
-           forecast.router, rule_reports.router, monitoring.router, *activity.routers, admin.router)
+           forecast.router, rule_reports.router, monitoring.router, *activity.routers, admin.router,
+           runs.router)
 
 
 def create_api() -> FastAPI:

@@ -19,8 +19,7 @@ def correct_record(table: RecordTable, record_id: IdInPath, correction: RecordCo
                    state: State) -> dict:
     record = state.store.correct(principal.user, table, record_id, correction.expected_version,
                                  now=recording_time(), **correction.changes)
-    state.reload_activity()
-    return record
+    return state.recorded(record)
 
 
 @router.post("/admin/records/{table}/{record_id}/void", response_model=ActivityRecord,
@@ -29,8 +28,7 @@ def void_record(table: RecordTable, record_id: IdInPath, void: Annotated[RecordV
                 state: State) -> dict:
     record = state.store.void(principal.user, table, record_id, void.expected_version, reason=void.reason,
                               now=recording_time())
-    state.reload_activity()
-    return record
+    return state.recorded(record)
 
 
 @router.get("/audit/verify", response_model=AuditCheck,

@@ -15,14 +15,15 @@ router = APIRouter(tags=["health"], route_class=ScopesFirstRoute)
 
 @router.get("/health", response_model=Health, summary="Liveness and readiness (no token needed)")
 def health(state: State) -> Health:
-    return Health(status="ok", ready=state.champions.timing is not None)
+    return Health(status="ok", ready=True)
 
 
 @router.get("/info", response_model=Info, summary="Model versions and the ledger in use (any scope)")
 def info(principal: AnyRole, service: Service) -> Info:
     state = service.state
     return Info(ledger=shown_ledger(principal, service.ledger_path), ledger_fingerprint=service.fingerprint,
-                default_as_of=state.default_as_of.date(), model_versions=state.champions.versions,
+                default_as_of=state.default_as_of.date(), model_versions=state.model_versions(),
+                source=state.days.kind, runs=sorted(day.date() for day in getattr(state.days, "runs", {})),
                 user=principal.user, scopes=sorted(principal.scopes))
 
 

@@ -20,10 +20,10 @@ router = APIRouter(tags=["rule reports"], route_class=ScopesFirstRoute)
 def aging(principal: AnyRole, state: State, as_of: datetime.date | None = None,
           basis: Literal["due_date", "invoice_date"] = "due_date",
           currency: Literal["base", "document"] = "base") -> Rows[AgingRow]:
-    from rules.aging import aging_report, with_company_total
+    from rules.aging import with_company_total
 
     when = state.checked_as_of(as_of)
-    table = aging_report(state.ledger, when, basis=basis, currency=currency)
+    table = state.aging(when, basis=basis, currency=currency)
     # A collector's total is its portfolio's, not the company's.
     table = with_company_total(access.visible_rows(table, access.visible_customers(principal, state)))
     return Rows[AgingRow](as_of=when.date(), rows=records(table), count=len(table))
@@ -32,11 +32,8 @@ def aging(principal: AnyRole, state: State, as_of: datetime.date | None = None,
 @router.get("/dunning", response_model=Rows[DunningRow], response_model_exclude_unset=True,
             summary="Dunning proposal (collector)")
 def dunning(principal: Collector, state: State, as_of: datetime.date | None = None) -> Rows[DunningRow]:
-    from rules.dunning import dunning_proposal, load_policy
-    from serving.scoring import DEFAULT_DUNNING_POLICY
-
     when = state.checked_as_of(as_of)
-    table = dunning_proposal(state.ledger, when, load_policy(DEFAULT_DUNNING_POLICY))
+    table = state.dunning(when)
     table = access.visible_rows(table, access.visible_customers(principal, state))
     return Rows[DunningRow](as_of=when.date(), rows=records(table), count=len(table))
 
@@ -48,7 +45,7 @@ def kpis(principal: CreditOrTreasury, state: State, start: Annotated[datetime.da
          customer_id: IdInQuery = None) -> Rows[KpiRow]:
     from rules.kpis import COMPANY, kpi_report
 
-    start, end = state.checked_as_of(start, "from"), state.checked_as_of(end, "to")
+    start, end = state.checked_date(start, "from"), state.checked_date(end, "to")
     if end < start:
         raise BadInput("'to' must not be before 'from'")
     table = kpi_report(state.ledger, start, end, freq)

@@ -16,7 +16,7 @@ from features import FeatureConfig, feature_frames
 from features.settlement import base_rate
 from ledger import Ledger, LedgerError, Problem
 from ledger.errors import NoModel
-from serving.reasons import customer_reasons
+from runs.reasons import customer_reasons
 
 UNPAID_HORIZON_DAYS = 30
 DEFAULT_DUNNING_POLICY = config_path("dunning", "default.yaml")
@@ -85,6 +85,12 @@ def score(ledger: Ledger, as_of: pd.Timestamp, champions: Champions,
     `with_pay_dates` adds them to the rows that show them."""
     as_of = pd.Timestamp(as_of).normalize()
     invoice_features, customer_features = feature_frames(ledger, as_of, config)
+    return scored(ledger, as_of, invoice_features, customer_features, champions, horizon_days)
+
+
+def scored(ledger: Ledger, as_of: pd.Timestamp, invoice_features: pd.DataFrame, customer_features: pd.DataFrame,
+           champions: Champions, horizon_days: int = UNPAID_HORIZON_DAYS) -> Scores:
+    """The feature rows at `as_of` with the champions' outputs (see `score`)."""
     items = open_documents(ledger, invoice_features)
     timing = champions.require("timing")
     paid_by_horizon = timing.predict_cdf(items, [horizon_days])[:, 0] if len(items) else np.array([])
@@ -102,7 +108,7 @@ def score(ledger: Ledger, as_of: pd.Timestamp, champions: Champions,
     else:
         customers["deterioration_probability"] = np.nan
         customers["deteriorating"] = False
-    return Scores(as_of, items, customers)
+    return Scores(pd.Timestamp(as_of).normalize(), items, customers)
 
 
 SCORE_COLUMNS = ["invoice_id", "customer_id", "currency", "due_date", "open_amount", "open_amount_base",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -93,40 +94,101 @@ PHRASES: dict[str, Callable[[float, pd.Series, str], str]] = {
 }
 
 
-def phrase(name: str, value, row: pd.Series, descriptions: dict[str, str]) -> str:
-    """The words for one feature at its value."""
+def phrase(name: str, value, row, descriptions: dict[str, str]) -> str:
+    """The words for one feature at its value (`row`: anything with `.get(column)`, for the phrases that
+    add a second value)."""
     if value is None or pd.isna(value):
         return f"{descriptions.get(name, name).rstrip('.')}: unknown"
-    for key, make in PHRASES.items():
-        if name == key or (key.endswith("_") and name.startswith(key)):
-            return make(float(value), row, name)
+    make = phrase_maker(name)
+    if make is not None:
+        return make(float(value), row, name)
     return f"{descriptions.get(name, name).rstrip('.')}: {value:g}" if isinstance(value, float | int) else \
         f"{descriptions.get(name, name).rstrip('.')}: {value}"
+
+
+@cache
+def phrase_maker(name: str) -> Callable[[float, pd.Series, str], str] | None:
+    """The phrase for feature `name`: its own, else the first prefix (`avg_days_late_last_`) it starts with."""
+    for key, make in PHRASES.items():
+        if name == key or (key.endswith("_") and name.startswith(key)):
+            return make
+    return None
 
 
 def top_reasons(contributions: pd.Series, row: pd.Series, count: int = 3,
                 descriptions: dict[str, str] | None = None) -> list[str]:
     """The `count` features that push risk up the most, in words (ties by feature name)."""
+    table = reason_table(contributions.to_frame().T, row.to_frame().T, count, descriptions)
+    return reason_lists(table, count)[0]
+
+
+def reason_table(contributions: pd.DataFrame, rows: pd.DataFrame, count: int = 3,
+                 descriptions: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per row of `contributions` (aligned by position with `rows`, the feature values): `reason_1..count`,
+    the features that push risk up the most in words, and `reason_1..count_contribution`, their SHAP
+    values; largest first, ties by feature name, "" and NaN where fewer push up. One sort for all rows:
+    the whole book is explained in one call."""
     descriptions = descriptions if descriptions is not None else feature_descriptions()
-    positive = contributions[contributions > 0]
-    order = sorted(positive.items(), key=lambda item: (-item[1], item[0]))[:count]
-    return [phrase(name, row.get(name), row, descriptions) for name, _ in order]
+    names = np.asarray(contributions.columns, dtype=object)
+    values = contributions.to_numpy(dtype=float)
+    by_name = np.argsort(names.astype(str), kind="stable")
+    # A stable sort of the name-ordered columns on -value: equal values keep name order.
+    picked = by_name[np.argsort(-values[:, by_name], axis=1, kind="stable")[:, :count]]
+    top = np.take_along_axis(values, picked, axis=1) if len(values) else np.zeros((0, picked.shape[1]))
+    columns = {name: rows[name].to_numpy() for name in rows.columns}
+    texts = np.full(top.shape, "", dtype=object)
+    for position, slot in zip(*np.nonzero(top > 0), strict=True):
+        name = names[picked[position, slot]]
+        value = columns[name][position] if name in columns else None
+        texts[position, slot] = phrase(name, value, RowValues(columns, position), descriptions)
+    table = {}
+    for slot in range(count):
+        present = slot < top.shape[1]
+        table[f"reason_{slot + 1}"] = texts[:, slot] if present else np.full(len(values), "", dtype=object)
+        table[f"reason_{slot + 1}_contribution"] = (np.where(top[:, slot] > 0, top[:, slot], np.nan) if present
+                                                    else np.full(len(values), np.nan))
+    return pd.DataFrame(table, index=contributions.index)
+
+
+def reason_lists(table: pd.DataFrame, count: int = 3) -> list[list[str]]:
+    """The reasons of a `reason_table` as one list per row, empty slots dropped."""
+    slots = table[[f"reason_{slot + 1}" for slot in range(count)]].to_numpy(dtype=object)
+    return [[text for text in row if text] for row in slots]
+
+
+class RowValues:
+    """One row of column arrays, read like a Series (`row.get(column)`), without building one per row."""
+
+    __slots__ = ("columns", "position")
+
+    def __init__(self, columns: dict[str, np.ndarray], position: int) -> None:
+        self.columns, self.position = columns, position
+
+    def get(self, name: str, default=None):
+        column = self.columns.get(name)
+        return default if column is None else column[self.position]
+
+
+def customer_reason_table(items: pd.DataFrame, contributions: pd.DataFrame, weights: np.ndarray,
+                          count: int = 3) -> pd.DataFrame:
+    """Per customer (index, sorted): the `reason_table` of the contributions of its open items averaged
+    with `weights` (the money at risk, so large risky items speak loudest); values are those of the item
+    weighing most."""
+    weights = np.where(np.asarray(weights, dtype=float) > 0, weights, 1e-9)
+    customers = items["customer_id"].to_numpy()
+    frame = pd.DataFrame(contributions.to_numpy(dtype=float) * weights[:, None], columns=contributions.columns)
+    weight_sum = pd.Series(weights).groupby(customers).sum()
+    mean = frame.groupby(customers, sort=True).sum().div(weight_sum, axis=0)
+    heaviest = items.assign(_w=weights).sort_values(["_w", "invoice_id"], ascending=[False, True])
+    heaviest = heaviest.drop_duplicates("customer_id").set_index("customer_id").reindex(mean.index)
+    return reason_table(mean, heaviest, count)
 
 
 def customer_reasons(items: pd.DataFrame, contributions: pd.DataFrame, weights: np.ndarray,
                      count: int = 3) -> dict[str, list[str]]:
-    """Per customer: reasons from the contributions of its open items, averaged with `weights` (the money
-    at risk, so large risky items speak loudest); values are those of the item weighing most."""
-    words = feature_descriptions()
-    weights = np.where(np.asarray(weights, dtype=float) > 0, weights, 1e-9)
-    frame = contributions.mul(weights, axis=0)
-    frame["customer_id"] = items["customer_id"].to_numpy()
-    weight_sum = pd.Series(weights, index=items.index).groupby(items["customer_id"].to_numpy()).sum()
-    mean = frame.groupby("customer_id", sort=True).sum().div(weight_sum, axis=0)
-    heaviest = items.assign(_w=weights).sort_values(["_w", "invoice_id"], ascending=[False, True])
-    heaviest = heaviest.drop_duplicates("customer_id").set_index("customer_id")
-    return {customer: top_reasons(mean.loc[customer], heaviest.loc[customer], count, words)
-            for customer in mean.index}
+    """Per customer: its `customer_reason_table` reasons as a list."""
+    table = customer_reason_table(items, contributions, weights, count)
+    return dict(zip(table.index, reason_lists(table, count), strict=True))
 
 
 def feature_descriptions() -> dict[str, str]:

@@ -1,0 +1,107 @@
+"""The day's recorded actions on top of a run: one customer's worklist and dunning rows re-derived.
+
+A promise, dispute, contact or dunning letter changes what the rules say about that customer (holds,
+escalations, status, the last promise and contact, the next dunning level), not the models'
+probabilities. So after a write only that customer's rows are recomputed: the worklist and dunning
+rules run on the customer's slice of the ledger (its documents, payments and records, with the activity
+store's) and the run's scores of its open documents; the rows replace the customer's and the worklist is
+ranked again. The rules are per customer, so the rows equal those a full recomputation with the same
+scores would give (tested). The next run takes the actions into its features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ledger import Ledger
+from rules.dunning import dunning_proposal
+from rules.worklist import worklist
+from runs.answers import DayView
+from runs.day import DaySettings, model_reasons
+from runs.scoring import fill_reasons
+
+# The ledger tables and how their rows belong to a customer: by their own customer_id, or by their invoice's.
+BY_CUSTOMER = ("customers", "invoices", "payments", "promises", "contacts")
+BY_INVOICE = ("payment_applications", "disputes", "writeoffs", "dunning_notices")
+
+
+@dataclass(frozen=True)
+class CustomerIndex:
+    """Row positions of each ledger table per customer, built once, so a customer's slice costs lookups."""
+
+    ledger: Ledger
+    rows: dict[str, dict[str, np.ndarray]]
+
+    def slice(self, customer_id: str) -> Ledger:
+        """The ledger restricted to one customer's rows."""
+        tables = {}
+        for name, groups in self.rows.items():
+            table = getattr(self.ledger, name)
+            tables[name] = table.iloc[groups.get(customer_id, np.array([], dtype=int))]
+        return self.ledger.replace(**tables)
+
+
+def customer_index(ledger: Ledger) -> CustomerIndex:
+    """Index every ledger table by customer (rows of an invoice belong to its customer)."""
+    owner = pd.Series(ledger.invoices["customer_id"].to_numpy(), index=ledger.invoices["invoice_id"].to_numpy())
+    rows = {}
+    for name in (*BY_CUSTOMER, *BY_INVOICE):
+        table = getattr(ledger, name)
+        keys = table["customer_id"] if name in BY_CUSTOMER else table["invoice_id"].map(owner)
+        rows[name] = {customer: np.asarray(positions)
+                      for customer, positions in pd.Series(keys.to_numpy()).groupby(keys.to_numpy()).indices.items()}
+    return CustomerIndex(ledger, rows)
+
+
+def with_records(ledger: Ledger, records: dict[str, pd.DataFrame]) -> Ledger:
+    """A (customer's) ledger with recorded activity appended to its collections tables."""
+    merged = {}
+    for name, recorded in records.items():
+        if recorded is None or recorded.empty:
+            continue
+        current = getattr(ledger, name)
+        merged[name] = recorded if current.empty else pd.concat(
+            [current, recorded[current.columns]], ignore_index=True)
+    return ledger.replace(**merged) if merged else ledger
+
+
+def customer_rows(view: DayView, ledger: Ledger, customer_id: str,
+                  settings: DaySettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The customer's worklist row (none when nothing is overdue) and dunning rows at the view's date, from
+    its ledger slice `ledger` (with its recorded actions) and the day's scores."""
+    items = view.scores.iloc[view.by_customer.get(customer_id, np.array([], dtype=int))]
+    customers = view.customers.iloc[[view.customer_position[customer_id]]] \
+        if customer_id in view.customer_position.index else view.customers.iloc[[]]
+    dunning = dunning_proposal(ledger, view.as_of, settings.dunning_policy)
+    table = worklist(ledger, view.as_of, items, customers, settings.policy, dunning=dunning)
+    return fill_reasons(table, model_reasons(customers)), dunning
+
+
+def with_actions(view: DayView, changed: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> DayView:
+    """The view with the worklist and dunning rows of the `changed` customers replaced, ranked again."""
+    ids = set(changed)
+    rows = [view.worklist[~view.worklist["customer_id"].isin(ids)],
+            *(row for row, _ in changed.values() if len(row))]
+    worklist_table = reranked(pd.concat([frame for frame in rows if len(frame)] or [view.worklist.iloc[:0]],
+                                        ignore_index=True))
+    letters = [view.dunning[~view.dunning["customer_id"].isin(ids)], *(rows for _, rows in changed.values())]
+    dunning = proposal_order(pd.concat([frame for frame in letters if len(frame)] or [view.dunning.iloc[:0]],
+                                       ignore_index=True))
+    return view.with_rows(worklist_table, dunning, ids)
+
+
+def reranked(table: pd.DataFrame) -> pd.DataFrame:
+    """Worklist rows in priority order (score, then overdue amount, then customer id) with rank 1..n."""
+    order = table.sort_values(["score", "overdue_amount_base", "customer_id"], ascending=[False, False, True],
+                              kind="mergesort")
+    return order.assign(rank=np.arange(1, len(order) + 1)).reset_index(drop=True)
+
+
+def proposal_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Dunning rows in the proposal's order: proposed, held, skipped; then customer and invoice."""
+    order = table["status"].map({"proposed": 0, "held": 1, "skipped": 2}).fillna(3)
+    return (table.assign(_order=order).sort_values(["_order", "customer_id", "invoice_id"], kind="mergesort")
+            .drop(columns="_order").reset_index(drop=True))

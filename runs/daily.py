@@ -1,0 +1,79 @@
+"""One daily run, end to end: the ledger with the day's records, the steps, the run folder, the pruning.
+
+`execute_run` is what `arrisk run` and `POST /v1/runs` call. It writes each step's tables into the
+staging folder as the step ends, so a run killed after its third step leaves the features and scores on
+disk in staging and nothing in `RUNS_DIR/<as_of>/`; a failed step removes the staging folder and raises
+`StepFailed` naming the step. The served run changes only when the complete one is renamed into place.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+
+from features.labels import last_event_date
+from ledger import Ledger
+from runs.day import STEPS, DaySettings, Step, build_day, peak_rss_mb
+from runs.folder import RunWriter, prune
+from runs.scoring import Champions
+
+ENGINE = "pandas"
+
+
+def execute_run(ledger: Ledger, as_of: pd.Timestamp, runs_dir: str | Path, champions: Champions, *,
+                settings: DaySettings | None = None, steps: Sequence[Step] = STEPS, keep: int = 7,
+                about: dict | None = None, activity_mark: int | None = None,
+                on_step: Callable[[int, Step], None] | None = None) -> Path:
+    """Build the day at `as_of` step by step into a staging folder of `runs_dir`, move it into place as
+    `runs_dir/<as_of>/` with its manifest, prune all but the newest `keep` runs; returns the run's folder.
+    `about` adds to the manifest (the ledger's location, who asked); `activity_mark` is the activity
+    store's audit mark the ledger's records reflect (the service re-derives customers changed after it)."""
+    as_of = pd.Timestamp(as_of).normalize()
+    writer = RunWriter(runs_dir, as_of)
+    try:
+        day = build_day(ledger, as_of, champions, settings, steps, on_step=on_step,
+                        on_done=lambda index, step, tables: writer.write_tables(tables))
+        day.facts.update(first_invoice_date=f"{ledger.invoices['invoice_date'].min():%Y-%m-%d}",
+                         last_event_date=f"{last_event_date(ledger):%Y-%m-%d}")
+        manifest = {
+            "run_id": secrets.token_hex(8),
+            "ledger_fingerprint": day.facts.get("ledger_fingerprint"),
+            "base_currency": ledger.base_currency,
+            "models": model_manifest(champions),
+            "package_version": package_version(),
+            "engine": ENGINE,
+            "activity_mark": activity_mark,
+            "seconds": round(sum(step["seconds"] for step in day.steps), 3),
+            "peak_rss_mb": peak_rss_mb(),
+            **(about or {}),
+        }
+        folder = writer.finish(day, manifest)
+    except BaseException:
+        writer.abandon()
+        raise
+    prune(runs_dir, keep)
+    return folder
+
+
+def model_manifest(champions: Champions) -> dict:
+    """Per task: the registered model's name and the champion's version (None where there is none)."""
+    from training.pipeline import MODEL_NAMES
+
+    return {task: {"name": name, "version": champions.versions.get(task)} for task, name in MODEL_NAMES.items()}
+
+
+def package_version() -> str:
+    try:
+        return version("ar-risk")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
+def built_at() -> str:
+    """When a run was built (UTC), for its manifest only: it feeds no computation."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

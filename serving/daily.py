@@ -1,0 +1,54 @@
+"""The daily run as the command line and the service start it: the ledger with the activity store's
+records, the champions, the steps of `runs.day` and the drift verdict of `monitoring` (wired here, the
+one layer that may import both), then `runs.daily.execute_run`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from configs.settings import Settings
+from ledger import read_ledger
+from runs.daily import built_at, execute_run
+from runs.day import STEPS, Step, Work
+
+DRIFT_CACHE = ".cache"  # under RUNS_DIR: the drift reference rows, computed once per champion
+
+
+def run_steps(tracking_uri: str, cache_dir: Path) -> tuple[Step, ...]:
+    """The run's steps: those of `runs.day`, then the drift verdict against the champion's training months."""
+    return (*STEPS, Step("drift", drift_step(tracking_uri, cache_dir), "the drift verdict against training"))
+
+
+def drift_step(tracking_uri: str, cache_dir: Path) -> Callable[[Work], None]:
+    def drift(work: Work) -> None:
+        from monitoring.drift import drift_verdict
+        from training.pipeline import MODEL_NAMES
+        from training.tracking import champion_trained_until
+
+        trained_until = champion_trained_until(tracking_uri, MODEL_NAMES["late"])
+        work.facts["drift"] = drift_verdict(work.ledger, work.as_of, work.scores.items, work.champions,
+                                            trained_until, cache_dir=cache_dir)
+    return drift
+
+
+def daily_run(ledger_dir: Path, as_of: pd.Timestamp, runs_dir: Path, *, tracking_uri: str | None = None,
+              environ: Mapping[str, str] | None = None, keep: int | None = None, requested_by: str | None = None,
+              on_step: Callable[[int, Step], None] | None = None) -> Path:
+    """Run the day at `as_of` for the ledger in `ledger_dir` (with the activity store's records) into
+    `runs_dir`; returns the run's folder."""
+    from runs.scoring import load_champions
+    from serving.activity import recorded_activity
+    from training.tracking import default_tracking_uri
+
+    settings = Settings.from_environ(environ)
+    tracking_uri = tracking_uri or default_tracking_uri(settings)
+    ledger = read_ledger(ledger_dir, validate=False)  # the run's first step validates it, records included
+    ledger, mark = recorded_activity(ledger, environ)
+    champions = load_champions(tracking_uri)
+    about = {"ledger": str(Path(ledger_dir).resolve()), "tracking_uri": tracking_uri, "built_at": built_at(),
+             "requested_by": requested_by}
+    return execute_run(ledger, as_of, runs_dir, champions, steps=run_steps(tracking_uri, Path(runs_dir) / DRIFT_CACHE),
+                       keep=keep or settings.runs_keep, about=about, activity_mark=mark, on_step=on_step)
