@@ -30,16 +30,17 @@ demo: $(STAMP)
 	$(BIN)/arrisk report drift --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --out out/reports
 	$(BIN)/arrisk report performance --ledger $(DEMO)/synthetic --out out/reports
 	$(BIN)/arrisk report kpis --ledger $(DEMO)/synthetic --from 2023-01-01 --to $(DEMO_AS_OF) --out out/reports
-	$(BIN)/python -m serving.smoke --ledger $(DEMO)/synthetic
-	COLUMNS=150 $(BIN)/arrisk worklist --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --top 10
-	COLUMNS=150 $(BIN)/arrisk forecast --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --horizon-weeks 13
+	$(BIN)/arrisk run --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --out out/runs
+	$(BIN)/python -m serving.smoke --runs out/runs
+	COLUMNS=150 $(BIN)/arrisk worklist --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --runs out/runs --top 10
+	COLUMNS=150 $(BIN)/arrisk forecast --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --runs out/runs --horizon-weeks 13
 	@echo "Reports: out/reports/ (drift, performance, kpis). API: make serve, then e.g."
 	@echo "  curl -H 'Authorization: Bearer arr_demo_collector' 'http://127.0.0.1:$(PORT)/v1/worklist?top=10'"
 	@echo "Web page (after make serve; log in with a demo token, e.g. arr_demo_collector or arr_demo_admin):"
 	@echo "  http://127.0.0.1:$(PORT)/v1/ui/login"
 
 serve: $(STAMP)
-	$(BIN)/arrisk serve --ledger $(DEMO)/synthetic --port $(PORT) --tokens-file configs/tokens.example.yaml
+	$(BIN)/arrisk serve --runs out/runs --port $(PORT) --tokens-file configs/tokens.example.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -86,15 +86,20 @@ def stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def main(ledger: Annotated[Path, typer.Option(help="Ledger to serve.")] = Path("out/demo/synthetic"),
+def main(ledger: Annotated[Path | None, typer.Option(help="Ledger to serve (computed on demand).")] = None,
+         runs: Annotated[Path | None, typer.Option(help="Runs folder to serve (`arrisk run --out`).")] = None,
          log: Annotated[Path, typer.Option(help="Where the service logs.")] = Path("out/demo/service.log"),
          ) -> None:
     """Start the service, show that it answers, stop it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
-    process = start_service(ledger, port, log=log)
+    started = time.perf_counter()
+    process = start_service(ledger if runs is None else None, port, log=log, runs=runs)
     try:
+        wait_until_healthy(base, process)
+        print(f"healthy {time.perf_counter() - started:.1f} s after start, serving "
+              f"{'the runs of ' + str(runs) if runs else 'the ledger ' + str(ledger)}")
         show_answers(base, process)
     except (RuntimeError, OSError, urllib.error.URLError) as error:
         print(f"error: the service did not answer as expected: {error} (log: {log})", file=sys.stderr)

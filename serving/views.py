@@ -229,10 +229,6 @@ class ServingState:
     def base_currency(self) -> str:
         return self.days.base_currency
 
-    @property
-    def ready(self) -> bool:
-        return True
-
     # ---- days -----------------------------------------------------------------------------------------
 
     def view(self, as_of: pd.Timestamp | None = None, actions: bool = True) -> DayView:

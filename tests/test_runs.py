@@ -373,3 +373,83 @@ def test_arrisk_run_names_the_failed_step_and_replaces_nothing(tmp_path, champio
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "no champion" in result.stderr
     assert not complete_runs(tmp_path / "runs")
+
+
+# ---- the service on runs -----------------------------------------------------------------------------
+
+ADMIN_TOKEN = "arr_test_admin_token_runs_0123456789"
+
+
+@pytest.fixture(scope="module")
+def run_client(runs_dir, ledger_dir, champion_store, tmp_path_factory):
+    """The service answering from a copy of the runs, with its own activity store and an admin token."""
+    from starlette.testclient import TestClient
+
+    from serving.auth import hash_token
+    from tests.service_app import service_app
+
+    folder = tmp_path_factory.mktemp("run-service")
+    runs = copy_runs(runs_dir, folder / "runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARRISK_RUNS", str(runs))
+        patch.setenv("ARRISK_LEDGER", str(ledger_dir))
+        patch.setenv("ARRISK_TRACKING_URI", champion_store)
+        patch.setenv("ARRISK_RUNS_POLL_SECONDS", "0")
+        patch.setenv("ARRISK_DATABASE_URL", f"sqlite:///{folder / 'activity.sqlite'}")
+        patch.setenv("ARRISK_API_TOKENS", f"admin:admin-user:admin:{hash_token(ADMIN_TOKEN)}")
+        patch.delenv("ARRISK_TOKENS_FILE", raising=False)
+        with TestClient(service_app(), raise_server_exceptions=False) as client:
+            client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+            client.runs = runs
+            yield client
+
+
+def worklist_row(client, as_of: pd.Timestamp, customer: str) -> dict | None:
+    response = client.get(f"/v1/worklist?as_of={as_of:%Y-%m-%d}")
+    assert response.status_code == 200, response.text
+    return next((row for row in response.json()["rows"] if row["customer_id"] == customer), None)
+
+
+def test_the_service_answers_from_the_runs_and_lists_them(run_client):
+    info = run_client.get("/v1/info").json()
+    assert info["source"] == "runs" and info["runs"] == ["2023-06-15", "2023-06-25"]
+    assert info["default_as_of"] == "2023-06-25"
+    missing = run_client.get("/v1/worklist?as_of=2023-06-20")
+    assert missing.status_code == 404 and "runs: 2023-06-15, 2023-06-25" in missing.json()["detail"]
+    listed = run_client.get("/v1/runs").json()["rows"]
+    assert [(row["as_of"], row["served"]) for row in listed] == [("2023-06-25", True), ("2023-06-15", False)]
+
+
+def test_a_promise_through_the_api_holds_then_escalates_once_broken_without_a_new_run(run_client):
+    first = run_client.get(f"/v1/worklist?as_of={FIRST:%Y-%m-%d}").json()["rows"]
+    later = {row["customer_id"] for row in run_client.get(f"/v1/worklist?as_of={SECOND:%Y-%m-%d}").json()["rows"]
+             if row["overdue_amount_base"] > 0}
+    before = next(row for row in first if row["status"] == "active" and row["customer_id"] in later)
+    response = run_client.post("/v1/promises", json={"customer_id": before["customer_id"], "amount": "1000000.00",
+                                                     "made_date": "2023-06-15", "promised_date": "2023-06-20"})
+    assert response.status_code == 201, response.text
+    held = worklist_row(run_client, FIRST, before["customer_id"])
+    assert held["status"] == "held" and "pending promise" in held["reason_1"]
+    broken = worklist_row(run_client, SECOND, before["customer_id"])
+    assert broken["status"] == "escalated" and broken["reason_1"].endswith("broken")
+    assert broken["score"] >= 3 * broken["money_at_risk_base"] > 0
+    assert sorted(path.name for path in run_client.runs.iterdir()) == ["2023-06-15", "2023-06-25"]
+
+
+def test_a_run_started_over_the_api_is_served_once_complete(run_client):
+    import time
+
+    response = run_client.post("/v1/runs", json={"as_of": "2023-06-30"})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == job["url"] and job["status"] == "running"
+    again = run_client.post("/v1/runs", json={"as_of": "2023-06-29"})
+    assert again.status_code == 409 and "one run at a time" in again.json()["detail"]
+    deadline = time.monotonic() + 600
+    while job["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        job = run_client.get(job["url"]).json()
+    assert job["status"] == "complete", job
+    assert job["run"] == "2023-06-30" and job["step_index"] == job["steps_total"]
+    assert run_client.get("/v1/info").json()["default_as_of"] == "2023-06-30"
+    assert run_client.get("/v1/worklist?as_of=2023-06-30&top=3").status_code == 200
