@@ -121,10 +121,7 @@ class ReceiptTimingModel(BaseEstimator):
         Only the periods up to the largest d are predicted (the hazard of a period depends on no later one)."""
         days = np.clip(np.asarray(days, dtype=float), 0, self.periods * self.period_days)
         needed = max(1, int(np.ceil(days.max() / self.period_days))) if days.size else 1
-        by_period = np.column_stack([np.zeros(len(X)), self.paid_share(X, needed)])
-        period = np.minimum((days // self.period_days).astype(int), needed - 1)
-        fraction = days / self.period_days - period
-        return by_period[:, period] + fraction * (by_period[:, period + 1] - by_period[:, period])
+        return cdf_at(self.paid_share(X, needed), days, self.period_days)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Median days from the cutoff to payment (the pyfunc / serving default)."""
@@ -133,9 +130,25 @@ class ReceiptTimingModel(BaseEstimator):
     def predict_quantiles(self, X: pd.DataFrame, quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
         """Days from the cutoff by which each quantile of the pay-date distribution is reached; the
         horizon where the model puts less mass than that inside it."""
-        by_period = np.column_stack([np.zeros(len(X)), self.paid_share(X)])
-        columns = {f"p{round(q * 100)}": _first_crossing(by_period, q, self.period_days) for q in quantiles}
-        return pd.DataFrame(columns, index=X.index)
+        return quantiles_of(self.paid_share(X), quantiles, self.period_days, X.index)
+
+
+def cdf_at(paid_share: np.ndarray, days: np.ndarray, period_days: int) -> np.ndarray:
+    """P(paid within d days) for each d, linear within a period, from the paid shares by period end
+    (`paid_share`, shape (invoices, periods covering the largest d)), shape (invoices, days)."""
+    days = np.asarray(days, dtype=float)
+    needed = paid_share.shape[1]
+    by_period = np.column_stack([np.zeros(len(paid_share)), paid_share])
+    period = np.minimum((days // period_days).astype(int), needed - 1)
+    fraction = days / period_days - period
+    return by_period[:, period] + fraction * (by_period[:, period + 1] - by_period[:, period])
+
+
+def quantiles_of(paid_share: np.ndarray, quantiles: Sequence[float], period_days: int, index: pd.Index) -> pd.DataFrame:
+    """The days each quantile of the pay-date distribution is reached, from the paid shares of every period."""
+    by_period = np.column_stack([np.zeros(len(paid_share)), paid_share])
+    columns = {f"p{round(q * 100)}": _first_crossing(by_period, q, period_days) for q in quantiles}
+    return pd.DataFrame(columns, index=index)
 
 
 def _first_crossing(cumulative: np.ndarray, level: float, period_days: int) -> np.ndarray:

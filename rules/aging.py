@@ -61,16 +61,36 @@ def aging_detail(ledger: Ledger, as_of: pd.Timestamp, limits: tuple[int, ...] = 
         raise ValueError(f"currency must be 'base' or 'document', got {currency!r}")
     as_of = pd.Timestamp(as_of).normalize()
     known = known_at(ledger, as_of)
-    documents = _open_documents(known, as_of, limits, basis, currency, tolerance)
+    return _detail(known, document_state(known, as_of, tolerance), as_of, limits, basis, currency, tolerance)
+
+
+def aging_views(ledger: Ledger, as_of: pd.Timestamp, views: list[tuple[Basis, Currency]],
+                limits: tuple[int, ...] = AGING_LIMITS, tolerance: float = MONEY_TOLERANCE) -> dict:
+    """`aging_report` in several views (basis, currency) from one pass over the ledger: the state of every
+    document as of the date is computed once."""
+    as_of = pd.Timestamp(as_of).normalize()
+    known = known_at(ledger, as_of)
+    state = document_state(known, as_of, tolerance)
+    return {(basis, currency): aging_from_detail(_detail(known, state, as_of, limits, basis, currency, tolerance),
+                                                 ledger.customers)
+            for basis, currency in views}
+
+
+def _detail(known: Ledger, state: pd.DataFrame, as_of: pd.Timestamp, limits: tuple[int, ...], basis: Basis,
+            currency: Currency, tolerance: float) -> pd.DataFrame:
+    if basis not in ("due_date", "invoice_date"):
+        raise ValueError(f"basis must be 'due_date' or 'invoice_date', got {basis!r}")
+    if currency not in ("base", "document"):
+        raise ValueError(f"currency must be 'base' or 'document', got {currency!r}")
+    documents = _open_documents(known, state, as_of, limits, basis, currency)
     cash = _unapplied_payments(known, as_of, currency, tolerance)
     detail = pd.concat([documents, cash], ignore_index=True) if len(cash) else documents
     detail["bucket"] = pd.Categorical(detail["bucket"], categories=[*bucket_labels(limits), UNAPPLIED])
     return detail.sort_values(["customer_id", "currency", "item_type", "item_id"], ignore_index=True)
 
 
-def _open_documents(known: Ledger, as_of: pd.Timestamp, limits: tuple[int, ...], basis: Basis,
-                    currency: Currency, tolerance: float) -> pd.DataFrame:
-    state = document_state(known, as_of, tolerance)
+def _open_documents(known: Ledger, state: pd.DataFrame, as_of: pd.Timestamp, limits: tuple[int, ...], basis: Basis,
+                    currency: Currency) -> pd.DataFrame:
     is_open = state["is_open"].to_numpy()
     state = state[is_open]
     document_currency = known.invoices["currency"].to_numpy()[is_open]

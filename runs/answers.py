@@ -101,13 +101,12 @@ class DayView:
         self.risk[customer_id] = risk
         return risk
 
-    def customer(self, customer_id: str) -> dict:
+    def customer(self, customer_id: str, kpis: pd.DataFrame) -> dict:
         """Everything about one customer: open items with risk and reasons, aging, deterioration with its
-        explanation, worklist row and the KPIs of the last months."""
+        explanation, worklist row, and `kpis` (its KPIs of the last months, computed by the caller)."""
         facts = self.facts(customer_id)
         risk = self.customer_risk(customer_id)
         aging = self.aging("due_date", "base")
-        kpis = self.day.tables["kpis"]
         return {
             "as_of": self.as_of, "customer_id": customer_id, "name": facts.get("name"),
             "segment": facts.get("segment"), "collector": facts.get("collector"),
@@ -171,6 +170,7 @@ class DayView:
         return rows.drop(columns=["basis", "amounts"]).reset_index(drop=True)
 
     def kpi_window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The months of KPIs the customer view shows: from the start of the month `KPI_MONTHS` - 1 before."""
         return kpi_start(self.as_of), self.as_of
 
 

@@ -271,11 +271,8 @@ class ServingState:
         known = [customer for customer in changed if customer in view.customer_position.index]
         if not known:
             return view, current
-        index = self.customer_index()
-        rows = {}
-        for customer in known:
-            ledger = with_records(index.slice(customer), self.store.ledger_tables(customer))
-            rows[customer] = customer_rows(view, ledger, customer, self.settings)
+        rows = {customer: customer_rows(view, self.customer_ledger(customer), customer, self.settings)
+                for customer in known}
         return with_actions(view, rows), current
 
     def customer_index(self) -> CustomerIndex:
@@ -327,7 +324,19 @@ class ServingState:
         return self.view(as_of, actions=False).customer_risk(customer_id)
 
     def customer(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
-        return self.view(as_of).customer(customer_id)
+        """The customer view; its KPIs come from the customer's slice of the ledger and its records."""
+        from rules.kpis import kpi_report
+
+        view = self.view(as_of)
+        view.facts(customer_id)  # NotFound before any work for a customer the day does not know
+        start, end = view.kpi_window()
+        kpis = kpi_report(self.customer_ledger(customer_id), start, end)
+        return view.customer(customer_id, kpis[kpis["customer_id"] == customer_id])
+
+    def customer_ledger(self, customer_id: str) -> Ledger:
+        """One customer's slice of the ledger with its recorded activity."""
+        slice_ = self.customer_index().slice(customer_id)
+        return with_records(slice_, self.store.ledger_tables(customer_id)) if self.store is not None else slice_
 
     def deterioration_flags(self, as_of: pd.Timestamp | None = None, flagged_only: bool = True,
                             top: int | None = None) -> pd.DataFrame:

@@ -66,7 +66,7 @@ def test_a_run_writes_every_table_and_a_complete_manifest(runs_dir, scoring_ledg
     assert manifest["package_version"] and manifest["engine"] == "pandas"
     assert [step["name"] for step in manifest["steps"]] == [step.name for step in STEPS]
     assert all(step["seconds"] >= 0 and step["peak_rss_mb"] > 0 for step in manifest["steps"])
-    for name in ("scores", "customers", "worklist", "forecast", "dunning", "aging", "kpis", "contributions"):
+    for name in ("scores", "customers", "worklist", "forecast", "dunning", "aging", "contributions"):
         assert len(pd.read_parquet(folder / f"{name}.parquet")) == manifest["tables"][name], name
     scores = pd.read_parquet(folder / "scores.parquet")
     open_documents = score(scoring_ledger, SECOND, champions).items
@@ -322,6 +322,18 @@ def test_actions_re_derive_the_rows_a_full_recomputation_would_give(run_state, s
     pd.testing.assert_frame_equal(served, full, check_dtype=False)
     assert served.set_index("customer_id").loc[invoice["customer_id"], "last_dispute"].startswith(
         f"dispute on {invoice['invoice_id']}")
+
+
+def test_the_customer_view_kpis_from_the_customer_slice_equal_the_whole_books(run_state, scoring_ledger):
+    from rules.kpis import kpi_report
+
+    customer = run_state.worklist(SECOND)["customer_id"].iloc[0]
+    view = run_state.customer(customer, SECOND)
+    start, end = run_state.view(SECOND).kpi_window()
+    full = kpi_report(scoring_ledger, start, end)
+    expected = full[full["customer_id"] == customer].reset_index(drop=True)
+    assert len(expected) and len(view["kpis"]) == len(expected)
+    pd.testing.assert_frame_equal(view["kpis"].reset_index(drop=True), expected, check_dtype=False)
 
 
 def test_with_records_appends_recorded_rows():
