@@ -49,6 +49,9 @@ class DayView:
     customer_position: pd.Series
     actions_applied: frozenset = frozenset()  # customers whose rows were re-derived after recorded actions
     risk: dict = field(default_factory=dict, compare=False)  # customer -> its risk answer, filled as asked
+    # What a caller made of an answer that does not change with the day's actions (the API's encoded JSON
+    # of a customer's risk), kept with the day it was made from.
+    encoded: dict = field(default_factory=dict, compare=False)
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -57,7 +60,7 @@ class DayView:
     def with_rows(self, worklist: pd.DataFrame, dunning: pd.DataFrame, customers: set[str]) -> DayView:
         """The same day with a new worklist and dunning proposal (after actions on `customers`)."""
         return replace(self, worklist=worklist, dunning=dunning, actions_applied=self.actions_applied | customers,
-                       risk=self.risk)
+                       risk=self.risk, encoded=self.encoded)
 
     # ---- scores ---------------------------------------------------------------------------------------
 
@@ -87,6 +90,25 @@ class DayView:
         if position is None:
             raise UnknownDocument(f"customer {customer_id!r} is not known at {self.as_of:%Y-%m-%d}")
         return self.customers.iloc[position]
+
+    def risk_document(self, customer_id: str) -> dict:
+        """One customer's risk as JSON-ready Python (dates as ISO strings, NaN as None): the rows of every
+        customer are converted once, in one pass, the first time any is asked for."""
+        facts = self.facts(customer_id)
+        rows = self.json_rows()
+        positions = self.by_customer.get(customer_id, ())
+        return {"as_of": f"{self.as_of:%Y-%m-%d}", "customer_id": customer_id,
+                "deterioration_probability": json_value(facts["deterioration_probability"]),
+                "deteriorating": bool(facts["deteriorating"]), "deterioration_reasons": deterioration_reasons(facts),
+                "open_items": [rows[position] for position in positions]}
+
+    def json_rows(self) -> list[dict]:
+        """Every score row as a JSON-ready dict with its reasons, built once per day."""
+        rows = self.encoded.get("score_rows")
+        if rows is None:
+            rows = json_records(self.score_rows(np.arange(len(self.scores))))
+            self.encoded["score_rows"] = rows
+        return rows
 
     def customer_risk(self, customer_id: str) -> dict:
         """One customer's open items scored with reasons, and its deterioration probability, flag and reasons."""
@@ -183,6 +205,29 @@ def day_view(day: Day) -> DayView:
     customer_position = pd.Series(np.arange(len(customers)), index=customers["customer_id"].to_numpy())
     return DayView(day, scores, customers, day.tables["worklist"].reset_index(drop=True),
                    day.tables["dunning"].reset_index(drop=True), by_invoice, by_customer, customer_position)
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts in one vectorised pass: dates as ISO strings, NaN as None, numbers as Python's."""
+    columns = {}
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            values = column.dt.strftime("%Y-%m-%d").astype(object)
+        elif pd.api.types.is_bool_dtype(column):
+            values = column.astype(bool).astype(object)
+        elif pd.api.types.is_integer_dtype(column):
+            values = pd.Series(column.tolist(), index=column.index, dtype=object)
+        elif pd.api.types.is_numeric_dtype(column):
+            values = pd.Series(column.to_numpy(dtype=float).tolist(), index=column.index, dtype=object)
+        else:
+            values = column.astype(object)
+        columns[name] = values.where(column.notna(), None) if not pd.api.types.is_bool_dtype(column) else values
+    return pd.DataFrame(columns).to_dict("records")
+
+
+def json_value(value):
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def deterioration_reasons(facts: pd.Series) -> list[str]:

@@ -19,7 +19,7 @@ import pandas as pd
 from features.labels import last_event_date
 from ledger import Ledger
 from runs.day import STEPS, DaySettings, Step, build_day, peak_rss_mb
-from runs.folder import RunWriter, prune
+from runs.folder import RunWriter, prune, run_lock
 from runs.scoring import Champions
 
 ENGINE = "pandas"
@@ -34,6 +34,15 @@ def execute_run(ledger: Ledger, as_of: pd.Timestamp, runs_dir: str | Path, champ
     `about` adds to the manifest (the ledger's location, who asked); `activity_mark` is the activity
     store's audit mark the ledger's records reflect (the service re-derives customers changed after it)."""
     as_of = pd.Timestamp(as_of).normalize()
+    with run_lock(runs_dir):
+        folder = _write_run(ledger, as_of, runs_dir, champions, settings, steps, about, activity_mark, on_step)
+        prune(runs_dir, keep)
+    return folder
+
+
+def _write_run(ledger: Ledger, as_of: pd.Timestamp, runs_dir: str | Path, champions: Champions,
+               settings: DaySettings | None, steps: Sequence[Step], about: dict | None, activity_mark: int | None,
+               on_step: Callable[[int, Step], None] | None) -> Path:
     writer = RunWriter(runs_dir, as_of)
     try:
         day = build_day(ledger, as_of, champions, settings, steps, on_step=on_step,
@@ -52,12 +61,10 @@ def execute_run(ledger: Ledger, as_of: pd.Timestamp, runs_dir: str | Path, champ
             "peak_rss_mb": peak_rss_mb(),
             **(about or {}),
         }
-        folder = writer.finish(day, manifest)
+        return writer.finish(day, manifest)
     except BaseException:
         writer.abandon()
         raise
-    prune(runs_dir, keep)
-    return folder
 
 
 def model_manifest(champions: Champions) -> dict:

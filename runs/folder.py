@@ -23,13 +23,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from ledger.errors import BadInput, NotFound
+from ledger.errors import BadInput, Conflict, NotFound
+from ledger.store import pid_alive
 from runs.day import Day
 
 MANIFEST = "manifest.json"
 COMPLETE = "complete"
 STAGING_PREFIX = ".staging-"
 REPLACED_PREFIX = ".replaced-"
+LOCK = ".lock"
 DATE_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -180,8 +182,9 @@ def prune(runs_dir: str | Path, keep: int) -> list[Path]:
         shutil.rmtree(runs[as_of], ignore_errors=True)
         removed.append(runs[as_of])
     for folder in runs_dir.iterdir() if runs_dir.is_dir() else []:
+        pid = staging_pid(folder.name)
         stale = folder.name.startswith(REPLACED_PREFIX) or (
-            folder.name.startswith(STAGING_PREFIX) and not process_alive(staging_pid(folder.name)))
+            folder.name.startswith(STAGING_PREFIX) and (pid is None or not pid_alive(pid)))
         if stale and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
@@ -193,13 +196,25 @@ def staging_pid(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def process_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+@contextlib.contextmanager
+def run_lock(runs_dir: str | Path):
+    """Hold the runs folder's lock for one run (`Conflict` when another process holds it): a nightly cron
+    run and one started over the API never write the same folder at once."""
+    import fcntl
+
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise Conflict(f"{runs_dir}: another run is in progress ({handle.read().strip() or 'unknown'}); "
+                           "one run at a time") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

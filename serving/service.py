@@ -64,8 +64,6 @@ def load_state(environ: dict[str, str], settings: Settings) -> tuple[ServingStat
 
     if settings.runs is not None:
         days = RunDays(settings.runs, settings.ledger if "ledger" in settings.model_fields_set else None)
-        # The ledger is for writes and KPIs only: the reads answer from the run while it loads.
-        days.start_loading()
         facts = days.newest_manifest.get("facts", {})
         window = business_date_window(pd.Timestamp(facts["first_invoice_date"]).date(),
                                       pd.Timestamp(facts["last_event_date"]).date(), settings)
@@ -93,14 +91,23 @@ class ARRiskService:
         self.state, self.tokens, self.ledger_path, self.fingerprint = load_state(dict(os.environ), self.settings)
         self.reports = self.settings.reports
         self.jobs = RunJobs(self.settings, self.state)
-        # The default day now (a run's tables, or computed from the ledger), so the first request is fast.
+        # The default day now (a run's tables, or computed from the ledger), so the first request is fast;
+        # the ledger behind a run (for writes and KPIs) and the lookups of the first writes in the background.
         self.state.view()
+        threading.Thread(target=warm_up, args=(self.state,), name="arrisk-warm-up", daemon=True).start()
         if isinstance(self.state.days, RunDays) and self.settings.runs_poll_seconds > 0:
             threading.Thread(target=watch_runs, args=(self.state, self.settings.runs_poll_seconds),
                              name="arrisk-runs", daemon=True).start()
         if not len(self.tokens):
             log.warning("no API tokens configured (%s / %s): every endpoint but health answers 401",
                         "ARRISK_TOKENS_FILE", "ARRISK_API_TOKENS")
+
+
+def warm_up(state: ServingState) -> None:
+    try:
+        state.warm_up()
+    except Exception:  # a request that needs what failed here reports it itself
+        log.exception("warming up failed; the first requests will do the work")
 
 
 def watch_runs(state: ServingState, seconds: float) -> None:

@@ -81,7 +81,9 @@ class RunDays:
             raise NotFound(f"{self.runs_dir}: no complete run to serve (run `arrisk run --ledger DIR --as-of DATE "
                            f"--out {self.runs_dir}` first)")
         self.newest = max(self.runs)
-        _, self.newest_manifest = read_run(self.runs[self.newest])
+        # Read whole now, so a missing or corrupt table stops the start; kept for the first view of it.
+        self._first = read_run(self.runs[self.newest])
+        self.newest_manifest = self._first[1]
         self.ids = {as_of: run_id(folder) for as_of, folder in self.runs.items()}
         self.ledger_dir = Path(ledger_dir or self.newest_manifest.get("ledger", ""))
         self._ledger: Ledger | None = None
@@ -89,9 +91,6 @@ class RunDays:
         self._ledger_ready = threading.Event()
         self._loading = threading.Lock()
 
-    def start_loading(self) -> None:
-        """Read the ledger in a background thread: the runs answer reads while it loads."""
-        threading.Thread(target=self.load_ledger, name="arrisk-ledger", daemon=True).start()
 
     @property
     def default_as_of(self) -> pd.Timestamp:
@@ -137,6 +136,9 @@ class RunDays:
 
     def day(self, as_of: pd.Timestamp) -> tuple[Day, dict]:
         """The run of `as_of` read from its folder, and its manifest."""
+        first, self._first = self._first, None
+        if first is not None and as_of == self.newest and first[1].get("run_id") == self.ids.get(as_of):
+            return first
         return read_run(self.runs[as_of])
 
     def refresh(self) -> list[pd.Timestamp]:
@@ -274,6 +276,12 @@ class ServingState:
         rows = {customer: customer_rows(view, self.customer_ledger(customer), customer, self.settings)
                 for customer in known}
         return with_actions(view, rows), current
+
+    def warm_up(self) -> None:
+        """What the first write and the first customer answers would otherwise wait for: the ledger behind
+        the runs, its index by customer, the day's JSON rows (run in a background thread after start)."""
+        self.customer_index()
+        self.view(actions=False).json_rows()
 
     def customer_index(self) -> CustomerIndex:
         if self._index is None or self._index.ledger is not self.base_ledger:

@@ -125,7 +125,7 @@ def test_a_step_that_fails_leaves_the_previous_run_and_no_staging(runs_dir, scor
     with pytest.raises(StepFailed, match="step 'fault' failed: injected fault"):
         execute_run(scoring_ledger, SECOND, runs, champions, settings=LIGHT, steps=steps)
     assert (runs / "2023-06-25" / "manifest.json").read_text() == before
-    assert sorted(path.name for path in runs.iterdir()) == ["2023-06-15", "2023-06-25"]
+    assert sorted(path.name for path in runs.iterdir() if path.is_dir()) == ["2023-06-15", "2023-06-25"]
 
 
 KILLED_RUN = """
@@ -445,7 +445,7 @@ def test_a_promise_through_the_api_holds_then_escalates_once_broken_without_a_ne
     broken = worklist_row(run_client, SECOND, before["customer_id"])
     assert broken["status"] == "escalated" and broken["reason_1"].endswith("broken")
     assert broken["score"] >= 3 * broken["money_at_risk_base"] > 0
-    assert sorted(path.name for path in run_client.runs.iterdir()) == ["2023-06-15", "2023-06-25"]
+    assert sorted(path.name for path in run_client.runs.iterdir() if path.is_dir()) == ["2023-06-15", "2023-06-25"]
 
 
 def test_a_run_started_over_the_api_is_served_once_complete(run_client):
@@ -465,3 +465,12 @@ def test_a_run_started_over_the_api_is_served_once_complete(run_client):
     assert job["run"] == "2023-06-30" and job["step_index"] == job["steps_total"]
     assert run_client.get("/v1/info").json()["default_as_of"] == "2023-06-30"
     assert run_client.get("/v1/worklist?as_of=2023-06-30&top=3").status_code == 200
+
+
+def test_one_run_at_a_time_per_runs_folder(scoring_ledger, champions, tmp_path):
+    from ledger.errors import Conflict
+    from runs.folder import run_lock
+
+    with run_lock(tmp_path / "runs"), pytest.raises(Conflict, match="another run is in progress"):
+        execute_run(scoring_ledger, SECOND, tmp_path / "runs", champions, settings=LIGHT)
+    assert not complete_runs(tmp_path / "runs")

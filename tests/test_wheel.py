@@ -33,7 +33,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # Not the sources: what a build leaves behind, the environment, and the state a run writes.
 NOT_SOURCES = (".git", ".venv", "build", "dist", "out", "mlflow", "node_modules", ".pytest_cache", ".ruff_cache",
                "__pycache__", "*.egg-info", "*.pyc")
-PACKAGES = ("configs", "ledger", "features", "models", "training", "rules", "activity", "monitoring", "serving")
+PACKAGES = ("configs", "ledger", "features", "models", "training", "rules", "activity", "runs", "monitoring",
+            "serving")
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +116,10 @@ def trained(installed, package_files) -> float:
     run(installed, "import", *sorted(map(str, (FIXTURES / "generic_csv").glob("*.csv"))), "--mapping",
         "generic_csv", "--out", "imported/generic")
     run(installed, "train", "--ledger", "ledger", timeout=900)
-    worklist = run(installed, "worklist", "--ledger", "ledger", "--as-of", "2023-12-31", "--top", "5")
-    assert worklist.stdout.strip()
+    run(installed, "run", "--ledger", "ledger", "--as-of", "2023-12-31", timeout=900)  # into HOME/out/runs
+    worklist = run(installed, "worklist", "--ledger", "ledger", "--as-of", "2023-12-31", "--top", "5",
+                   "--runs", "out/runs")
+    assert worklist.stdout.strip() and "from the run of 2023-12-31" in worklist.stderr
     return started
 
 
@@ -134,6 +137,7 @@ def test_every_stage_runs_from_a_temporary_folder_and_writes_only_there(installe
     work = installed["work"]
     assert (work / "mlflow" / "mlflow.db").is_file()  # the local MLflow store
     assert (work / "ledger").is_dir() and (work / "imported" / "generic").is_dir()
+    assert (work / "out" / "runs" / "2023-12-31" / "manifest.json").is_file()
     assert_nothing_written_into_the_package(installed, package_files)
 
 

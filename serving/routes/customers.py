@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import json
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from serving import access
 from serving.deps import CollectorOrCredit, ScopesFirstRoute, State
@@ -16,13 +17,15 @@ router = APIRouter(prefix="/customers", tags=["customers"], route_class=ScopesFi
 @router.get("/{customer_id}/risk", response_model=CustomerRisk, response_model_exclude_unset=True,
             summary="One customer's open items scored with reasons, and its deterioration risk (collector, credit)")
 def customer_risk(customer_id: IdInPath, principal: CollectorOrCredit, state: State,
-                  as_of: datetime.date | None = None) -> CustomerRisk:
+                  as_of: datetime.date | None = None) -> Response:
     access.check_customer(principal, state, customer_id)
-    risk = state.customer_risk(customer_id, state.checked_as_of(as_of))
-    return CustomerRisk(as_of=risk["as_of"].date(), customer_id=customer_id,
-                        deterioration_probability=plain(risk["deterioration_probability"]),
-                        deteriorating=risk["deteriorating"], deterioration_reasons=risk["deterioration_reasons"],
-                        open_items=records(risk["open_items"]))
+    # The answer is the day's until the next run: validated and encoded once per customer and day.
+    view = state.view(state.checked_as_of(as_of), actions=False)
+    body = view.encoded.get(("risk", customer_id))
+    if body is None:
+        body = json.dumps(view.risk_document(customer_id), allow_nan=False).encode()
+        view.encoded[("risk", customer_id)] = body
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{customer_id}", response_model=CustomerView, response_model_exclude_unset=True,
