@@ -38,6 +38,9 @@ Text = str
 class Health(BaseModel):
     status: Literal["ok"]
     ready: bool
+    warm: bool = Field(False, description=(
+        "Whether the background warm-up ended: the ledger behind the runs, its index by customer and the "
+        "day's JSON rows are loaded (until then the first write or customer answer does that work)."))
 
 
 class Info(BaseModel):

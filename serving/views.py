@@ -178,6 +178,7 @@ class ServingState:
         self._date_locks: dict[pd.Timestamp, threading.Lock] = {}
         self._index: CustomerIndex | None = None
         self._ledger: tuple[Ledger, int] | None = None
+        self.warm = threading.Event()  # set when `warm_up` ended
 
     # ---- dates --------------------------------------------------------------------------------------
 
@@ -280,8 +281,11 @@ class ServingState:
     def warm_up(self) -> None:
         """What the first write and the first customer answers would otherwise wait for: the ledger behind
         the runs, its index by customer, the day's JSON rows (run in a background thread after start)."""
-        self.customer_index()
-        self.view(actions=False).json_rows()
+        try:
+            self.customer_index()
+            self.view(actions=False).json_rows()
+        finally:
+            self.warm.set()
 
     def customer_index(self) -> CustomerIndex:
         if self._index is None or self._index.ledger is not self.base_ledger:

@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"], route_class=ScopesFirstRoute)
 
 @router.get("/health", response_model=Health, summary="Liveness and readiness (no token needed)")
 def health(state: State) -> Health:
-    return Health(status="ok", ready=True)
+    return Health(status="ok", ready=True, warm=state.warm.is_set())
 
 
 @router.get("/info", response_model=Info, summary="Model versions and the ledger in use (any scope)")
