@@ -336,10 +336,15 @@ def test_the_customer_view_kpis_from_the_customer_slice_equal_the_whole_books(ru
     pd.testing.assert_frame_equal(view["kpis"].reset_index(drop=True), expected, check_dtype=False)
 
 
-def test_with_records_appends_recorded_rows():
-    ledger = pytest.importorskip("tests.ledgers").tiny_ledger()
+def test_with_records_appends_records_and_leaves_a_ledger_without_any_as_it_is():
+    from tests.ledgers import tiny_ledger
+
+    ledger = tiny_ledger()
     contacts = pd.DataFrame({column: [] for column in ledger.contacts.columns})
-    assert with_records(ledger, {"contacts": contacts}) is ledger
+    assert with_records(ledger, {"contacts": contacts, "promises": None}) is ledger
+    recorded = ledger.promises.head(1).assign(promise_id="PTP-new")
+    merged = with_records(ledger, {"promises": recorded})
+    assert list(merged.promises["promise_id"]) == [*ledger.promises["promise_id"], "PTP-new"]
 
 
 # ---- the command line --------------------------------------------------------------------------------
