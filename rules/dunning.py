@@ -256,8 +256,14 @@ def dunning_proposal(ledger: Ledger, as_of: pd.Timestamp, policy: DunningPolicy,
     columns = ["customer_id", "name", "invoice_id", "currency", "due_date", "days_past_due", "open_amount",
                "last_level", "last_issued_date", "level", "channel", "fee", "interest", "status", "reason",
                "letter_text"]
-    order = items["status"].map({PROPOSED: 0, HELD: 1, SKIPPED: 2})
-    return items.assign(order=order).sort_values(["order", "customer_id", "invoice_id"])[columns].reset_index(drop=True)
+    return proposal_order(items[columns])
+
+
+def proposal_order(proposal: pd.DataFrame) -> pd.DataFrame:
+    """Proposal rows in their order: proposed, held, skipped; then customer and invoice."""
+    order = proposal["status"].map({PROPOSED: 0, HELD: 1, SKIPPED: 2})
+    return (proposal.assign(_order=order).sort_values(["_order", "customer_id", "invoice_id"])
+            .drop(columns="_order").reset_index(drop=True))
 
 
 def rendered_letters(items: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ledger import Ledger
-from rules.dunning import dunning_proposal
-from rules.worklist import worklist
+from rules.dunning import dunning_proposal, proposal_order
+from rules.worklist import ranked, worklist
 from runs.answers import DayView
 from runs.day import DaySettings, model_reasons
 from runs.scoring import fill_reasons
@@ -85,23 +85,9 @@ def with_actions(view: DayView, changed: dict[str, tuple[pd.DataFrame, pd.DataFr
     ids = set(changed)
     rows = [view.worklist[~view.worklist["customer_id"].isin(ids)],
             *(row for row, _ in changed.values() if len(row))]
-    worklist_table = reranked(pd.concat([frame for frame in rows if len(frame)] or [view.worklist.iloc[:0]],
+    worklist_table = ranked(pd.concat([frame for frame in rows if len(frame)] or [view.worklist.iloc[:0]],
                                         ignore_index=True))
     letters = [view.dunning[~view.dunning["customer_id"].isin(ids)], *(rows for _, rows in changed.values())]
     dunning = proposal_order(pd.concat([frame for frame in letters if len(frame)] or [view.dunning.iloc[:0]],
                                        ignore_index=True))
     return view.with_rows(worklist_table, dunning, ids)
-
-
-def reranked(table: pd.DataFrame) -> pd.DataFrame:
-    """Worklist rows in priority order (score, then overdue amount, then customer id) with rank 1..n."""
-    order = table.sort_values(["score", "overdue_amount_base", "customer_id"], ascending=[False, False, True],
-                              kind="mergesort")
-    return order.assign(rank=np.arange(1, len(order) + 1)).reset_index(drop=True)
-
-
-def proposal_order(table: pd.DataFrame) -> pd.DataFrame:
-    """Dunning rows in the proposal's order: proposed, held, skipped; then customer and invoice."""
-    order = table["status"].map({"proposed": 0, "held": 1, "skipped": 2}).fillna(3)
-    return (table.assign(_order=order).sort_values(["_order", "customer_id", "invoice_id"], kind="mergesort")
-            .drop(columns="_order").reset_index(drop=True))

@@ -62,6 +62,7 @@ class RunWriter:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise RunError(f"{self.runs_dir}: not a folder, cannot write runs in it") from None
+        check_replaceable(self.runs_dir / folder_name(self.as_of))
         self.staging = self.runs_dir / f"{STAGING_PREFIX}{folder_name(self.as_of)}-{os.getpid()}-{secrets.token_hex(4)}"
         self.staging.mkdir()
         self.rows: dict[str, int] = {}
@@ -97,6 +98,19 @@ class RunWriter:
     def abandon(self) -> None:
         """Remove the staging folder (a failed run)."""
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def check_replaceable(final: Path) -> None:
+    """`RunError` unless `final` is absent or a complete run ar-risk wrote: a run never replaces anything else."""
+    if not os.path.lexists(final):
+        return
+    if final.is_symlink() or not final.is_dir():
+        raise RunError(f"{final}: is not a run folder; refusing to replace it (nothing was changed)")
+    try:
+        read_manifest(final)
+    except RunError:
+        raise RunError(f"{final}: is a folder that is not a complete ar-risk run; refusing to replace it "
+                       "(nothing was changed)") from None
 
 
 def read_manifest(folder: Path) -> dict:
@@ -203,7 +217,10 @@ def run_lock(runs_dir: str | Path):
     import fcntl
 
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunError(f"{runs_dir}: not a folder, cannot write runs in it (nothing was changed)") from None
     with open(runs_dir / LOCK, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

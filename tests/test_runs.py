@@ -479,3 +479,22 @@ def test_one_run_at_a_time_per_runs_folder(scoring_ledger, champions, tmp_path):
     with run_lock(tmp_path / "runs"), pytest.raises(Conflict, match="another run is in progress"):
         execute_run(scoring_ledger, SECOND, tmp_path / "runs", champions, settings=LIGHT)
     assert not complete_runs(tmp_path / "runs")
+
+
+def test_a_run_never_replaces_what_ar_risk_did_not_write(scoring_ledger, champions, ledger_dir, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "2023-06-25").mkdir(parents=True)
+    (runs / "2023-06-25" / "important.txt").write_text("precious")
+    with pytest.raises(RunError, match="is a folder that is not a complete ar-risk run; refusing"):
+        execute_run(scoring_ledger, SECOND, runs, champions, settings=LIGHT)
+    assert (runs / "2023-06-25" / "important.txt").read_text() == "precious"
+    assert not [path for path in runs.iterdir() if path.name.startswith(".staging")]
+
+    (tmp_path / "a-file").write_text("not a folder")
+    result = runner.invoke(app, ["run", "--ledger", str(ledger_dir), "--as-of", "2023-06-25",
+                                 "--out", str(tmp_path / "a-file")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "a-file: not a folder, cannot write runs in it" in result.stderr
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+    result = runner.invoke(app, ["run", "--ledger", str(ledger_dir), "--as-of", "2023-02-30", "--out", str(runs)])
+    assert result.exit_code == 1 and "--as-of" in result.stderr
