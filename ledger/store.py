@@ -76,6 +76,11 @@ def read_ledger(path: str | Path, *, validate: bool = True) -> Ledger:
     """Read a ledger directory; raise `LedgerError` naming the file when it cannot be read."""
     path = Path(path)
     meta = _read_meta(path)
+    if meta.get("layout") == "partitioned":
+        from ledger.partitions import read_partitioned
+
+        ledger = read_partitioned(path, meta)
+        return ledger.validate() if validate else ledger
     tables = {}
     for name in TABLES:
         file = path / f"{name}.parquet"
@@ -93,12 +98,13 @@ def read_ledger(path: str | Path, *, validate: bool = True) -> Ledger:
 
 
 def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True,
-                 extras: Mapping[str, pd.DataFrame] | None = None) -> Path:
+                 extras: Mapping[str, pd.DataFrame] | None = None, partitions: int | None = None) -> Path:
     """Validate, then write the ledger to `path` atomically, replacing any ledger there.
 
     `path` must be absent, an empty folder or a ledger written by ar-risk; anything else is refused
     untouched. `extras` are further tables written with it in the same step, by relative path
-    (e.g. `{"truth/customers.parquet": frame}` for the generator's ground truth)."""
+    (e.g. `{"truth/customers.parquet": frame}` for the generator's ground truth). With `partitions`, each
+    table is written as a folder of buckets by customer (`ledger.partitions`)."""
     if validate:
         ledger.validate()
     path = Path(os.path.abspath(path))  # "." and "x/.." get a real name and parent
@@ -112,10 +118,16 @@ def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True,
     # from a live writer's work in progress.
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     try:
-        for name, table in ledger.tables().items():
-            pq.write_table(pa.Table.from_pandas(table, preserve_index=False), staging / f"{name}.parquet")
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, "base_currency": ledger.base_currency,
-                "source": ledger.source, "rows": {name: len(t) for name, t in ledger.tables().items()}}
+        if partitions:
+            from ledger.partitions import partitioned_meta, write_buckets
+
+            rows = write_buckets(ledger, staging, partitions)
+            meta = partitioned_meta(ledger.base_currency, ledger.source, partitions, rows)
+        else:
+            for name, table in ledger.tables().items():
+                pq.write_table(pa.Table.from_pandas(table, preserve_index=False), staging / f"{name}.parquet")
+            meta = {"format": FORMAT, "version": FORMAT_VERSION, "base_currency": ledger.base_currency,
+                    "source": ledger.source, "rows": {name: len(t) for name, t in ledger.tables().items()}}
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         for relative, frame in (extras or {}).items():
             target = staging / relative

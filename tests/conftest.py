@@ -92,3 +92,12 @@ def store(database_url):
     activity.migrate()
     yield activity
     activity.close()
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler(tmp_path_factory):
+    """The address of a Dask scheduler with two workers, all three separate processes (tests/dask_cluster.py)."""
+    from tests.dask_cluster import running_cluster
+
+    with running_cluster(tmp_path_factory.mktemp("dask")) as address:
+        yield address
