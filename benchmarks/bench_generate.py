@@ -6,6 +6,13 @@ about linearly), and a naive per-invoice Python loop over just the payment-outco
 extrapolated to the full invoice count. Nothing is asserted; timings are printed.
 
     .venv/bin/python benchmarks/bench_generate.py [--customers 10000] [--months 36] [--cores 2]
+
+With `--partitioned`, it compares instead the one-shot generator written whole with the chunked generator
+written partitioned (`arrisk generate --partitions`), each in a fresh process so its peak RSS is its own,
+at ledgers of about `--invoices` invoices each (customers = invoices / (2.8 x months)):
+
+    .venv/bin/python benchmarks/bench_generate.py --partitioned --invoices 200000 1000000 [--months 24]
+        [--partitions 8] [--chunk-customers 5000]
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import os
 import random
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,8 +73,55 @@ def naive_outcomes(invoices: pd.DataFrame, terms_days: dict[str, int], seed: int
     return pd.DataFrame(rows)
 
 
+INVOICES_PER_CUSTOMER_MONTH = 2.8  # what the default configuration draws, measured
+
+
+def one_mode(mode: str, customers: int, months: int, seed: int, partitions: int, chunk_customers: int) -> None:
+    """Generate and write one ledger in this process and print `mode seconds peak_mib invoices`."""
+    from ledger.synthetic import write_synthetic, write_synthetic_chunks
+
+    out = Path(tempfile.mkdtemp(prefix="arrisk-bench-")) / "ledger"
+    try:
+        started = time.perf_counter()
+        if mode == "oneshot":
+            ledger, truth = generate_ledger(customers, months, seed)
+            write_synthetic(ledger, truth, out)
+            invoices = int((ledger.invoices["doc_type"] == "invoice").sum())
+        else:
+            write_synthetic_chunks(out, customers, months, seed, partitions, chunk_customers)
+            invoices = sum(len(pd.read_parquet(f, columns=["invoice_id"]))
+                           for f in (out / "truth" / "invoices").glob("*.parquet"))
+        seconds = time.perf_counter() - started
+        print(f"{mode} {seconds:.2f} {peak_rss_mib():.0f} {invoices}")
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def compare_partitioned(args: argparse.Namespace) -> None:
+    """One-shot vs chunked-partitioned, each size and mode in a fresh process."""
+    print(f"{'invoices (target)':>18} {'customers':>10} {'mode':<26} {'seconds':>8} {'peak RSS MiB':>13} "
+          f"{'invoices':>10}")
+    for target in args.invoices:
+        customers = max(1, round(target / (INVOICES_PER_CUSTOMER_MONTH * args.months)))
+        for mode in ("oneshot", "chunked"):
+            command = [sys.executable, __file__, "--child", mode, "--customers", str(customers), "--months",
+                       str(args.months), "--seed", str(args.seed), "--partitions", str(args.partitions),
+                       "--chunk-customers", str(args.chunk_customers), "--cores", str(args.cores)]
+            result = subprocess.run(command, capture_output=True, text=True, check=True)
+            _, seconds, peak, invoices = result.stdout.split()[-4:]
+            label = "one-shot, written whole" if mode == "oneshot" else (
+                f"chunked {args.chunk_customers:,}, {args.partitions} parts")
+            print(f"{target:>18,} {customers:>10,} {label:<26} {float(seconds):>8.1f} {float(peak):>13,.0f} "
+                  f"{int(invoices):>10,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partitioned", action="store_true", help="Compare one-shot and chunked-partitioned.")
+    parser.add_argument("--invoices", type=int, nargs="+", default=[200_000, 1_000_000])
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--chunk-customers", type=int, default=5_000)
+    parser.add_argument("--child", choices=["oneshot", "chunked"], help=argparse.SUPPRESS)
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--seed", type=int, default=0)
@@ -77,6 +132,13 @@ def main() -> None:
     if args.cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if args.child:
+        one_mode(args.child, args.customers, args.months, args.seed, args.partitions, args.chunk_customers)
+        return
+    if args.partitioned:
+        print(f"python {sys.version.split()[0]}, {cores} core(s), {args.months} months, seed {args.seed}")
+        compare_partitioned(args)
+        return
     print(f"python {sys.version.split()[0]}, pandas {pd.__version__}, {cores} core(s), "
           f"{psutil.virtual_memory().total / 2**30:.1f} GiB RAM")
 

@@ -72,6 +72,9 @@ class LedgerError(BadInput):
         self.title = title
         super().__init__(self.summary())
 
+    def __reduce__(self):  # sent back from a Dask worker with its problems, not only its text
+        return (type(self), (self.problems, self.title))
+
     def summary(self, limit: int = 20) -> str:
         lines = [f"{self.title}: {len(self.problems)} problem(s)"]
         lines += [f"  {p}" for p in self.problems[:limit]]

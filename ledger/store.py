@@ -104,10 +104,35 @@ def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True,
     `path` must be absent, an empty folder or a ledger written by ar-risk; anything else is refused
     untouched. `extras` are further tables written with it in the same step, by relative path
     (e.g. `{"truth/customers.parquet": frame}` for the generator's ground truth). With `partitions`, each
-    table is written as a folder of buckets by customer (`ledger.partitions`)."""
+    table is written as a folder of buckets by customer (`ledger.partitions.PartitionedWriter`)."""
     if validate:
         ledger.validate()
+    if partitions:
+        from ledger.partitions import PartitionedWriter
+
+        with PartitionedWriter(path, partitions, ledger.base_currency, ledger.source) as writer:
+            writer.add(ledger)
+            writer.add_extras(extras or {})
+            # The whole ledger was validated above: each bucket, a part of it, is valid too.
+            return writer.finish(validate=False)
     path = Path(os.path.abspath(path))  # "." and "x/.." get a real name and parent
+    staging = open_staging(path)
+    try:
+        for name, table in ledger.tables().items():
+            pq.write_table(pa.Table.from_pandas(table, preserve_index=False), staging / f"{name}.parquet")
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "base_currency": ledger.base_currency,
+                "source": ledger.source, "rows": {name: len(t) for name, t in ledger.tables().items()}}
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_extras(staging, extras or {})
+        commit_staging(staging, path)
+    finally:
+        _remove_if_ours(staging)
+    return path
+
+
+def open_staging(path: Path) -> Path:
+    """A new, empty staging folder beside `path` (an absolute path), after refusing a `path` that is not
+    replaceable and removing what killed writers left there."""
     refuse_unless_replaceable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,30 +141,23 @@ def write_ledger(ledger: Ledger, path: str | Path, *, validate: bool = True,
     remove_stale_staging(path)
     # The writer's pid is in the staging name, so the next write can tell a dead writer's leftovers
     # from a live writer's work in progress.
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
-    try:
-        if partitions:
-            from ledger.partitions import partitioned_meta, write_buckets
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
 
-            rows = write_buckets(ledger, staging, partitions)
-            meta = partitioned_meta(ledger.base_currency, ledger.source, partitions, rows)
-        else:
-            for name, table in ledger.tables().items():
-                pq.write_table(pa.Table.from_pandas(table, preserve_index=False), staging / f"{name}.parquet")
-            meta = {"format": FORMAT, "version": FORMAT_VERSION, "base_currency": ledger.base_currency,
-                    "source": ledger.source, "rows": {name: len(t) for name, t in ledger.tables().items()}}
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        for relative, frame in (extras or {}).items():
-            target = staging / relative
-            if not target.resolve().is_relative_to(staging.resolve()):
-                raise ValueError(f"extra table path {relative!r} leaves the ledger directory")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), target)
-        _fsync_dir(staging)
-        _swap_into_place(staging, path)
-    finally:
-        _remove_if_ours(staging)
-    return path
+
+def write_extras(staging: Path, extras: Mapping[str, pd.DataFrame]) -> None:
+    """Further tables written inside the staging folder, by relative path; none may leave it."""
+    for relative, frame in extras.items():
+        target = staging / relative
+        if not target.resolve().is_relative_to(staging.resolve()):
+            raise ValueError(f"extra table path {relative!r} leaves the ledger directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), target)
+
+
+def commit_staging(staging: Path, path: Path) -> None:
+    """Flush a complete staging folder (meta file written) to disk and swap it into place at `path`."""
+    _fsync_dir(staging)
+    _swap_into_place(staging, path)
 
 
 def is_ledger_dir(path: Path) -> bool:

@@ -29,7 +29,8 @@ the tables are built; `NEVER` marks an event that does not happen at all.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -228,44 +229,143 @@ def generate_ledger(customers: int, months: int, seed: int, start: pd.Timestamp 
     config = SyntheticConfig(**overrides)
     calendar = calendar_of(pd.Timestamp(start), months)
     rates = fx_rates(config, calendar, stream(seed, "fx"))
-    accounts = account_draws(config, customers, rates, calendar, stream(seed, "accounts"))
-    risk = latent_risk(config, accounts, calendar, stream(seed, "risk"))
-    invoices = invoice_draws(config, accounts, rates, calendar, stream(seed, "invoices"))
-    outcomes = payment_outcomes(config, accounts, risk, invoices, calendar, stream(seed, "outcomes"))
-    disputes = dispute_draws(config, invoices, outcomes, calendar, stream(seed, "disputes"))
-    settlement = settlement_draws(config, invoices, outcomes, disputes, calendar, stream(seed, "settlement"))
-    cash = cash_draws(config, accounts, invoices, outcomes, settlement, calendar, stream(seed, "cash"))
-    promises = promise_draws(config, invoices, outcomes, settlement, cash, calendar, stream(seed, "promises"))
-    dunning = dunning_draws(config, accounts, invoices, outcomes, disputes, promises, calendar)
-    contacts = contact_draws(config, accounts, invoices, disputes, promises, dunning, calendar,
-                             stream(seed, "contacts"))
-
-    ids = Identifiers.of(len(accounts), len(invoices.customer), len(settlement.memo_of), len(cash.payment_day))
-    ledger = Ledger(
-        customers=customers_table(accounts, ids),
-        invoices=invoices_table(accounts, invoices, outcomes, settlement, rates, calendar, ids),
-        payments=payments_table(accounts, cash, rates, calendar, ids),
-        payment_applications=applications_table(cash, ids),
-        disputes=disputes_table(disputes, calendar, ids),
-        promises=promises_table(promises, ids),
-        writeoffs=writeoffs_table(invoices, outcomes, settlement, calendar, ids),
-        dunning_notices=dunning_table(dunning, ids),
-        contacts=contacts_table(contacts, ids),
-        base_currency=config.base_currency,
-        source=f"synthetic seed={seed}",
-    )
-    truth = {
-        "truth/customers.parquet": truth_customers_table(accounts, ids),
-        "truth/risk_path.parquet": truth_risk_path_table(risk, calendar, ids),
-        "truth/invoices.parquet": truth_invoices_table(invoices, outcomes, ids),
-        "truth/fx_rates.parquet": truth_fx_table(config, rates, calendar),
-    }
+    draws = customer_draws(config, customers, rates, calendar, seed)
+    counts = draws.counts()
+    ids = Identifiers.of(counts, width=id_width(max(counts[prefix] for prefix in ("C", "INV", "CM", "PAY"))))
+    ledger, truth = draws.tables(config, rates, calendar, ids, source=f"synthetic seed={seed}")
+    truth = {f"truth/{name}.parquet": table for name, table in truth.items()}
+    truth["truth/fx_rates.parquet"] = truth_fx_table(config, rates, calendar)
     return ledger, truth
+
+
+def generate_chunks(customers: int, months: int, seed: int, chunk_customers: int,
+                    start: pd.Timestamp = DEFAULT_START,
+                    **overrides: Any) -> Iterator[tuple[Ledger, dict[str, pd.DataFrame]]]:
+    """The ledger of `customers` customers drawn `chunk_customers` at a time, each chunk a ledger of its own
+    with its truth (keyed by file under the ledger directory: `truth/<table>/chunk-<i>.parquet`, the FX
+    path once as `truth/fx_rates.parquet`), so a ledger of any size is drawn in bounded memory.
+
+    Customers are independent given the FX path, which all chunks share; chunk i draws from streams named
+    by (seed, i), and its ids continue the numbering of the chunks before, in one width for the whole
+    ledger. So the result is a valid ledger for the seed, but not the one `generate_ledger` draws."""
+    if customers < 1 or months < 1 or chunk_customers < 1:
+        raise ValueError("customers, months and chunk_customers must be at least 1")
+    config = SyntheticConfig(**overrides)
+    calendar = calendar_of(pd.Timestamp(start), months)
+    rates = fx_rates(config, calendar, stream(seed, "fx"))
+    width = id_width(largest_id_number(config, customers, calendar))
+    used: dict[str, int] = {}
+    for chunk, first in enumerate(range(0, customers, chunk_customers)):
+        n = min(chunk_customers, customers - first)
+        draws = customer_draws(config, n, rates, calendar, seed, chunk=chunk)
+        counts = draws.counts()
+        ids = Identifiers.of(counts, width=width, first=used)
+        ledger, truth = draws.tables(config, rates, calendar, ids, source=f"synthetic seed={seed} chunked")
+        truth = {f"truth/{name}/chunk-{chunk:05d}.parquet": table for name, table in truth.items()}
+        if chunk == 0:
+            truth["truth/fx_rates.parquet"] = truth_fx_table(config, rates, calendar)
+        used = {prefix: used.get(prefix, 0) + count for prefix, count in counts.items()}
+        yield ledger, truth
+
+
+def largest_id_number(config: SyntheticConfig, customers: int, calendar: Calendar) -> int:
+    """A bound on any table's row count, known before drawing: ten times the busiest segment's invoices
+    in the busiest season for every customer (payments, memos, contacts and the rest stay below it)."""
+    busiest = max(spec.invoices_per_month for spec in config.segments.values()) * max(config.seasonality)
+    return int(customers * calendar.n_months * busiest * 10) + customers
+
+
+def id_width(largest: int) -> int:
+    """Digits of every id: wide enough for the largest number, so ids sort like their numbers."""
+    return max(6, len(str(largest)) + 1)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Everything drawn for a set of customers, by row number within the set."""
+
+    accounts: pd.DataFrame
+    risk: np.ndarray
+    invoices: Invoices
+    outcomes: Outcomes
+    disputes: Disputes
+    settlement: Settlement
+    cash: Cash
+    promises: Promises
+    dunning: Dunning
+    contacts: Contacts
+
+    def counts(self) -> dict[str, int]:
+        """Rows per id prefix: what the ids of these customers number."""
+        return {"C": len(self.accounts), "INV": len(self.invoices.customer), "CM": len(self.settlement.memo_of),
+                "PAY": len(self.cash.payment_day), "D": len(self.disputes.invoice),
+                "PR": len(self.promises.customer), "CT": len(self.contacts.day)}
+
+    def tables(self, config: SyntheticConfig, rates: np.ndarray, calendar: Calendar, ids: Identifiers,
+               source: str) -> tuple[Ledger, dict[str, pd.DataFrame]]:
+        """The ledger tables and the truth tables (by name; FX excluded) of these draws."""
+        accounts, invoices, outcomes, settlement = self.accounts, self.invoices, self.outcomes, self.settlement
+        ledger = Ledger(
+            customers=customers_table(accounts, ids),
+            invoices=invoices_table(accounts, invoices, outcomes, settlement, rates, calendar, ids),
+            payments=payments_table(accounts, self.cash, rates, calendar, ids),
+            payment_applications=applications_table(self.cash, ids),
+            disputes=disputes_table(self.disputes, calendar, ids),
+            promises=promises_table(self.promises, ids),
+            writeoffs=writeoffs_table(invoices, outcomes, settlement, calendar, ids),
+            dunning_notices=dunning_table(self.dunning, ids),
+            contacts=contacts_table(self.contacts, ids),
+            base_currency=config.base_currency,
+            source=source,
+        )
+        truth = {
+            "customers": truth_customers_table(accounts, ids),
+            "risk_path": truth_risk_path_table(self.risk, calendar, ids),
+            "invoices": truth_invoices_table(invoices, outcomes, ids),
+        }
+        return ledger, truth
+
+
+def customer_draws(config: SyntheticConfig, customers: int, rates: np.ndarray, calendar: Calendar, seed: int,
+                   chunk: int | None = None) -> Draws:
+    """Every draw for `customers` customers, from the seed's streams (the chunk's, when given)."""
+    def rng(name: str) -> np.random.Generator:
+        return stream(seed, name if chunk is None else f"{name}/chunk {chunk}")
+
+    accounts = account_draws(config, customers, rates, calendar, rng("accounts"))
+    risk = latent_risk(config, accounts, calendar, rng("risk"))
+    invoices = invoice_draws(config, accounts, rates, calendar, rng("invoices"))
+    outcomes = payment_outcomes(config, accounts, risk, invoices, calendar, rng("outcomes"))
+    disputes = dispute_draws(config, invoices, outcomes, calendar, rng("disputes"))
+    settlement = settlement_draws(config, invoices, outcomes, disputes, calendar, rng("settlement"))
+    cash = cash_draws(config, accounts, invoices, outcomes, settlement, calendar, rng("cash"))
+    promises = promise_draws(config, invoices, outcomes, settlement, cash, calendar, rng("promises"))
+    dunning = dunning_draws(config, accounts, invoices, outcomes, disputes, promises, calendar)
+    contacts = contact_draws(config, accounts, invoices, disputes, promises, dunning, calendar, rng("contacts"))
+    return Draws(accounts, risk, invoices, outcomes, disputes, settlement, cash, promises, dunning, contacts)
 
 
 def write_synthetic(ledger: Ledger, truth: dict[str, pd.DataFrame], out: Path) -> Path:
     """Write the ledger and its truth (under `out/truth/`) in one atomic step."""
     return write_ledger(ledger, Path(out), extras=truth)
+
+
+def write_synthetic_chunks(out: Path, customers: int, months: int, seed: int, partitions: int,
+                           chunk_customers: int, start: pd.Timestamp = DEFAULT_START,
+                           progress: Callable[[], None] | None = None, **overrides: Any) -> dict[str, int]:
+    """Draw `generate_chunks` and write each chunk, truth included, into a partitioned ledger at `out` as it
+    comes (one chunk in memory at a time), then swap it into place; returns rows written per table."""
+    from ledger.partitions import PartitionedWriter
+
+    source = f"synthetic seed={seed} chunk_customers={chunk_customers}"
+    with PartitionedWriter(out, partitions, SyntheticConfig(**overrides).base_currency, source) as writer:
+        for ledger, truth in generate_chunks(customers, months, seed, chunk_customers, start, **overrides):
+            writer.add(ledger)
+            writer.add_extras(truth)
+            if progress is not None:
+                progress()
+        writer.finish()
+        return dict(writer.rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,11 +458,13 @@ def between(rng: np.random.Generator, low: np.ndarray, high: np.ndarray) -> np.n
     return low + (rng.random(len(low)) * width).astype(np.int64)
 
 
-def id_strings(prefix: str, n: int, width: int) -> np.ndarray:
-    """prefix + zero-padded 1..n as Python strings, built without a Python loop over rows."""
+def id_strings(prefix: str, n: int, width: int, first: int = 0) -> np.ndarray:
+    """prefix + zero-padded first+1..first+n as Python strings, built without a Python loop over rows."""
+    if first + n >= 10**width:
+        raise ValueError(f"{prefix} ids numbered up to {first + n} do not fit in {width} digits")
     codes = np.empty((n, len(prefix) + width), dtype=np.uint32)
     codes[:, : len(prefix)] = [ord(char) for char in prefix]
-    rest = np.arange(1, n + 1, dtype=np.uint64)
+    rest = np.arange(first + 1, first + n + 1, dtype=np.uint64)
     for position in range(len(prefix) + width - 1, len(prefix) - 1, -1):
         rest, digit = np.divmod(rest, np.uint64(10))
         codes[:, position] = digit + ord("0")
@@ -371,24 +473,29 @@ def id_strings(prefix: str, n: int, width: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Identifiers:
-    """String ids, by row number, of every keyed table."""
+    """String ids, by row number, of every keyed table; `first` holds, per id prefix, the numbers
+    already used (by earlier chunks of the same ledger)."""
 
     width: int
     customer: np.ndarray
     invoice: np.ndarray
     memo: np.ndarray
     payment: np.ndarray
+    first: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
-    def of(customers: int, invoices: int, memos: int, payments: int) -> Identifiers:
-        # One width for all tables, wide enough for the largest, so ids sort like their numbers.
-        width = max(6, len(str(max(customers, invoices, memos, payments))) + 1)
-        return Identifiers(width, id_strings("C", customers, width), id_strings("INV", invoices, width),
-                           id_strings("CM", memos, width), id_strings("PAY", payments, width))
+    def of(counts: dict[str, int], width: int, first: dict[str, int] | None = None) -> Identifiers:
+        """Ids for `counts` rows per prefix (C, INV, CM, PAY, ...), numbered on from `first`, in `width` digits."""
+        first = dict(first or {})
+
+        def ids(prefix: str) -> np.ndarray:
+            return id_strings(prefix, counts[prefix], width, first.get(prefix, 0))
+
+        return Identifiers(width, ids("C"), ids("INV"), ids("CM"), ids("PAY"), first)
 
     def numbered(self, prefix: str, n: int) -> np.ndarray:
         """Ids for another table's rows."""
-        return id_strings(prefix, n, self.width)
+        return id_strings(prefix, n, self.width, self.first.get(prefix, 0))
 
     def document(self, index: np.ndarray) -> np.ndarray:
         """Ids of documents numbered invoices first, then credit memos."""

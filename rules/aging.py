@@ -145,6 +145,10 @@ def aging_from_detail(detail: pd.DataFrame, customers: pd.DataFrame) -> pd.DataF
     report = detail.pivot_table(index=["customer_id", "currency"], columns="bucket", values="open_amount",
                                 aggfunc="sum", fill_value=0.0, observed=False)
     report = report.reindex(columns=columns, fill_value=0.0)
+    # A pivot over two keys gives every customer every currency of the book; keep the pairs that occur (a
+    # customer's aging lists its own currencies, whatever else is in the ledger).
+    pairs = pd.MultiIndex.from_frame(detail[["customer_id", "currency"]].drop_duplicates())
+    report = report[report.index.isin(pairs)]
     report.columns = list(report.columns)
     report = report.reset_index()
     report[TOTAL] = report[columns].sum(axis=1)

@@ -15,6 +15,7 @@ customer who pays late pays all its invoices late, which widens the intervals.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -130,6 +131,28 @@ def cash_forecast(as_of: pd.Timestamp, cdf: np.ndarray, edges: np.ndarray, items
     """Receipts per period over the horizon: one row per (view, period), the converted all-currency total
     in base currency first, then each document currency; expected value, 10/50/90% quantiles of the
     simulated sum, the same for the cumulative sum, and one expected column per baseline CDF."""
+    sums = forecast_sums(cdf, edges, items, draws, seed, shared_by_customer, baselines)
+    return forecast_table(as_of, edges, sums, base_currency)
+
+
+@dataclass(frozen=True)
+class ForecastSums:
+    """What a forecast adds up over documents, per view (the base-currency total first, then each document
+    currency in `currencies` order) and period: the expected receipts (P, V), every draw's receipts
+    (draws, V, P) and each baseline's expected receipts (P, V). The sums of two disjoint sets of documents
+    add up (`added_sums`), so a forecast of many partitions is their sums added, then `forecast_table`."""
+
+    currencies: tuple[str, ...]
+    expected: np.ndarray
+    draws: np.ndarray
+    baselines: dict[str, np.ndarray]
+
+
+def forecast_sums(cdf: np.ndarray, edges: np.ndarray, items: pd.DataFrame, draws: int = 1000, seed=0,
+                  shared_by_customer: bool = True,
+                  baselines: Mapping[str, np.ndarray] | None = None) -> ForecastSums:
+    """The expected and simulated receipts of `items` per view and period (see `ForecastSums`); `seed` is
+    anything `numpy.random.default_rng` takes (a partition passes `[seed, bucket]`)."""
     edges = _checked_edges(edges)
     _check_items(items, cdf, edges)
     baselines = dict(baselines or {})
@@ -149,14 +172,39 @@ def cash_forecast(as_of: pd.Timestamp, cdf: np.ndarray, edges: np.ndarray, items
     base_total = simulated[:, :, :, 1].sum(axis=1)[:, None]
     view_draws = np.concatenate([base_total, simulated[:, :len(currencies), :, 0]], axis=1)
     view_amounts = np.column_stack([base, _amounts_by_group(document, currency_of_item, len(currencies))])
-    expected = expected_receipts(cdf, view_amounts)
-    baseline_expected = {name: expected_receipts(baseline, view_amounts)
-                         for name, baseline in baselines.items()}
+    return ForecastSums(tuple(str(currency) for currency in currencies), expected_receipts(cdf, view_amounts),
+                        view_draws, {name: expected_receipts(baseline, view_amounts)
+                                     for name, baseline in baselines.items()})
 
-    periods = period_table(as_of, edges)
-    views = [(base_currency, True), *((currency, False) for currency in currencies)]
-    frames = [_view_frame(periods, currency, converted, expected[:, v], view_draws[:, v],
-                          {f"baseline_{name}": values[:, v] for name, values in baseline_expected.items()})
+
+def added_sums(first: ForecastSums, second: ForecastSums) -> ForecastSums:
+    """The sums of two disjoint sets of documents together (their currencies merged in sorted order)."""
+    currencies = tuple(sorted(set(first.currencies) | set(second.currencies)))
+
+    def widened(sums: ForecastSums, values: np.ndarray, axis: int) -> np.ndarray:
+        shape = list(values.shape)
+        shape[axis] = 1 + len(currencies)
+        out = np.zeros(shape)
+        columns = [0, *(1 + currencies.index(currency) for currency in sums.currencies)]
+        index = [slice(None)] * len(shape)
+        index[axis] = columns
+        out[tuple(index)] = values
+        return out
+
+    def both(values_of, axis: int) -> np.ndarray:
+        return widened(first, values_of(first), axis) + widened(second, values_of(second), axis)
+
+    return ForecastSums(currencies, both(lambda sums: sums.expected, 1), both(lambda sums: sums.draws, 1),
+                        {name: both(lambda sums, name=name: sums.baselines[name], 1) for name in first.baselines})
+
+
+def forecast_table(as_of: pd.Timestamp, edges: np.ndarray, sums: ForecastSums, base_currency: str) -> pd.DataFrame:
+    """The forecast's rows from its sums: per view and period, the expected receipts, the quantiles of the
+    draws and of their running total, and the baselines."""
+    periods = period_table(as_of, _checked_edges(edges))
+    views = [(base_currency, True), *((currency, False) for currency in sums.currencies)]
+    frames = [_view_frame(periods, currency, converted, sums.expected[:, v], sums.draws[:, v],
+                          {f"baseline_{name}": values[:, v] for name, values in sums.baselines.items()})
               for v, (currency, converted) in enumerate(views)]
     return pd.concat(frames, ignore_index=True)
 

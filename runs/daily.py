@@ -67,6 +67,51 @@ def _write_run(ledger: Ledger, as_of: pd.Timestamp, runs_dir: str | Path, champi
         raise
 
 
+def execute_run_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, runs_dir: str | Path,
+                           champions: Champions, *, settings: DaySettings | None = None, keep: int = 7,
+                           about: dict | None = None, records: dict[str, pd.DataFrame] | None = None,
+                           activity_mark: int | None = None, base_currency: str = "EUR",
+                           on_progress: Callable[[int, int], None] | None = None) -> Path:
+    """`execute_run` on a Dask cluster (`runs.distributed`): every bucket of the partitioned ledger in
+    `ledger_dir` is a task writing its part of each table into the staging folder; the manifest records the
+    engine, the cluster and the partitions. The folders must be ones every worker sees (a shared disk)."""
+    from ledger.cluster import cluster_facts
+    from runs.day import Day
+    from runs.distributed import build_day_on_cluster
+
+    as_of = pd.Timestamp(as_of).normalize()
+    with run_lock(runs_dir):
+        writer = RunWriter(runs_dir, as_of)
+        try:
+            day = build_day_on_cluster(client, ledger_dir, as_of, champions, writer.staging, settings, records,
+                                       base_currency, on_progress)
+            writer.rows.update(day.rows)  # written by the workers, one file per bucket
+            cluster = cluster_facts(client)
+            manifest = {
+                "run_id": secrets.token_hex(8),
+                "ledger_fingerprint": day.facts["ledger_fingerprint"],
+                "base_currency": base_currency,
+                "models": model_manifest(champions),
+                "package_version": package_version(),
+                "engine": "dask",
+                "workers": cluster["workers"],
+                "threads": cluster["threads"],
+                "scheduler": cluster["scheduler"],
+                "partitions": day.partitions,
+                "activity_mark": activity_mark,
+                "seconds": day.seconds,
+                "peak_rss_mb": peak_rss_mb(),
+                "peak_worker_rss_mb": day.peak_worker_rss_mb,
+                **(about or {}),
+            }
+            folder = writer.finish(Day(as_of, day.tables, day.facts, day.steps), manifest)
+        except BaseException:
+            writer.abandon()
+            raise
+        prune(runs_dir, keep)
+    return folder
+
+
 def model_manifest(champions: Champions) -> dict:
     """Per task: the registered model's name and the champion's version (None where there is none)."""
     from training.pipeline import MODEL_NAMES

@@ -233,6 +233,9 @@ class StepFailed(Exception):
         super().__init__(f"step {step!r} failed: {error}")
         self.step, self.error = step, error
 
+    def __reduce__(self):  # sent back from a Dask worker whole
+        return (StepFailed, (self.step, self.error))
+
 
 class TimingOnce:
     """A receipt-timing model whose paid shares by period are predicted once for a day's documents (by

@@ -137,9 +137,9 @@ def read_run(folder: str | Path) -> tuple[Day, dict]:
     manifest = read_manifest(folder)
     tables = {}
     for name, rows in manifest["tables"].items():
-        path = folder / f"{name}.parquet"
+        path = folder / name if (folder / name).is_dir() else folder / f"{name}.parquet"
         try:
-            frame = pd.read_parquet(path)
+            frame = read_table(path)
         except FileNotFoundError:
             raise RunError(f"{path}: missing (the manifest lists it)") from None
         except (OSError, ValueError, pa.ArrowException) as error:
@@ -149,6 +149,20 @@ def read_run(folder: str | Path) -> tuple[Day, dict]:
         tables[name] = frame
     day = Day(pd.Timestamp(manifest["as_of"]), tables, manifest.get("facts", {}), manifest.get("steps", []))
     return day, manifest
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A run's table: one Parquet file, or a folder of one file per bucket (a run of the Dask engine), read in
+    bucket order; the dunning proposal is put back in its order (`rules.dunning.proposal_order`)."""
+    if not path.is_dir():
+        return pd.read_parquet(path)
+    from rules.dunning import proposal_order
+
+    parts = sorted(path.glob("part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(path)
+    frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+    return proposal_order(frame) if path.name == "dunning" else frame
 
 
 def complete_runs(runs_dir: str | Path) -> dict[pd.Timestamp, Path]:

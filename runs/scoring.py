@@ -177,13 +177,25 @@ def build_forecast(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *,
     """The cash forecast at `as_of`: receipts per period from the receipt-timing distributions of the items
     `rules.forecast` forecasts, with 10/50/90% intervals, per currency and in base currency, beside the
     baselines it names (pays on the due date; due date plus the customer's average delay)."""
+    from rules.forecast import forecast_table, period_edges
+
+    scores = scores or score(ledger, as_of, champions)
+    sums = forecast_sums_of(ledger, as_of, champions, horizon_weeks=horizon_weeks, freq=freq, draws=draws, seed=seed,
+                            scores=scores)
+    return forecast_table(scores.as_of, period_edges(horizon_weeks, freq), sums, ledger.base_currency)
+
+
+def forecast_sums_of(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *, horizon_weeks: int = 13,
+                     freq: str = "week", draws: int = 1000, seed=0, scores: Scores | None = None):
+    """The forecast's sums (`rules.forecast.ForecastSums`) over the ledger's forecast items: what a partition
+    of the book contributes to the whole book's forecast."""
     from models.baselines import PayDateBaseline
     from rules.forecast import (
         SHARED_BY_CUSTOMER,
         baseline_delays,
-        cash_forecast,
         check_horizon,
         forecast_items,
+        forecast_sums,
         period_edges,
     )
 
@@ -198,5 +210,5 @@ def build_forecast(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, *,
 
     baselines = {name: cdf_of(PayDateBaseline(delay_column=delay).fit(items))
                  for name, delay in baseline_delays().items()}
-    return cash_forecast(scores.as_of, cdf_of(timing), edges, items, ledger.base_currency, draws=draws, seed=seed,
+    return forecast_sums(cdf_of(timing), edges, items, draws=draws, seed=seed,
                          shared_by_customer=SHARED_BY_CUSTOMER, baselines=baselines)

@@ -138,6 +138,20 @@ def recorded_activity(ledger: Ledger, environ: Mapping[str, str] | None = None) 
         store.close()
 
 
+def recorded_tables(environ: Mapping[str, str] | None = None) -> tuple[dict[str, pd.DataFrame], int | None]:
+    """What was recorded in the activity store, as ledger tables, and the audit mark read first (({}, None)
+    without a store): the records a run on a cluster hands each bucket (`runs.distributed.records_of`)."""
+    if not activity_store_exists(environ):
+        return {}, None
+    store = open_store(database_url(environ), Settings.from_environ(environ))
+    try:
+        mark = store.audit_mark()
+        tables = store.ledger_tables()
+        return {name: tables.get(name) for name in ACTIVITY_TABLES}, mark
+    finally:
+        store.close()
+
+
 def recorded_portfolio(collector: str | None, environ: dict | None = None) -> list[str] | None:
     """The collector's portfolio in the activity store, or None (no store, no collector, or none recorded)."""
     if collector is None or not activity_store_exists(environ):

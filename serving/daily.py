@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from configs.settings import Settings
-from ledger import read_ledger
+from ledger import BadInput, read_ledger
 from runs.daily import built_at, execute_run
 from runs.day import STEPS, Step, Work
 
@@ -36,19 +36,45 @@ def drift_step(tracking_uri: str, cache_dir: Path) -> Callable[[Work], None]:
 
 def daily_run(ledger_dir: Path, as_of: pd.Timestamp, runs_dir: Path, *, tracking_uri: str | None = None,
               environ: Mapping[str, str] | None = None, keep: int | None = None, requested_by: str | None = None,
-              on_step: Callable[[int, Step], None] | None = None) -> Path:
+              on_step: Callable[[int, Step], None] | None = None, engine: str = "pandas",
+              scheduler: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> Path:
     """Run the day at `as_of` for the ledger in `ledger_dir` (with the activity store's records) into
-    `runs_dir`; returns the run's folder."""
+    `runs_dir`; returns the run's folder. `engine="dask"` runs it on the Dask cluster at `scheduler` (a
+    local one without), one task per bucket of a partitioned ledger (`on_progress(done, buckets)`)."""
     from runs.scoring import load_champions
     from serving.activity import recorded_activity
     from training.tracking import default_tracking_uri
 
     settings = Settings.from_environ(environ)
     tracking_uri = tracking_uri or default_tracking_uri(settings)
+    about = {"ledger": str(Path(ledger_dir).resolve()), "tracking_uri": tracking_uri, "built_at": built_at(),
+             "requested_by": requested_by}
+    if engine == "dask":
+        return _daily_run_on_cluster(ledger_dir, as_of, runs_dir, tracking_uri, environ, keep or settings.runs_keep,
+                                     about, scheduler, on_progress)
     ledger = read_ledger(ledger_dir, validate=False)  # the run's first step validates it, records included
     ledger, mark = recorded_activity(ledger, environ)
     champions = load_champions(tracking_uri)
-    about = {"ledger": str(Path(ledger_dir).resolve()), "tracking_uri": tracking_uri, "built_at": built_at(),
-             "requested_by": requested_by}
     return execute_run(ledger, as_of, runs_dir, champions, steps=run_steps(tracking_uri, Path(runs_dir) / DRIFT_CACHE),
                        keep=keep or settings.runs_keep, about=about, activity_mark=mark, on_step=on_step)
+
+
+def _daily_run_on_cluster(ledger_dir: Path, as_of: pd.Timestamp, runs_dir: Path, tracking_uri: str,
+                          environ: Mapping[str, str] | None, keep: int, about: dict, scheduler: str | None,
+                          on_progress: Callable[[int, int], None] | None) -> Path:
+    from ledger.cluster import dask_client
+    from ledger.partitions import is_partitioned, read_meta
+    from runs.daily import execute_run_on_cluster
+    from runs.scoring import load_champions
+    from serving.activity import recorded_tables
+
+    if not is_partitioned(ledger_dir):
+        raise BadInput(f"{ledger_dir}: the dask engine reads a partitioned ledger; write one with "
+                       "`arrisk generate --partitions N` or `arrisk import --partitions N`")
+    records, mark = recorded_tables(environ)
+    champions = load_champions(tracking_uri)
+    with dask_client(scheduler) as client:
+        return execute_run_on_cluster(client, Path(ledger_dir).resolve(), as_of, Path(runs_dir).resolve(), champions,
+                                      keep=keep, about=about, records=records, activity_mark=mark,
+                                      base_currency=read_meta(ledger_dir).get("base_currency", "EUR"),
+                                      on_progress=on_progress)

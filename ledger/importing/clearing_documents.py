@@ -30,7 +30,7 @@ import pandas as pd
 
 from ledger.errors import LedgerError, Problem
 from ledger.importing.mappings import LineItemColumns, LineItemsMapping
-from ledger.importing.sources import SourceTable, read_source
+from ledger.importing.sources import CHUNK_ROWS, SourceTable, read_source_chunks
 from ledger.importing.tables import contract_table, customers_table, problems_at
 from ledger.schema import DATE, empty_table
 from ledger.store import Ledger
@@ -39,11 +39,22 @@ RECEIVABLE_ROLES = ("invoice", "credit_memo")
 MAX_REFERENCE_CHAIN = 20  # a residual of a residual of ... : SAP keeps few, this bounds a cycle
 
 
-def line_items_ledger(sources: Sequence[Path], mapping: LineItemsMapping, name: str) -> Ledger:
-    """A validated ledger from one or more line-item exports (.csv or .xlsx)."""
-    tables = [read_source(path, mapping.format) for path in sources]
-    parsed = [line_items(table, mapping) for table in tables]
-    problems = [problem for table in tables for problem in table.problems]
+def line_items_ledger(sources: Sequence[Path], mapping: LineItemsMapping, name: str,
+                      chunk_rows: int = CHUNK_ROWS) -> Ledger:
+    """A validated ledger from one or more line-item exports (.csv or .xlsx).
+
+    The files are read and parsed `chunk_rows` lines at a time, but the parsed line items of all files are
+    held together: a clearing document groups items across rows (and files), and residual items refer to
+    invoices anywhere in the export, so the ledger can only be derived from all of them at once."""
+    problems: list[Problem] = []
+    parsed = []
+    for path in sources:
+        chunks = [line_items(table, mapping, problems) for table in read_source_chunks(path, mapping.format,
+                                                                                        chunk_rows)]
+        if not sum(len(chunk) for chunk in chunks):
+            raise LedgerError(Problem(str(path), 2, None, "no data rows: expected one row per line item"),
+                              title="bad import source")
+        parsed += chunks
     if problems:
         raise LedgerError(problems, title="bad import source")
     items = with_roots(pd.concat(parsed, ignore_index=True))
@@ -65,14 +76,11 @@ def line_items_ledger(sources: Sequence[Path], mapping: LineItemsMapping, name: 
     return ledger.validate()
 
 
-def line_items(table: SourceTable, mapping: LineItemsMapping) -> pd.DataFrame:
-    """The file's lines parsed, with their file, line number and document role; bad cells are
-    recorded in `table.problems`."""
+def line_items(table: SourceTable, mapping: LineItemsMapping, problems: list[Problem] | None = None) -> pd.DataFrame:
+    """The file's (or chunk's) lines parsed, with their file, line number and document role; bad cells
+    are recorded in `table.problems` and appended to `problems` when given."""
     columns = mapping.columns
     table.require_columns(columns.model_dump())
-    if not len(table):
-        raise LedgerError(Problem(table.file, 2, None, "no data rows: expected one row per line item"),
-                          title="bad import source")
     items = pd.DataFrame({
         "file": table.file,
         "line": table.lines,
@@ -98,6 +106,8 @@ def line_items(table: SourceTable, mapping: LineItemsMapping) -> pd.DataFrame:
     items = items.rename(columns={"customer_name": "name"})
     items["role"] = items["document_type"].map(mapping.document_types)
     _flag_line_problems(table, items, mapping)
+    if problems is not None:
+        problems += table.problems
     return items
 
 

@@ -14,17 +14,29 @@ import pandas as pd
 
 from ledger.errors import LedgerError, Problem
 from ledger.importing.mappings import LedgerTablesMapping
-from ledger.importing.sources import SourceTable, read_source
+from ledger.importing.sources import CHUNK_ROWS, SourceTable, read_source_chunks
 from ledger.schema import DATE, REQUIRED_TABLES, SCHEMAS, TABLES, columns_of
 from ledger.store import Ledger
 
 
-def ledger_tables_ledger(sources: Sequence[Path], mapping: LedgerTablesMapping, name: str) -> Ledger:
-    """A validated ledger from a folder of table CSVs (or the files themselves)."""
+def ledger_tables_ledger(sources: Sequence[Path], mapping: LedgerTablesMapping, name: str,
+                         chunk_rows: int = CHUNK_ROWS) -> Ledger:
+    """A validated ledger from a folder of table CSVs (or the files themselves).
+
+    Each file is read and parsed `chunk_rows` lines at a time, but the parsed tables are held whole: the
+    tables refer to each other by id (an application names its payment and invoice), so rows can only be
+    placed and checked with all tables at hand."""
     files = table_files(sources)
-    tables = {table: read_source(path, mapping.format) for table, path in files.items()}
-    frames = {table: parsed_table(table, source) for table, source in tables.items()}
-    problems = [problem for source in tables.values() for problem in source.problems]
+    problems: list[Problem] = []
+    frames = {}
+    for table, path in files.items():
+        chunks = []
+        for source in read_source_chunks(path, mapping.format, chunk_rows):
+            chunks.append(parsed_table(table, source))
+            problems += source.problems
+            if chunks[-1].columns.empty:  # the header is wrong: said once, for the first chunk
+                break
+        frames[table] = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     if problems:
         raise LedgerError(problems, title="bad import source")
     return Ledger(**frames, base_currency=mapping.base_currency, source=f"import:{name}").validate()

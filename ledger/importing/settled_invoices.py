@@ -6,24 +6,29 @@ invoice without a settled date stays open. A dispute flag becomes one dispute pe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ledger.errors import LedgerError, Problem
 from ledger.importing.mappings import SettledInvoicesMapping
-from ledger.importing.sources import SourceTable, read_source
-from ledger.importing.tables import contract_table, customers_table
+from ledger.importing.sources import CHUNK_ROWS, SourceTable, read_source_chunks
+from ledger.importing.tables import CustomerTally, contract_table, customers_table
 from ledger.schema import empty_table
 from ledger.store import Ledger
 
+if TYPE_CHECKING:
+    from ledger.partitions import PartitionedWriter
 
-def settled_invoices_ledger(sources: Sequence[Path], mapping: SettledInvoicesMapping, name: str) -> Ledger:
-    """A validated ledger from one or more invoice-list files."""
-    tables = [read_source(path, mapping.format) for path in sources]
-    rows = pd.concat([invoice_rows(table, mapping) for table in tables], ignore_index=True)
-    problems = [problem for table in tables for problem in table.problems]
+
+def settled_invoices_ledger(sources: Sequence[Path], mapping: SettledInvoicesMapping, name: str,
+                            chunk_rows: int = CHUNK_ROWS) -> Ledger:
+    """A validated ledger from one or more invoice-list files, read `chunk_rows` lines at a time (the
+    parsed rows are held, the raw cells only a chunk at a time)."""
+    problems: list[Problem] = []
+    rows = pd.concat(list(parsed_rows(sources, mapping, chunk_rows, problems)), ignore_index=True)
     if problems:
         raise LedgerError(problems, title="bad import source")
     invoices = invoices_table(rows)
@@ -41,13 +46,47 @@ def settled_invoices_ledger(sources: Sequence[Path], mapping: SettledInvoicesMap
     return ledger.validate()
 
 
+def write_settled_invoices(sources: Sequence[Path], mapping: SettledInvoicesMapping, writer: PartitionedWriter,
+                           chunk_rows: int = CHUNK_ROWS) -> None:
+    """Stream invoice-list files into a partitioned writer chunk by chunk: each chunk's invoices, payments
+    and disputes go out as they are parsed; only the per-customer tallies for the customers table are held.
+    Nothing is written once a bad cell is found (parsing goes on, to report every problem at once)."""
+    problems: list[Problem] = []
+    tally = CustomerTally()
+    for rows in parsed_rows(sources, mapping, chunk_rows, problems):
+        if problems:
+            continue
+        tally.add(rows.assign(doc_type="invoice"), rows.groupby("customer_id")["invoice_date"].min())
+        invoices = invoices_table(rows)
+        payments, applications = payments_tables(invoices)
+        writer.add(Ledger(customers=empty_table("customers"), invoices=invoices, payments=payments,
+                          payment_applications=applications, disputes=disputes_table(rows, mapping)))
+    if problems:
+        raise LedgerError(problems, title="bad import source")
+    writer.add(Ledger(customers=tally.customers(mapping.customers), invoices=empty_table("invoices"),
+                      payments=empty_table("payments"), payment_applications=empty_table("payment_applications")))
+
+
+def parsed_rows(sources: Sequence[Path], mapping: SettledInvoicesMapping, chunk_rows: int,
+                problems: list[Problem]) -> Iterator[pd.DataFrame]:
+    """Each file's rows parsed a chunk at a time; bad cells are appended to `problems`; a file without
+    data rows is a `LedgerError`."""
+    for path in sources:
+        count = 0
+        for table in read_source_chunks(path, mapping.format, chunk_rows):
+            rows = invoice_rows(table, mapping)
+            problems += table.problems
+            count += len(table)
+            yield rows
+        if not count:
+            raise LedgerError(Problem(str(path), 2, None, "no data rows: expected one row per invoice"),
+                              title="bad import source")
+
+
 def invoice_rows(table: SourceTable, mapping: SettledInvoicesMapping) -> pd.DataFrame:
     """The file's rows parsed into ledger fields; bad cells are recorded in `table.problems`."""
     columns = mapping.columns
     table.require_columns(columns.model_dump())
-    if not len(table):
-        raise LedgerError(Problem(table.file, 2, None, "no data rows: expected one row per invoice"),
-                          title="bad import source")
     rows = pd.DataFrame({
         "customer_id": table.text(columns.customer_id, required=True),
         "invoice_id": table.text(columns.invoice_id, required=True),

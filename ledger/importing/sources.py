@@ -7,10 +7,12 @@ Series and collect problems instead of raising, so one run reports every bad cel
 
 from __future__ import annotations
 
+import codecs
 import datetime
-import io
+import itertools
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ CSV_SUFFIXES = (".csv", ".txt")
 XLSX_SUFFIXES = (".xlsx", ".xlsm")
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "x"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0"})
+CHUNK_ROWS = 200_000  # lines of an export parsed at a time: bounds memory, keeps the vectorised parsers fast
 
 
 @dataclass
@@ -127,8 +130,19 @@ class SourceTable:
 
 
 def read_source(path: Path, fmt: SourceFormat) -> SourceTable:
-    """An export file's cells by suffix (.csv/.txt or .xlsx); `LedgerError` naming the file when it
+    """An export file's cells by suffix (.csv/.txt or .xlsx), whole; `LedgerError` naming the file when it
     cannot be read."""
+    chunks = list(read_source_chunks(path, fmt))
+    if len(chunks) == 1:
+        return chunks[0]
+    return SourceTable(chunks[0].file, pd.concat([chunk.cells for chunk in chunks], ignore_index=True),
+                       np.concatenate([chunk.lines for chunk in chunks]), fmt, typed=chunks[0].typed)
+
+
+def read_source_chunks(path: Path, fmt: SourceFormat, chunk_rows: int = CHUNK_ROWS) -> Iterator[SourceTable]:
+    """An export file's cells `chunk_rows` lines at a time (at least one chunk, maybe empty, with the
+    header's columns), each row keeping the line number it has in the whole file; `LedgerError` naming the
+    file when it cannot be read. Memory holds one chunk, not the file."""
     where = str(path)
     if not path.exists():
         raise _unreadable(where, "no such file")
@@ -136,38 +150,71 @@ def read_source(path: Path, fmt: SourceFormat) -> SourceTable:
         raise _unreadable(where, "is a folder: expected a file")
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
-        cells, lines = _csv_cells(path, fmt)
+        chunks = _csv_chunks(path, fmt, chunk_rows)
     elif suffix in XLSX_SUFFIXES:
-        cells, lines = _xlsx_cells(path, fmt)
+        chunks = _xlsx_chunks(path, fmt, chunk_rows)
     else:
         raise _unreadable(where, f"unsupported file type {suffix or '(none)'!r}: expected .csv or .xlsx")
-    return SourceTable(where, cells, lines, fmt, typed=suffix in XLSX_SUFFIXES)
+    for cells, lines in chunks:
+        yield SourceTable(where, cells, lines, fmt, typed=suffix in XLSX_SUFFIXES)
 
 
-def _csv_cells(path: Path, fmt: SourceFormat) -> tuple[pd.DataFrame, np.ndarray]:
+def _csv_chunks(path: Path, fmt: SourceFormat, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     where = str(path)
+    encoding, errors = _encoding_of(path, fmt.encoding)
     try:
-        data = path.read_bytes()
+        with open(path, encoding=encoding, errors=errors, newline="") as handle:
+            # Blank lines are kept (and dropped below) so that row i of the file is always line i + 2.
+            # Arrow-backed strings: the text parsers run in Arrow compute, not per Python object.
+            reader = pd.read_csv(handle, sep=fmt.delimiter, dtype="string[pyarrow]", keep_default_na=False,
+                                 na_filter=False, skip_blank_lines=False, chunksize=chunk_rows)
+            first_line = 2
+            for cells in reader:
+                cells.columns = [str(name).strip() for name in cells.columns]
+                lines = np.arange(len(cells)) + first_line
+                first_line += len(cells)
+                yield _without_blank_rows(cells.reset_index(drop=True), lines)
     except OSError as error:
         raise _unreadable(where, f"cannot read ({error.strerror or error})") from None
-    text = _decoded(data, fmt.encoding, where)
-    if not text.strip():
-        raise _unreadable(where, "empty file: expected a header line")
-    try:
-        # Blank lines are kept (and dropped below) so that row i is always line i + 2.
-        # Arrow-backed strings: the text parsers below run in Arrow compute, not per Python object.
-        cells = pd.read_csv(io.StringIO(text), sep=fmt.delimiter, dtype="string[pyarrow]", keep_default_na=False,
-                            na_filter=False, skip_blank_lines=False)
     except (pd.errors.ParserError, ValueError) as error:
         line = re.search(r"line (\d+)", str(error))
         raise LedgerError(Problem(where, int(line.group(1)) if line else None, None,
                                   f"not a readable CSV file: {error}"), title="bad import source") from None
-    cells.columns = [str(name).strip() for name in cells.columns]
-    lines = np.arange(len(cells)) + 2
-    return _without_blank_rows(cells, lines)
 
 
-def _xlsx_cells(path: Path, fmt: SourceFormat) -> tuple[pd.DataFrame, np.ndarray]:
+def _encoding_of(path: Path, encoding: str) -> tuple[str, str]:
+    """The text encoding (and error handling) to read a CSV file with, found by one streaming pass that
+    also refuses a file that is empty or only blank; `LedgerError` when the named encoding does not fit."""
+    where = str(path)
+    candidates = [(encoding, "strict")] if encoding != "auto" else [("utf-8-sig", "strict"), ("cp1252", "replace")]
+    for index, (name, errors) in enumerate(candidates):
+        try:
+            decoder = codecs.getincrementaldecoder(name)(errors)
+        except LookupError as error:
+            raise _unreadable(where, f"cannot decode as {name} ({error})") from None
+        offset, blank = 0, True
+        try:
+            with open(path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    blank = blank and not decoder.decode(block).strip()
+                    offset += len(block)
+                blank = blank and not decoder.decode(b"", final=True).strip()
+        except OSError as error:
+            raise _unreadable(where, f"cannot read ({error.strerror or error})") from None
+        except UnicodeDecodeError as error:
+            if index + 1 < len(candidates):
+                continue  # German Excel's "CSV (Trennzeichen-getrennt)" writes Windows-1252.
+            position = offset + error.start  # bytes of earlier blocks plus the place in this one
+            raise _unreadable(where, f"cannot decode as {name} ('{error.encoding}' codec can't decode byte "
+                                     f"0x{error.object[error.start]:02x} in position {position}: "
+                                     f"{error.reason})") from None
+        if blank:
+            raise _unreadable(where, "empty file: expected a header line")
+        return name, errors
+    raise AssertionError("unreachable")  # pragma: no cover - the last candidate returns or raises
+
+
+def _xlsx_chunks(path: Path, fmt: SourceFormat, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
 
@@ -180,17 +227,23 @@ def _xlsx_cells(path: Path, fmt: SourceFormat) -> tuple[pd.DataFrame, np.ndarray
         if fmt.sheet is not None and fmt.sheet not in workbook.sheetnames:
             raise _unreadable(where, f"no sheet {fmt.sheet!r}: the workbook has {', '.join(workbook.sheetnames)}")
         sheet = workbook[fmt.sheet] if fmt.sheet else workbook.worksheets[0]
-        rows = list(sheet.iter_rows(values_only=True))
+        rows = sheet.iter_rows(values_only=True)
+        first = next(rows, None)
+        if first is None or all(cell is None for cell in first):
+            raise _unreadable(where, "empty sheet: expected a header row")
+        header = [str(cell).strip() if cell is not None else f"(column {i + 1})" for i, cell in enumerate(first)]
+        width, first_line = len(header), 2
+        while True:
+            body = [tuple(row[:width]) + (None,) * (width - len(row)) for row in itertools.islice(rows, chunk_rows)]
+            if body or first_line == 2:
+                cells = pd.DataFrame(body, columns=header, dtype=object)
+                lines = np.arange(len(cells)) + first_line
+                first_line += len(cells)
+                yield _without_blank_rows(cells, lines)
+            if len(body) < chunk_rows:
+                break
     finally:
         workbook.close()
-    if not rows or all(cell is None for cell in rows[0]):
-        raise _unreadable(where, "empty sheet: expected a header row")
-    header = [str(cell).strip() if cell is not None else f"(column {i + 1})" for i, cell in enumerate(rows[0])]
-    width = len(header)
-    body = [tuple(row[:width]) + (None,) * (width - len(row)) for row in rows[1:]]
-    cells = pd.DataFrame(body, columns=header, dtype=object)
-    lines = np.arange(len(cells)) + 2
-    return _without_blank_rows(cells, lines)
 
 
 def _without_blank_rows(cells: pd.DataFrame, lines: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -201,19 +254,6 @@ def _without_blank_rows(cells: pd.DataFrame, lines: np.ndarray) -> tuple[pd.Data
         blank &= (values.isna() | text.str.strip().eq("")).to_numpy(dtype=bool)
     keep = ~blank
     return cells[keep].reset_index(drop=True), lines[keep]
-
-
-def _decoded(data: bytes, encoding: str, where: str) -> str:
-    if encoding != "auto":
-        try:
-            return data.decode(encoding)
-        except (UnicodeDecodeError, LookupError) as error:
-            raise _unreadable(where, f"cannot decode as {encoding} ({error})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # German Excel's "CSV (Trennzeichen-getrennt)" writes Windows-1252.
-        return data.decode("cp1252", errors="replace")
 
 
 def _cell_text(cell: object) -> str:

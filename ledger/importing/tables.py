@@ -29,39 +29,70 @@ def customers_table(documents: pd.DataFrame, first_seen: pd.Series, defaults: Cu
     `country` columns), the gaps filled from the mapping's defaults.
 
     `first_seen` is each customer's first document date: the export has no creation date."""
-    ids = pd.Index(first_seen.index, name="customer_id")
-    name = _per_customer(documents, "name", ids).fillna(pd.Series(ids, index=ids))
-    country = _per_customer(documents, "country", ids).fillna(defaults.country)
-    currency = most_common(documents, "customer_id", "currency").reindex(ids)
-    customers = pd.DataFrame({
-        "customer_id": ids.astype(str),
-        "name": name.to_numpy(dtype=object),
-        "segment": defaults.segment,
-        "country": country.to_numpy(dtype=object),
-        "currency": currency.to_numpy(dtype=object),
-        "payment_terms_days": payment_terms_days(documents, ids, defaults.payment_terms_days).to_numpy(),
-        "credit_limit": float("nan") if defaults.credit_limit is None else float(defaults.credit_limit),
-        "created_date": first_seen.reindex(ids).astype(DATE).to_numpy(),
-    })
-    return contract_table("customers", customers)
+    tally = CustomerTally()
+    tally.add(documents, first_seen)
+    return tally.customers(defaults)
 
 
-def payment_terms_days(documents: pd.DataFrame, ids: pd.Index, setting: int | str) -> pd.Series:
-    """Per customer: the mapping's constant, or the most common (due date - invoice date) in days
-    over its invoices; customers without invoices get the most common terms of all."""
-    if isinstance(setting, int):
-        return pd.Series(setting, index=ids, dtype="int64")
-    invoices = documents[documents["doc_type"] == "invoice"]
-    days = (invoices["due_date"] - invoices["invoice_date"]).dt.days.clip(0, 366)
-    terms = invoices.assign(days=days)
-    overall = int(terms["days"].mode().min()) if len(terms) else 0
-    return most_common(terms, "customer_id", "days").reindex(ids).fillna(overall).astype("int64")
+class CustomerTally:
+    """What the customers table is built from, counted chunk by chunk: per customer, how often each
+    name, country, currency and payment term occurs, and its first document date. Memory grows with
+    customers times distinct values, not with documents; the table equals the one built from all
+    documents at once (most frequent value, ties to the smallest)."""
 
+    COLUMNS = ("name", "country", "currency", "days")
 
-def _per_customer(documents: pd.DataFrame, column: str, ids: pd.Index) -> pd.Series:
-    if column not in documents:
-        return pd.Series(None, index=ids, dtype=object)
-    return most_common(documents, "customer_id", column).reindex(ids).astype(object)
+    def __init__(self) -> None:
+        self.counts: dict[str, pd.Series] = {}
+        self.first_seen: pd.Series | None = None
+
+    def add(self, documents: pd.DataFrame, first_seen: pd.Series) -> None:
+        """Count one chunk of documents (with `doc_type`; terms from its invoices) and their first dates."""
+        invoices = documents[documents["doc_type"] == "invoice"]
+        frames = {column: documents for column in ("name", "country", "currency") if column in documents}
+        frames["days"] = invoices.assign(days=(invoices["due_date"] - invoices["invoice_date"]).dt.days.clip(0, 366))
+        for column, frame in frames.items():
+            counts = frame.dropna(subset=[column]).groupby(["customer_id", column]).size()
+            self.counts[column] = counts if column not in self.counts else counts.add(self.counts[column], fill_value=0)
+        self.first_seen = first_seen if self.first_seen is None else pd.concat([self.first_seen, first_seen]).groupby(
+            level=0).min()
+
+    def customers(self, defaults: CustomerDefaults) -> pd.DataFrame:
+        """The customers table of everything counted."""
+        first_seen = self.first_seen if self.first_seen is not None else pd.Series(dtype=DATE)
+        ids = pd.Index(first_seen.index, name="customer_id")
+        name = self._most_common("name", ids).fillna(pd.Series(ids, index=ids))
+        country = self._most_common("country", ids).fillna(defaults.country)
+        customers = pd.DataFrame({
+            "customer_id": ids.astype(str),
+            "name": name.to_numpy(dtype=object),
+            "segment": defaults.segment,
+            "country": country.to_numpy(dtype=object),
+            "currency": self._most_common("currency", ids).to_numpy(dtype=object),
+            "payment_terms_days": self._terms(ids, defaults.payment_terms_days).to_numpy(),
+            "credit_limit": float("nan") if defaults.credit_limit is None else float(defaults.credit_limit),
+            "created_date": first_seen.reindex(ids).astype(DATE).to_numpy(),
+        })
+        return contract_table("customers", customers)
+
+    def _most_common(self, column: str, ids: pd.Index) -> pd.Series:
+        if column not in self.counts:
+            return pd.Series(None, index=ids, dtype=object)
+        counts = self.counts[column].rename("count").reset_index()
+        counts = counts.sort_values(["customer_id", "count", column], ascending=[True, False, True])
+        return counts.drop_duplicates("customer_id").set_index("customer_id")[column].reindex(ids)
+
+    def _terms(self, ids: pd.Index, setting: int | str) -> pd.Series:
+        """The mapping's constant, or each customer's most common (due - invoice date) in days; customers
+        without invoices get the most common terms of all."""
+        if isinstance(setting, int):
+            return pd.Series(setting, index=ids, dtype="int64")
+        counts = self.counts.get("days")
+        if counts is None or not len(counts):
+            return pd.Series(0, index=ids, dtype="int64")
+        overall = counts.groupby(level="days").sum()
+        overall = int(overall[overall == overall.max()].index.min())
+        return self._most_common("days", ids).fillna(overall).astype("int64")
 
 
 def problems_at(rows: pd.DataFrame, bad: pd.Series | np.ndarray, column: str | None,

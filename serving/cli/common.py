@@ -50,6 +50,17 @@ errors = Console(stderr=True)
 LedgerDir = Annotated[Path, typer.Option("--ledger", help="Ledger directory to read.")]
 OutFile = Annotated[Path | None, typer.Option(help="File to write: .csv, .xlsx, .parquet or .json.")]
 TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local mlflow/).")]
+Engine = Annotated[str, typer.Option(help="pandas (one process) or dask (one task per bucket of a partitioned "
+                                          "ledger on a Dask cluster).")]
+Scheduler = Annotated[str | None, typer.Option(help="With --engine dask: the scheduler's address (tcp://HOST:8786) "
+                                                    "or scheduler file; default: a local cluster sized to the "
+                                                    "machine.")]
+
+
+def checked_engine(engine: str) -> str:
+    from ledger.cluster import checked_engine as checked
+
+    return checked(engine)
 
 
 @app.callback()

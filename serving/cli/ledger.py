@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ledger import read_ledger, write_ledger
+from ledger.importing.sources import CHUNK_ROWS
 from ledger.store import refuse_unless_replaceable
 from serving.cli.common import LEDGER, LedgerDir, app, checked_out, console, ledger_summary, parse_date
 from serving.cli.errors import reports_errors
@@ -22,15 +25,61 @@ def generate(
     months: Annotated[int, typer.Option(min=1, max=240, help="Months of history.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same ledger.")] = 0,
     start: Annotated[str, typer.Option(help="First day of the history, YYYY-MM-DD.")] = "2022-01-01",
+    partitions: Annotated[int | None, typer.Option(
+        min=1, help="Write the ledger partitioned into N buckets by customer, drawn and written chunk by chunk "
+                    "in bounded memory (a different ledger than the one-shot generator draws for the seed).")] = None,
+    chunk_customers: Annotated[int | None, typer.Option(
+        min=1, help="With --partitions: customers drawn per chunk (default 10,000); memory grows with it.")] = None,
 ) -> None:
     """Generate a synthetic B2B receivables ledger with its ground truth."""
     refuse_unless_replaceable(Path(os.path.abspath(out)))
     start_date = parse_date(start, "--start")
-    from ledger.synthetic import generate_ledger, write_synthetic
+    if partitions is None:
+        if chunk_customers is not None:
+            raise typer.BadParameter("only with --partitions (the one-shot generator draws all customers at once)",
+                                     param_hint="--chunk-customers")
+        from ledger.synthetic import generate_ledger, write_synthetic
 
-    ledger, truth = generate_ledger(customers=customers, months=months, seed=seed, start=start_date)
-    write_synthetic(ledger, truth, out)
-    console.print(ledger_summary(ledger, title=f"{out}: generated (seed {seed})"))
+        ledger, truth = generate_ledger(customers=customers, months=months, seed=seed, start=start_date)
+        write_synthetic(ledger, truth, out)
+        console.print(ledger_summary(ledger, title=f"{out}: generated (seed {seed})"))
+        return
+    from ledger.synthetic import write_synthetic_chunks
+
+    chunk = chunk_customers or DEFAULT_CHUNK_CUSTOMERS
+    with chunk_progress(-(-customers // chunk)) as advance:
+        rows = write_synthetic_chunks(out, customers=customers, months=months, seed=seed, start=start_date,
+                                      partitions=partitions, chunk_customers=chunk, progress=advance)
+    console.print(row_counts(rows, title=f"{out}: generated (seed {seed}) in {partitions} partitions, "
+                                         f"{chunk:,} customers per chunk"))
+    console.print("truth: OUT/truth/<table>/chunk-*.parquet per chunk (customers, risk_path, invoices) and "
+                  "OUT/truth/fx_rates.parquet")
+
+
+DEFAULT_CHUNK_CUSTOMERS = 10_000
+
+
+@contextmanager
+def chunk_progress(total: int) -> Iterator[Callable[[], None]]:
+    """A transient progress bar over chunks; yields the function that advances it by one."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task("chunks", total=total)
+        yield lambda: bar.advance(task)
+
+
+def row_counts(rows: dict[str, int], title: str):
+    """A table of rows written per ledger table."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in rows.items():
+        table.add_row(name, f"{count:,}")
+    return table
 
 
 @app.command("import", rich_help_panel=LEDGER)
@@ -39,12 +88,20 @@ def import_(
     sources: Annotated[list[Path], typer.Argument(help="ERP export file(s), or one folder for generic_csv.")],
     mapping: Annotated[str, typer.Option(help="Mapping name (ibm_sample, sap_fbl5n, generic_csv) or YAML file.")],
     out: Annotated[Path, typer.Option(help="Ledger directory to write; left untouched on any error.")],
+    partitions: Annotated[int | None, typer.Option(
+        min=1, help="Write the ledger partitioned into N buckets by customer (large exports are streamed to it "
+                    "chunk by chunk where the mapping allows).")] = None,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows of an export read at a time.")] = CHUNK_ROWS,
 ) -> None:
     """Import ERP exports into a validated ledger using a column mapping."""
-    from ledger.importing import import_ledger
+    from ledger.importing import import_ledger, import_partitioned
 
     refuse_unless_replaceable(Path(os.path.abspath(out)))
-    ledger = import_ledger(sources, mapping)
+    if partitions is not None:
+        rows = import_partitioned(sources, mapping, out, partitions, chunk_rows=chunk_rows)
+        console.print(row_counts(rows, title=f"{out}: imported with {mapping} in {partitions} partitions"))
+        return
+    ledger = import_ledger(sources, mapping, chunk_rows=chunk_rows)
     write_ledger(ledger, out)
     console.print(ledger_summary(ledger, title=f"{out}: imported with {mapping}"))
 

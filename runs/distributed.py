@@ -1,0 +1,292 @@
+"""The daily run on a Dask cluster (`arrisk run --engine dask`): the same steps, one task per partition.
+
+A partitioned ledger (`ledger.partitions`) holds every customer's whole history in one bucket, and every
+per-customer step (validate, features, scores, explanations, dunning, the worklist's rows, aging) needs
+only the customer's own history. So each bucket's day is one task: a worker reads its bucket, runs the
+pandas steps of `runs.day` on it unchanged (`build_day`) and writes its part of each table as
+`<table>/part-<bucket>.parquet` into the run's staging folder. What crosses customers is combined from the
+tasks' small results:
+- the worklist's global rank: every task returns its (unranked) worklist rows, one per customer with
+  something overdue, and `rules.worklist.ranked` orders them all (score, overdue amount, customer id);
+- the forecast: every task returns its `ForecastSums` (expected and simulated receipts per period), added
+  up in a tree of Dask tasks; a bucket's draws use the seed `[seed, bucket]`, so the intervals are those
+  of the same model with other random numbers (the expected receipts are the same sums);
+- keys unique across the ledger: every task returns 64-bit hashes of its keys, checked together;
+- the ledger's fingerprint: the buckets' fingerprints hashed in bucket order.
+A worker holds one bucket's ledger and day at a time; the client holds the worklist and the forecast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features import FeatureConfig, features_at
+from features.labels import last_event_date
+from ledger import BadInput, Ledger, LedgerError, Problem
+from ledger.partitions import part_name, partition_count, read_partition
+from rules.forecast import ForecastSums, added_sums, forecast_table, period_edges
+from rules.worklist import WORKLIST_COLUMNS, ranked
+from runs.actions import with_records
+from runs.day import FORECAST_FREQS, STEPS, DaySettings, Step, StepFailed, Work, build_day, peak_rss_mb
+from runs.scoring import Champions, forecast_sums_of
+
+# Tables written by the partitions, one file per bucket; the worklist and forecast are combined.
+PARTITIONED_TABLES = ("scores", "customers", "contributions", "dunning", "aging")
+UNIQUE_KEYS = (("customers", "customer_id"), ("invoices", "invoice_id"), ("payments", "payment_id"),
+               ("disputes", "dispute_id"), ("promises", "promise_id"), ("contacts", "contact_id"),
+               ("writeoffs", "invoice_id"))
+
+
+@dataclass
+class PartitionResult:
+    """What one bucket's task hands back: small things only (its tables are on disk)."""
+
+    bucket: int
+    rows: dict[str, int]
+    worklist: pd.DataFrame
+    forecast: dict[str, ForecastSums]
+    fingerprint: str
+    key_hashes: dict[str, np.ndarray]
+    steps: list[dict]
+    peak_rss_mb: float
+    facts: dict = field(default_factory=dict)
+
+
+def forecast_sums_step(bucket: int) -> Step:
+    """The forecast step of a bucket: its sums per frequency (combined across buckets by the client)."""
+    def forecast_sums(work: Work) -> None:
+        settings = work.settings
+        work.facts["forecast_sums"] = {
+            freq: forecast_sums_of(work.ledger, work.as_of, work.champions, horizon_weeks=settings.horizon_weeks,
+                                   freq=freq, draws=settings.draws, seed=[settings.seed, bucket],
+                                   scores=work.scores)
+            for freq in FORECAST_FREQS}
+    return Step("forecast", forecast_sums, "the forecast's sums of the bucket")
+
+
+def partition_steps(bucket: int) -> tuple[Step, ...]:
+    return tuple(forecast_sums_step(bucket) if step.name == "forecast" else step for step in STEPS)
+
+
+def records_of(ledger: Ledger, records: dict[str, pd.DataFrame] | None) -> dict[str, pd.DataFrame]:
+    """The recorded activity that belongs to the bucket's customers and documents."""
+    customers = set(ledger.customers["customer_id"])
+    invoices = set(ledger.invoices["invoice_id"])
+    mine = {}
+    for name, table in (records or {}).items():
+        if table is None or table.empty:
+            continue
+        keep = (table["customer_id"].isin(customers) if "customer_id" in table
+                else table["invoice_id"].isin(invoices))
+        mine[name] = table[keep]
+    return mine
+
+
+def partition_day(ledger_dir: str, bucket: int, as_of: pd.Timestamp, champions: Champions,
+                  settings: DaySettings, records: dict[str, pd.DataFrame] | None, out: str) -> PartitionResult:
+    """One bucket's day, run on a worker: its tables written to `out/<table>/part-<bucket>.parquet`."""
+    ledger = read_partition(ledger_dir, bucket, validate=False)  # the validate step checks it, records included
+    ledger = with_records(ledger, records_of(ledger, records))
+    try:
+        day = build_day(ledger, as_of, champions, settings, partition_steps(bucket))
+    except StepFailed as failed:
+        if isinstance(failed.error, LedgerError):  # name the bucket: its rows count within it
+            where = f"{ledger_dir}/{{table}}/{part_name(bucket)}"
+            raise StepFailed(failed.step, LedgerError([replace(problem, where=where.format(table=problem.where))
+                                                       for problem in failed.error.problems],
+                                                      failed.error.title)) from None
+        raise
+    rows = {}
+    for name in PARTITIONED_TABLES:
+        folder = Path(out) / name
+        folder.mkdir(exist_ok=True)
+        day.tables[name].reset_index(drop=True).to_parquet(folder / f"{part_name(bucket)}.parquet", index=False)
+        rows[name] = len(day.tables[name])
+    first = ledger.invoices["invoice_date"].min()
+    return PartitionResult(
+        bucket, rows, day.tables["worklist"], day.facts.pop("forecast_sums"),
+        fingerprint=day.facts["ledger_fingerprint"], key_hashes=key_hashes(ledger), steps=day.steps,
+        peak_rss_mb=peak_rss_mb(),
+        facts={"first_invoice_date": None if pd.isna(first) else first,
+               "last_event_date": last_event_date(ledger) if len(ledger.invoices) else None})
+
+
+def key_hashes(ledger: Ledger) -> dict[str, np.ndarray]:
+    """64-bit hashes of the keys the contract makes unique, per `table.column`."""
+    return {f"{table}.{column}": pd.util.hash_array(getattr(ledger, table)[column].to_numpy(dtype=object))
+            for table, column in UNIQUE_KEYS}
+
+
+def duplicate_key_problems(results: Sequence[PartitionResult]) -> list[Problem]:
+    """Keys that occur in more than one bucket (within a bucket, the validate step has already refused them)."""
+    problems = []
+    for table, column in UNIQUE_KEYS:
+        name = f"{table}.{column}"
+        hashes = np.concatenate([result.key_hashes[name] for result in results])
+        values, counts = np.unique(hashes, return_counts=True)
+        repeated = values[counts > 1]
+        if len(repeated):
+            buckets = [result.bucket for result in results if np.isin(result.key_hashes[name], repeated).any()]
+            problems.append(Problem(table, None, column, f"{len(repeated)} key(s) occur in more than one bucket "
+                                                         f"(buckets {', '.join(map(str, buckets[:10]))})"))
+    return problems
+
+
+def combined_fingerprint(results: Sequence[PartitionResult]) -> str:
+    digest = hashlib.sha256()
+    for result in sorted(results, key=lambda result: result.bucket):
+        digest.update(result.fingerprint.encode())
+    return digest.hexdigest()[:16]
+
+
+def global_worklist(results: Sequence[PartitionResult]) -> pd.DataFrame:
+    """Every bucket's worklist rows in one ranking (the same order `rules.worklist.ranked` gives the book)."""
+    rows = [result.worklist for result in results if len(result.worklist)]
+    if not rows:
+        return results[0].worklist if results else pd.DataFrame(columns=WORKLIST_COLUMNS)
+    table = pd.concat(rows, ignore_index=True).drop(columns="rank")
+    return ranked(table)[WORKLIST_COLUMNS]
+
+
+def tree_sum(client, futures: list, add: Callable) -> object:
+    """The futures' values added pairwise on the cluster (a reduction tree of depth log2(n))."""
+    while len(futures) > 1:
+        pairs = [client.submit(add, futures[i], futures[i + 1], pure=False) for i in range(0, len(futures) - 1, 2)]
+        futures = pairs + ([futures[-1]] if len(futures) % 2 else [])
+    return futures[0].result()
+
+
+def added_forecasts(first: dict[str, ForecastSums], second: dict[str, ForecastSums]) -> dict[str, ForecastSums]:
+    return {freq: added_sums(first[freq], second[freq]) for freq in first}
+
+
+def forecast_of(sums: dict[str, ForecastSums], as_of: pd.Timestamp, settings: DaySettings,
+                base_currency: str) -> pd.DataFrame:
+    return pd.concat([forecast_table(as_of, period_edges(settings.horizon_weeks, freq), sums[freq], base_currency)
+                      .assign(freq=freq) for freq in FORECAST_FREQS], ignore_index=True)
+
+
+@dataclass
+class DistributedDay:
+    """A run's combined results (the partitioned tables are already in the staging folder)."""
+
+    as_of: pd.Timestamp
+    tables: dict[str, pd.DataFrame]  # worklist and forecast
+    rows: dict[str, int]
+    facts: dict
+    steps: list[dict]
+    partitions: int
+    peak_worker_rss_mb: float
+    seconds: float  # wall-clock, from the first task submitted to the reductions done
+
+
+def build_day_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, champions: Champions, out: Path,
+                         settings: DaySettings | None = None, records: dict[str, pd.DataFrame] | None = None,
+                         base_currency: str = "EUR",
+                         on_progress: Callable[[int, int], None] | None = None) -> DistributedDay:
+    """Every bucket's day as one task on `client`'s cluster, written under `out`; then the reductions."""
+    from distributed import as_completed
+
+    settings = settings or DaySettings()
+    as_of = pd.Timestamp(as_of).normalize()
+    partitions = partition_count(ledger_dir)
+    started = time.perf_counter()
+    shared_champions, shared_settings, shared_records = client.scatter([champions, settings, records or {}],
+                                                                       broadcast=True, hash=False)
+    futures = [client.submit(partition_day, str(ledger_dir), bucket, as_of, shared_champions, shared_settings,
+                             shared_records, str(out), key=f"partition-day-{bucket}-{time.time_ns()}")
+               for bucket in range(partitions)]
+    results: list[PartitionResult] = []
+    for done, future in enumerate(as_completed(futures), start=1):
+        results.append(future.result())  # a task's own exception (StepFailed naming the step) is raised here
+        if on_progress is not None:
+            on_progress(done, partitions)
+    partitions_seconds = time.perf_counter() - started
+    problems = duplicate_key_problems(results)
+    if problems:
+        raise LedgerError(problems)
+
+    reduce_started = time.perf_counter()
+    sums = tree_sum(client, [client.submit(lambda result: result.forecast, future) for future in futures],
+                    added_forecasts)
+    forecast = forecast_of(sums, as_of, settings, base_currency)
+    worklist = global_worklist(results)
+    reduce_seconds = time.perf_counter() - reduce_started
+    rows = {name: sum(result.rows[name] for result in results) for name in PARTITIONED_TABLES}
+    firsts = [result.facts["first_invoice_date"] for result in results if result.facts["first_invoice_date"] is not None]
+    lasts = [result.facts["last_event_date"] for result in results if result.facts["last_event_date"] is not None]
+    facts = {"ledger_fingerprint": combined_fingerprint(results),
+             "first_invoice_date": f"{min(firsts):%Y-%m-%d}" if firsts else None,
+             "last_event_date": f"{max(lasts):%Y-%m-%d}" if lasts else None,
+             "horizon_weeks": settings.horizon_weeks, "forecast_draws": settings.draws,
+             "forecast_seed": settings.seed, "forecast_seeds": "[seed, bucket] per bucket"}
+    driver_steps = [{"name": "partitions (wall)", "seconds": round(partitions_seconds, 3), "peak_rss_mb": peak_rss_mb()},
+                    {"name": "worklist rank, forecast sum", "seconds": round(reduce_seconds, 3),
+                     "peak_rss_mb": peak_rss_mb()}]
+    return DistributedDay(as_of, {"worklist": worklist, "forecast": forecast}, rows, facts,
+                          [*step_totals(results), *driver_steps], partitions,
+                          max(result.peak_rss_mb for result in results),
+                          round(time.perf_counter() - started, 3))
+
+
+def step_totals(results: Sequence[PartitionResult]) -> list[dict]:
+    """Per step: the seconds all tasks spent in it (worker-seconds) and the largest worker peak memory."""
+    totals: dict[str, dict] = {}
+    for result in results:
+        for step in result.steps:
+            total = totals.setdefault(step["name"], {"name": step["name"], "seconds": 0.0, "peak_rss_mb": 0.0})
+            total["seconds"] = round(total["seconds"] + step["seconds"], 3)
+            total["peak_rss_mb"] = max(total["peak_rss_mb"], step["peak_rss_mb"])
+    return [{**total, "name": f"{total['name']} (worker-seconds)"} for total in totals.values()]
+
+
+
+def partition_features(ledger_dir: str, bucket: int, as_of: pd.Timestamp, out: str,
+                       config: FeatureConfig | None = None) -> int:
+    """One bucket's features of every open document (`features.features_at`), written on a worker to
+    `out/part-<bucket>.parquet`; returns its rows."""
+    frame = features_at(read_partition(ledger_dir, bucket), as_of, config)
+    frame.to_parquet(Path(out) / f"{part_name(bucket)}.parquet", index=False)
+    return len(frame)
+
+
+def features_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, out: str | Path,
+                        config: FeatureConfig | None = None) -> int:
+    """The features of every open document at `as_of`, one task per bucket, as a folder of one Parquet file
+    per bucket at `out` (written beside it first, then renamed into place); returns the rows written."""
+    out = Path(out)
+    check_parts_folder(out)
+    staging = out.with_name(f".{out.name}.{time.time_ns()}.tmp")
+    staging.mkdir(parents=True)
+    try:
+        futures = client.map(partition_features, [str(ledger_dir)] * partition_count(ledger_dir),
+                             range(partition_count(ledger_dir)), as_of=pd.Timestamp(as_of), out=str(staging),
+                             config=config, pure=False)
+        rows = sum(client.gather(futures))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return rows
+
+
+def check_parts_folder(out: Path) -> None:
+    """`BadInput` unless `out` is absent or a folder of bucket files this command wrote (nothing else is
+    ever replaced)."""
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir() or any(not re.fullmatch(r"part-\d{5}\.parquet", entry.name)
+                                                   for entry in out.iterdir()):
+        raise BadInput(f"{out}: exists and is not a folder of part-NNNNN.parquet files; refusing to replace it "
+                       "(nothing was changed): pass a new folder")
