@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ledger.errors import LedgerError, Problem
+from ledger.errors import BadInput, LedgerError, Problem
 from ledger.schema import OPTIONAL_TABLES, TABLES, empty_table
 from ledger.store import (
     META_FILE,
@@ -124,6 +124,13 @@ def partitioned_meta(base_currency: str, source: str, partitions: int, rows: dic
 
     return {"format": FORMAT, "version": FORMAT_VERSION, "layout": PARTITIONED, "partitions": partitions,
             "base_currency": base_currency, "source": source, "rows": rows}
+
+
+def require_partitioned(path: str | Path) -> None:
+    """`BadInput` unless `path` is a partitioned ledger (what the dask engine reads)."""
+    if _read_meta(Path(path)).get("layout") != PARTITIONED:  # a missing or foreign ledger is named as such
+        raise BadInput(f"{path}: the dask engine reads a partitioned ledger; write one with "
+                       "`arrisk generate --partitions N` or `arrisk import --partitions N`")
 
 
 def read_meta(path: str | Path) -> dict:

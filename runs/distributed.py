@@ -38,7 +38,7 @@ from rules.forecast import ForecastSums, added_sums, forecast_table, period_edge
 from rules.worklist import WORKLIST_COLUMNS, ranked
 from runs.actions import with_records
 from runs.day import FORECAST_FREQS, STEPS, DaySettings, Step, StepFailed, Work, build_day, peak_rss_mb
-from runs.scoring import Champions, forecast_sums_of
+from runs.scoring import Champions, forecast_sums_of, score, score_table
 
 # Tables written by the partitions, one file per bucket; the worklist and forecast are combined.
 PARTITIONED_TABLES = ("scores", "customers", "contributions", "dunning", "aging")
@@ -251,27 +251,35 @@ def step_totals(results: Sequence[PartitionResult]) -> list[dict]:
 
 
 
-def partition_features(ledger_dir: str, bucket: int, as_of: pd.Timestamp, out: str,
-                       config: FeatureConfig | None = None) -> int:
-    """One bucket's features of every open document (`features.features_at`), written on a worker to
-    `out/part-<bucket>.parquet`; returns its rows."""
-    frame = features_at(read_partition(ledger_dir, bucket), as_of, config)
-    frame.to_parquet(Path(out) / f"{part_name(bucket)}.parquet", index=False)
-    return len(frame)
+def partition_features(ledger_dir: str, bucket: int, as_of: pd.Timestamp, config: FeatureConfig | None = None,
+                       records: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One bucket's features of every open document (`features.features_at`)."""
+    return features_at(read_partition(ledger_dir, bucket), as_of, config)
 
 
-def features_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, out: str | Path,
-                        config: FeatureConfig | None = None) -> int:
-    """The features of every open document at `as_of`, one task per bucket, as a folder of one Parquet file
-    per bucket at `out` (written beside it first, then renamed into place); returns the rows written."""
+def partition_scores(ledger_dir: str, bucket: int, as_of: pd.Timestamp, champions: Champions,
+                     records: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One bucket's scores of every open document (`runs.scoring.score_table`), its recorded activity included."""
+    ledger = read_partition(ledger_dir, bucket)
+    ledger = with_records(ledger, records_of(ledger, records))
+    return score_table(score(ledger, as_of, champions), champions)
+
+
+def bucket_tables_on_cluster(client, table_of: Callable[..., pd.DataFrame], ledger_dir: str | Path,
+                             out: str | Path, **arguments) -> int:
+    """`table_of(ledger_dir, bucket, **arguments)` for every bucket, one task each, written by the workers as
+    `out/part-<bucket>.parquet` (into a staging folder beside `out`, renamed into place when every bucket is
+    done); returns the rows written. `out` must be absent or such a folder."""
     out = Path(out)
     check_parts_folder(out)
-    staging = out.with_name(f".{out.name}.{time.time_ns()}.tmp")
+    staging = out.with_name(f".{out.name}.{os.getpid()}.{time.time_ns()}.tmp")
     staging.mkdir(parents=True)
     try:
-        futures = client.map(partition_features, [str(ledger_dir)] * partition_count(ledger_dir),
-                             range(partition_count(ledger_dir)), as_of=pd.Timestamp(as_of), out=str(staging),
-                             config=config, pure=False)
+        shared = {name: client.scatter(value, broadcast=True, hash=False) if name in ("champions", "records") else value
+                  for name, value in arguments.items()}
+        futures = [client.submit(write_bucket_table, table_of, str(ledger_dir), bucket, str(staging), pure=False,
+                                 **shared)
+                   for bucket in range(partition_count(ledger_dir))]
         rows = sum(client.gather(futures))
         if out.exists():
             shutil.rmtree(out)
@@ -279,6 +287,27 @@ def features_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, out
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return rows
+
+
+def write_bucket_table(table_of: Callable[..., pd.DataFrame], ledger_dir: str, bucket: int, out: str,
+                       **arguments) -> int:
+    frame = table_of(ledger_dir, bucket, **arguments)
+    frame.to_parquet(Path(out) / f"{part_name(bucket)}.parquet", index=False)
+    return len(frame)
+
+
+def features_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, out: str | Path,
+                        config: FeatureConfig | None = None) -> int:
+    """The features of every open document at `as_of` as a folder of one Parquet file per bucket."""
+    return bucket_tables_on_cluster(client, partition_features, ledger_dir, out, as_of=pd.Timestamp(as_of),
+                                    config=config)
+
+
+def scores_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, champions: Champions,
+                      out: str | Path, records: dict[str, pd.DataFrame] | None = None) -> int:
+    """The scores of every open document at `as_of` as a folder of one Parquet file per bucket."""
+    return bucket_tables_on_cluster(client, partition_scores, ledger_dir, out, as_of=pd.Timestamp(as_of),
+                                    champions=champions, records=records or {})
 
 
 def check_parts_folder(out: Path) -> None:

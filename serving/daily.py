@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from configs.settings import Settings
-from ledger import BadInput, read_ledger
+from ledger import read_ledger
 from runs.daily import built_at, execute_run
 from runs.day import STEPS, Step, Work
 
@@ -63,14 +63,12 @@ def _daily_run_on_cluster(ledger_dir: Path, as_of: pd.Timestamp, runs_dir: Path,
                           environ: Mapping[str, str] | None, keep: int, about: dict, scheduler: str | None,
                           on_progress: Callable[[int, int], None] | None) -> Path:
     from ledger.cluster import dask_client
-    from ledger.partitions import is_partitioned, read_meta
+    from ledger.partitions import read_meta, require_partitioned
     from runs.daily import execute_run_on_cluster
     from runs.scoring import load_champions
     from serving.activity import recorded_tables
 
-    if not is_partitioned(ledger_dir):
-        raise BadInput(f"{ledger_dir}: the dask engine reads a partitioned ledger; write one with "
-                       "`arrisk generate --partitions N` or `arrisk import --partitions N`")
+    require_partitioned(ledger_dir)
     records, mark = recorded_tables(environ)
     champions = load_champions(tracking_uri)
     with dask_client(scheduler) as client:

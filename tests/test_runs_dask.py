@@ -165,3 +165,26 @@ def test_the_dask_engine_refuses_an_unpartitioned_ledger_and_an_unknown_engine(s
     assert result.exit_code == 1 and "partitioned ledger" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["run", "--ledger", str(folder), "--as-of", "2023-06-30", "--engine", "spark"])
     assert result.exit_code == 1 and "expected one of pandas, dask" in result.output
+
+
+def test_arrisk_features_and_score_engine_dask_write_one_file_per_bucket_equal_to_pandas(
+        scoring_ledger, partitioned_dir, champion_store, dask_scheduler, tmp_path):
+    common = ["--ledger", str(partitioned_dir), "--as-of", "2023-06-30", "--engine", "dask",
+              "--scheduler", dask_scheduler]
+    result = runner.invoke(app, ["features", *common, "--out", str(tmp_path / "features")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "features").glob("part-*.parquet"))) == PARTITIONS
+    result = runner.invoke(app, ["score", *common, "--out", str(tmp_path / "scores"), "--tracking-uri", champion_store])
+    assert result.exit_code == 0, result.output
+    on_cluster = pd.concat([pd.read_parquet(file) for file in sorted((tmp_path / "scores").glob("part-*.parquet"))])
+    result = runner.invoke(app, ["score", "--ledger", str(partitioned_dir), "--as-of", "2023-06-30",
+                                 "--out", str(tmp_path / "scores.parquet"), "--tracking-uri", champion_store])
+    assert result.exit_code == 0, result.output
+    direct = pd.read_parquet(tmp_path / "scores.parquet")
+    pd.testing.assert_frame_equal(by_key(on_cluster, "invoice_id"), by_key(direct, "invoice_id"), rtol=1e-9, atol=1e-9)
+    # A folder that is not ours is never replaced.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    result = runner.invoke(app, ["features", *common, "--out", str(tmp_path / "mine")])
+    assert result.exit_code == 1 and "refusing to replace it" in result.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -208,17 +208,28 @@ def run_backtest(datasets: Datasets, origins: Sequence[pd.Timestamp], settings: 
     """Fit on cutoffs before each origin (labels censored at it) and test at the origin."""
     settings = settings or ModelSettings()
     results = []
-    fitted = None
     for origin in origins:
         if progress:
             progress(f"origin {origin:%Y-%m-%d}")
-        train_invoices = censor_invoice_labels(datasets.invoices[datasets.invoices["cutoff"] < origin], origin)
-        train_customers = censor_customer_labels(datasets.customers[datasets.customers["cutoff"] < origin], origin)
-        fitted = fit_models(train_invoices, train_customers, settings, recipes)
-        test_invoices = datasets.invoices[datasets.invoices["cutoff"] == origin]
-        test_customers = datasets.customers[datasets.customers["cutoff"] == origin]
-        results.append(evaluate_origin(fitted, test_invoices, test_customers, origin, settings))
-    result = BacktestResult(list(origins), results, fitted=fitted)
+        results.append(origin_result(datasets, origin, settings, recipes))
+    return combined_backtest(datasets, origins, results)
+
+
+def origin_result(datasets: Datasets, origin: pd.Timestamp, settings: ModelSettings,
+                  recipes: Mapping | None = None) -> OriginResult:
+    """One origin of the backtest: fit on the cutoffs before it (labels censored at it), test at it."""
+    train_invoices = censor_invoice_labels(datasets.invoices[datasets.invoices["cutoff"] < origin], origin)
+    train_customers = censor_customer_labels(datasets.customers[datasets.customers["cutoff"] < origin], origin)
+    fitted = fit_models(train_invoices, train_customers, settings, recipes)
+    test_invoices = datasets.invoices[datasets.invoices["cutoff"] == origin]
+    test_customers = datasets.customers[datasets.customers["cutoff"] == origin]
+    return evaluate_origin(fitted, test_invoices, test_customers, origin, settings)
+
+
+def combined_backtest(datasets: Datasets, origins: Sequence[pd.Timestamp],
+                      results: Sequence[OriginResult]) -> BacktestResult:
+    """The origins' results, in origin order, pooled into the backtest's metrics."""
+    result = BacktestResult(list(origins), list(results), fitted=results[-1].fitted if results else None)
     result.metrics = backtest_metrics(result, datasets)
     return result
 

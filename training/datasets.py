@@ -26,9 +26,14 @@ class Datasets:
 
 def monthly_cutoffs(ledger: Ledger, warmup_months: int = 3, until: pd.Timestamp | None = None) -> list[pd.Timestamp]:
     """Month ends from `warmup_months` after the first invoice to the end of observation (or `until`)."""
-    first = ledger.invoices["invoice_date"].min()
     end = last_event_date(ledger) if until is None else min(pd.Timestamp(until), last_event_date(ledger))
-    start = (first + pd.offsets.MonthEnd(warmup_months)).normalize()
+    return month_ends_between(ledger.invoices["invoice_date"].min(), end, warmup_months)
+
+
+def month_ends_between(first_invoice: pd.Timestamp, end: pd.Timestamp, warmup_months: int = 3) -> list[pd.Timestamp]:
+    """Month ends from `warmup_months` after `first_invoice` to `end`: the cutoffs of `monthly_cutoffs`,
+    from the two dates a partitioned ledger combines from its buckets."""
+    start = (first_invoice + pd.offsets.MonthEnd(warmup_months)).normalize()
     return list(pd.date_range(start, end, freq="ME"))
 
 
@@ -40,18 +45,27 @@ def backtest_origins(cutoffs: Sequence[pd.Timestamp], observation_end: pd.Timest
 
 
 def build_datasets(ledger: Ledger, cutoffs: Sequence[pd.Timestamp], config: FeatureConfig | None = None,
-                   progress: bool = False) -> Datasets:
+                   progress: bool = False, observation_end: pd.Timestamp | None = None) -> Datasets:
     """Invoice and customer snapshots at `cutoffs`, plus the columns training needs: due date, the
-    deterioration event date and a `deteriorates` label under one name."""
+    deterioration event date and a `deteriorates` label under one name; rows in key order (`in_key_order`).
+
+    `observation_end` defaults to the ledger's last event; a part of a ledger (one bucket) passes the whole
+    ledger's, so that its labels are censored where the whole ledger's are."""
     config = config or FeatureConfig()
-    end = last_event_date(ledger)
+    end = last_event_date(ledger) if observation_end is None else pd.Timestamp(observation_end)
     invoices = build_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress)
     invoices["due_date"] = invoices["cutoff"] + (invoices["days_to_due"] - invoices["days_past_due"]) * DAY
     customers = build_customer_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress)
     label = f"deteriorates_{config.deterioration_horizon_days}d"
     customers["deteriorates"] = customers[label]
     customers["deterioration_date"] = next_deterioration_date(ledger, customers[["customer_id", "cutoff"]], config)
-    return Datasets(invoices, customers, end)
+    return Datasets(in_key_order(invoices, "invoice_id"), in_key_order(customers, "customer_id"), end)
+
+
+def in_key_order(rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """`rows` sorted by cutoff then `key`, with a fresh index: one order whoever built the rows (the whole
+    ledger at once or its buckets one by one), since LightGBM fits depend on the order of their rows."""
+    return rows.sort_values(["cutoff", key], kind="stable", ignore_index=True)
 
 
 def deterioration_dates(ledger: Ledger, config: FeatureConfig) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pandas as pd
 from features import FeatureConfig, registry_frame
 from ledger import Ledger, LedgerError, Problem
 from training import report as r
-from training.backtest import BacktestResult, ModelSettings, fit_models, run_backtest
+from training.backtest import BacktestResult, FittedModels, ModelSettings, fit_models, run_backtest
 from training.datasets import (
     Datasets,
     backtest_origins,
@@ -37,12 +37,19 @@ GATE_RULES = {
 
 @dataclass
 class BacktestRun:
-    """A finished backtest with the data it ran on."""
+    """A finished backtest with the data it ran on. `ledger` is None when the rows were built bucket by
+    bucket on a cluster (`training.distributed`): the whole ledger was never in memory, and `fingerprint`
+    then says which data it was."""
 
-    ledger: Ledger
+    ledger: Ledger | None
     datasets: Datasets
     result: BacktestResult
     seconds: dict
+    fingerprint: str | None = None
+
+    def ledger_fingerprint(self) -> str:
+        """The content hash of the data the backtest ran on (`Ledger.fingerprint`, or the one given)."""
+        return self.fingerprint if self.fingerprint is not None else self.ledger.fingerprint()
 
 
 def backtest_ledger(ledger: Ledger, *, until: pd.Timestamp | None = None, origins: int = 3,
@@ -59,20 +66,26 @@ def backtest_ledger(ledger: Ledger, *, until: pd.Timestamp | None = None, origin
     cutoffs = monthly_cutoffs(ledger)
     datasets = build_datasets(ledger, cutoffs, config, progress=progress is not None)
     built = time.perf_counter()
-    chosen = backtest_origins(cutoffs, datasets.observation_end, count=origins)
-    if not chosen:
-        raise LedgerError(Problem("ledger", None, None, "not enough history for a backtest: need at least 4 "
-                                  "monthly cutoffs before the last one with 91 days of outcomes after it"),
-                          title="cannot backtest")
+    chosen = chosen_origins(cutoffs, datasets.observation_end, origins)
     result = run_backtest(datasets, chosen, settings, progress=progress)
     return BacktestRun(ledger, datasets, result,
                        {"datasets": built - started, "backtest": time.perf_counter() - built})
 
 
+def chosen_origins(cutoffs: list[pd.Timestamp], observation_end: pd.Timestamp, origins: int) -> list[pd.Timestamp]:
+    """The backtest's `origins` (`backtest_origins`); `LedgerError` when the history holds none."""
+    chosen = backtest_origins(cutoffs, observation_end, count=origins)
+    if not chosen:
+        raise LedgerError(Problem("ledger", None, None, "not enough history for a backtest: need at least 4 "
+                                  "monthly cutoffs before the last one with 91 days of outcomes after it"),
+                          title="cannot backtest")
+    return chosen
+
+
 def write_backtest(run: BacktestRun, out: Path) -> tuple[Path, Path]:
     """`metrics.json` and `report.html` in `out`, each written whole or not at all."""
     out.mkdir(parents=True, exist_ok=True)
-    metrics = run.result.metrics | {"ledger_fingerprint": run.ledger.fingerprint(),
+    metrics = run.result.metrics | {"ledger_fingerprint": run.ledger_fingerprint(),
                                     "seconds": {k: round(v, 2) for k, v in run.seconds.items()}}
     metrics_path = _write_atomically(out / "metrics.json", json.dumps(_json_safe(metrics), indent=2))
     report_path = _write_atomically(out / "report.html", report_html(run))
@@ -109,7 +122,7 @@ def report_html(run: BacktestRun) -> str:
                    ("Lift by decile", r.lift_plot(deterioration["y"], deterioration["model"],
                                                   "Deterioration: lift by decile"))]},
     ]
-    return r.render_report(metrics, sections, run.ledger.fingerprint())
+    return r.render_report(metrics, sections, run.ledger_fingerprint())
 
 
 def gate_metrics(metrics: dict, task: str, who: str = "model") -> dict:
@@ -140,10 +153,26 @@ def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp
                        progress: Callable[[str], None] | None = None) -> TrainOutcome:
     """Backtest the recipe, fit the final models on everything known, log them to MLflow, and move the
     champion alias for each model that beats its baselines and the current champion."""
-    from training.tracking import GateDecision, champion_version, gate, load_champion, log_model_run
-
     settings = settings or ModelSettings()
     run = backtest_ledger(ledger, until=until, origins=origins, settings=settings, progress=progress)
+    return register_models(run, tracking_uri, settings=settings, report_dir=report_dir, progress=progress)
+
+
+def final_models(datasets: Datasets, settings: ModelSettings) -> FittedModels:
+    """The three models fitted on every row, labels as known at the end of observation."""
+    end = datasets.observation_end
+    return fit_models(censor_invoice_labels(datasets.invoices, end),
+                      censor_customer_labels(datasets.customers, end), settings)
+
+
+def register_models(run: BacktestRun, tracking_uri: str, *, settings: ModelSettings,
+                    report_dir: Path | None = None, progress: Callable[[str], None] | None = None,
+                    fit: Callable[[Datasets, ModelSettings], FittedModels] = final_models,
+                    backtest: Callable[..., BacktestResult] = run_backtest) -> TrainOutcome:
+    """After the backtest `run`: the final fit, the MLflow runs and the gate. `fit` and `backtest` (how a
+    champion's recipe is re-backtested) are the in-process ones, or their Dask twins."""
+    from training.tracking import GateDecision, champion_version, gate, load_champion, log_model_run
+
     metrics = run.result.metrics
     report = None
     if report_dir is not None:
@@ -153,13 +182,12 @@ def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp
     end = run.datasets.observation_end
     if progress:
         progress("final fit")
-    final = fit_models(censor_invoice_labels(run.datasets.invoices, end),
-                       censor_customer_labels(run.datasets.customers, end), settings)
+    final = fit(run.datasets, settings)
     fit_seconds = time.perf_counter() - started
 
-    fingerprint = run.ledger.fingerprint()
+    fingerprint = run.ledger_fingerprint()
     champions = {task: load_champion(tracking_uri, MODEL_NAMES[task]) for task in MODEL_NAMES}
-    champion_metrics = champion_backtest(run, champions, settings, tracking_uri, progress)
+    champion_metrics = champion_backtest(run, champions, settings, tracking_uri, progress, backtest)
     versions, decisions = {}, {}
     registry = dict(zip(registry_frame()["name"], registry_frame()["description"], strict=True))
     examples = {"late": run.datasets.invoices, "timing": run.datasets.invoices,
@@ -186,13 +214,14 @@ def train_and_register(ledger: Ledger, tracking_uri: str, *, until: pd.Timestamp
 
 
 def champion_backtest(run: BacktestRun, champions: dict, settings: ModelSettings, tracking_uri: str,
-                      progress: Callable[[str], None] | None) -> dict:
+                      progress: Callable[[str], None] | None,
+                      backtest: Callable[..., BacktestResult] = run_backtest) -> dict:
     """The current champions' backtest metrics on the same origins and data as the candidate, so the
     comparison is fair whatever data the champions were first trained on. A champion logged from this
     very ledger with these origins already has them; any other is re-backtested from its recipe."""
     from training.tracking import champion_run
 
-    fingerprint, origins = run.ledger.fingerprint(), str(run.result.metrics["cutoffs"])
+    fingerprint, origins = run.ledger_fingerprint(), str(run.result.metrics["cutoffs"])
     known, recipes = {}, {}
     for task, model in champions.items():
         if model is None:
@@ -214,7 +243,7 @@ def champion_backtest(run: BacktestRun, champions: dict, settings: ModelSettings
         recipes[task] = model
     if not recipes:
         return known
-    result = run_backtest(run.datasets, run.result.origins, settings, progress=progress, recipes=recipes)
+    result = backtest(run.datasets, run.result.origins, settings, progress=progress, recipes=recipes)
     return known | {task: gate_metrics(result.metrics, task) for task in recipes}
 
 

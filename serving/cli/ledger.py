@@ -13,7 +13,18 @@ import typer
 from ledger import read_ledger, write_ledger
 from ledger.importing.sources import CHUNK_ROWS
 from ledger.store import refuse_unless_replaceable
-from serving.cli.common import LEDGER, LedgerDir, app, checked_out, console, ledger_summary, parse_date
+from serving.cli.common import (
+    LEDGER,
+    Engine,
+    LedgerDir,
+    Scheduler,
+    app,
+    checked_engine,
+    checked_out,
+    console,
+    ledger_summary,
+    parse_date,
+)
 from serving.cli.errors import reports_errors
 
 
@@ -119,14 +130,27 @@ def validate(ledger_dir: Annotated[Path, typer.Argument(help="Ledger directory t
 def features(
     ledger_dir: LedgerDir,
     as_of: Annotated[str, typer.Option(help="Cutoff date, YYYY-MM-DD: only what was known then is used.")],
-    out: Annotated[Path, typer.Option(help="File to write: .parquet, .csv, .xlsx or .json.")],
+    out: Annotated[Path, typer.Option(help="File to write: .parquet, .csv, .xlsx or .json; with --engine dask, a "
+                                           "folder of one Parquet file per bucket.")],
+    engine: Engine = "pandas",
+    scheduler: Scheduler = None,
 ) -> None:
     """Write the features of every document open at a date (one row per invoice, customer features joined)."""
     from features import features_at
     from rules.output import write_frame
 
-    checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
+    if checked_engine(engine) == "dask":
+        from ledger.cluster import dask_client
+        from ledger.partitions import require_partitioned
+        from runs.distributed import features_on_cluster
+
+        require_partitioned(ledger_dir)
+        with dask_client(scheduler) as client:
+            rows = features_on_cluster(client, ledger_dir, cutoff, out)
+        console.print(f"{out}/: {rows:,} open documents as of {cutoff:%Y-%m-%d}, one file per bucket")
+        return
+    checked_out(out)
     frame = features_at(read_ledger(ledger_dir), cutoff)
     write_frame(frame, out)
     console.print(f"{out}: {len(frame):,} open documents of {frame['customer_id'].nunique():,} customers "

@@ -14,13 +14,16 @@ from configs.settings import Settings
 from ledger import Ledger, read_ledger
 from serving.cli.common import (
     REPORTS,
+    Engine,
     LedgerDir,
     OutFile,
+    Scheduler,
     TrackingUri,
     about_option,
     app,
     bad_option,
     champions_from,
+    checked_engine,
     checked_out,
     checked_out_folder,
     console,
@@ -133,13 +136,19 @@ def score(
     out: OutFile = None,
     tracking_uri: TrackingUri = None,
     runs_dir: RunsDir = None,
+    engine: Engine = "pandas",
+    scheduler: Scheduler = None,
 ) -> None:
-    """Per open invoice: P(late), expected days late, pay date p10/p50/p90 and P(unpaid in 30 days)."""
+    """Per open invoice: P(late), expected days late, pay date p10/p50/p90 and P(unpaid in 30 days).
+    With `--engine dask`, one task per bucket of a partitioned ledger, written to the folder OUT."""
     from runs.scoring import SCORE_COLUMNS, score_table
     from runs.scoring import score as score_ledger
 
-    checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
+    if checked_engine(engine) == "dask":
+        scores_on_cluster(ledger_dir, cutoff, out, tracking_uri, scheduler)
+        return
+    checked_out(out)
     state = served_run(runs_dir, cutoff, ledger_dir)
     if state is not None:
         table = state.score_invoices(cutoff, None)[SCORE_COLUMNS].sort_values("invoice_id", ignore_index=True)
@@ -364,6 +373,26 @@ def served_run(runs_dir: Path | None, as_of: pd.Timestamp, ledger_dir: Path):
     store = open_store(database_url()) if activity_store_exists() else None
     errors.print(f"from the run of {as_of:%Y-%m-%d} in {runs_dir}", markup=False, highlight=False)
     return ServingState(RunDays(runs_dir, ledger_dir), store=store)
+
+
+def scores_on_cluster(ledger_dir: Path, cutoff: pd.Timestamp, out: Path | None, tracking_uri: str | None,
+                      scheduler: str | None) -> None:
+    """`arrisk score --engine dask`: the scores of every bucket, with its recorded activity, into the folder OUT."""
+    from ledger.cluster import dask_client
+    from ledger.errors import BadInput
+    from ledger.partitions import require_partitioned
+    from runs import distributed
+    from serving.activity import recorded_tables
+
+    if out is None:
+        raise BadInput("--out: the dask engine writes the scores to a folder (one Parquet file per bucket); "
+                       "pass --out FOLDER")
+    require_partitioned(ledger_dir)
+    champions = champions_from(tracking_uri)
+    records, _ = recorded_tables()
+    with dask_client(scheduler) as client:
+        rows = distributed.scores_on_cluster(client, ledger_dir, cutoff, champions, out, records)
+    console.print(f"{out}/: scores of {rows:,} open documents as of {cutoff:%Y-%m-%d}, one file per bucket")
 
 
 def with_recorded_activity(ledger: Ledger) -> Ledger:

@@ -12,9 +12,24 @@ import typer
 from rich.table import Table
 
 from ledger import read_ledger
+from ledger.cluster import checked_engine
 from serving.cli.common import TRAINING, TrackingUri, app, checked_out_folder, console, parse_date
 from serving.cli.errors import reports_errors
 from serving.cli.logs import stderr_to_log
+
+# Kept in step with training.distributed.DEFAULT_SAMPLE_ROWS (tested); not imported, so `arrisk --help`
+# does not load the training stack.
+DEFAULT_SAMPLE_ROWS = 1_000_000
+Engine = Annotated[str, typer.Option(help="pandas: the whole ledger in memory; dask: training rows built per "
+                                          "partition of a partitioned ledger on a Dask cluster.")]
+Scheduler = Annotated[str | None, typer.Option(help="With --engine dask: the Dask scheduler's address or scheduler "
+                                                    "file (default: a local cluster on this machine); its workers "
+                                                    "read the ledger at the same path.")]
+SchedulerTimeout = Annotated[float, typer.Option(min=1, help="Seconds to wait for the Dask scheduler.")]
+SampleRows = Annotated[int, typer.Option(min=1000, help="With --engine dask: the most invoice rows (and customer "
+                                                        "rows) fitted on, a sample stratified by cutoff and label.")]
+WORKLIST_VALUE_NOTE = ("the worklist value check was not run: it ranks the whole book at each origin, which "
+                       "the dask engine never holds in memory (run the backtest with --engine pandas for it)")
 
 
 @app.command(rich_help_panel=TRAINING)
@@ -23,16 +38,33 @@ def backtest(
     ledger_dir: Annotated[Path, typer.Option("--ledger", help="Ledger directory.")],
     out: Annotated[Path, typer.Option(help="Folder for metrics.json and report.html.")],
     origins: Annotated[int, typer.Option(min=1, max=12, help="Number of rolling origins (test months).")] = 3,
+    engine: Engine = "pandas",
+    scheduler: Scheduler = None,
+    scheduler_timeout: SchedulerTimeout = 30,
+    sample_rows: SampleRows = DEFAULT_SAMPLE_ROWS,
 ) -> None:
     """Rolling-origin backtest of the three models against their baselines."""
     from training.pipeline import backtest_ledger, write_backtest
 
     checked_out_folder(out)
-    ledger = read_ledger(ledger_dir)
-    with progress_bar("Backtest", steps=origins) as progress, stderr_to_log():
-        run = backtest_ledger(ledger, origins=origins, progress=progress)
+    if checked_engine(engine) == "dask":
+        from ledger.cluster import dask_client
+        from training.distributed import backtest_partitioned
+
+        with (dask_client(scheduler, timeout=scheduler_timeout) as client,
+              progress_bar("Backtest", steps=origins) as progress, stderr_to_log()):
+            run = backtest_partitioned(client, ledger_dir, origins=origins, sample_rows=sample_rows,
+                                       progress=progress)
+    else:
+        ledger = read_ledger(ledger_dir)
+        with progress_bar("Backtest", steps=origins) as progress, stderr_to_log():
+            run = backtest_ledger(ledger, origins=origins, progress=progress)
     metrics_path, report_path = write_backtest(run, out)
     console.print(headline_table(run.result.metrics))
+    if run.ledger is None:
+        console.print(f"wrote {metrics_path} and {report_path} ({sample_text(run.result.metrics)}); "
+                      f"{WORKLIST_VALUE_NOTE}", highlight=False)
+        return
     value_path = report_worklist_value(run, out)
     console.print(f"wrote {metrics_path}, {report_path} and {value_path}")
 
@@ -44,6 +76,10 @@ def train(
     until: Annotated[str | None, typer.Option(help="Use only what was known by this date (YYYY-MM-DD).")] = None,
     tracking_uri: TrackingUri = None,
     report_dir: Annotated[Path | None, typer.Option(help="Also write the backtest report here.")] = None,
+    engine: Engine = "pandas",
+    scheduler: Scheduler = None,
+    scheduler_timeout: SchedulerTimeout = 30,
+    sample_rows: SampleRows = DEFAULT_SAMPLE_ROWS,
 ) -> None:
     """Backtest, fit the three models on all data, log them to MLflow and promote those that pass the gate."""
     from training.pipeline import train_and_register
@@ -52,20 +88,42 @@ def train(
     if report_dir is not None:
         checked_out_folder(report_dir)
     until_date = parse_date(until, "--until") if until else None
-    ledger = read_ledger(ledger_dir)
+    uri = tracking_uri or default_tracking_uri()
     origins = 3
     # The candidate's origins and its final fit; a champion's recipe re-backtested adds its origins.
-    with progress_bar("Train", steps=origins + 1) as progress, stderr_to_log():
-        outcome = train_and_register(ledger, tracking_uri or default_tracking_uri(), until=until_date,
-                                     report_dir=report_dir, origins=origins, progress=progress)
+    if checked_engine(engine) == "dask":
+        from ledger.cluster import dask_client
+        from training.distributed import train_partitioned
+
+        with (dask_client(scheduler, timeout=scheduler_timeout) as client,
+              progress_bar("Train", steps=origins + 1) as progress, stderr_to_log()):
+            outcome = train_partitioned(client, ledger_dir, uri, until=until_date, report_dir=report_dir,
+                                        origins=origins, sample_rows=sample_rows, progress=progress)
+    else:
+        ledger = read_ledger(ledger_dir)
+        with progress_bar("Train", steps=origins + 1) as progress, stderr_to_log():
+            outcome = train_and_register(ledger, uri, until=until_date, report_dir=report_dir, origins=origins,
+                                         progress=progress)
     console.print(headline_table(outcome.metrics))
+    if "sample" in outcome.metrics:
+        console.print(sample_text(outcome.metrics), highlight=False)
     if report_dir is not None and outcome.run is not None:
-        report_worklist_value(outcome.run, report_dir)
+        if outcome.run.ledger is None:
+            console.print(WORKLIST_VALUE_NOTE, highlight=False)
+        else:
+            report_worklist_value(outcome.run, report_dir)
     for task, decision in outcome.decisions.items():
         verdict = "promoted to champion" if decision.promote else "not promoted"
         version = f"version {outcome.versions[task]} " if task in outcome.versions else ""
         console.print(f"{task}: {version}{verdict}: {decision.reason}", highlight=False)
     console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in outcome.seconds.items()))
+
+
+def sample_text(metrics: dict) -> str:
+    """What the dask engine fitted on: `fitted on N of M invoice rows and n of m customer rows`."""
+    sample = metrics["sample"]
+    return ("fitted on " + " and ".join(f"{facts['rows']:,} of {facts['of']:,} {kind[:-1]} rows"
+                                        for kind, facts in sample.items()))
 
 
 STEPS = ("origin ", "final fit")  # what training's `progress` says when a step starts; anything else is a notice
