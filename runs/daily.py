@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -71,10 +72,13 @@ def execute_run_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, 
                            champions: Champions, *, settings: DaySettings | None = None, keep: int = 7,
                            about: dict | None = None, records: dict[str, pd.DataFrame] | None = None,
                            activity_mark: int | None = None, base_currency: str = "EUR",
+                           drift_sample: list[int] | None = None, more_facts: Callable | None = None,
                            on_progress: Callable[[int, int], None] | None = None) -> Path:
     """`execute_run` on a Dask cluster (`runs.distributed`): every bucket of the partitioned ledger in
     `ledger_dir` is a task writing its part of each table into the staging folder; the manifest records the
-    engine, the cluster and the partitions. The folders must be ones every worker sees (a shared disk)."""
+    engine, the cluster and the partitions. The folders must be ones every worker sees (a shared disk).
+    `more_facts(client, day)` adds facts computed from the combined day (the drift verdict of the buckets in
+    `drift_sample`), timed as a step of its own."""
     from ledger.cluster import cluster_facts
     from runs.day import Day
     from runs.distributed import build_day_on_cluster
@@ -84,7 +88,13 @@ def execute_run_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, 
         writer = RunWriter(runs_dir, as_of)
         try:
             day = build_day_on_cluster(client, ledger_dir, as_of, champions, writer.staging, settings, records,
-                                       base_currency, on_progress)
+                                       base_currency, drift_sample, on_progress=on_progress)
+            if more_facts is not None:
+                started = time.perf_counter()
+                day.facts.update(more_facts(client, day))
+                day.steps.append({"name": "facts on the sample", "seconds": round(time.perf_counter() - started, 3),
+                                  "peak_rss_mb": peak_rss_mb()})
+                day.seconds = round(day.seconds + day.steps[-1]["seconds"], 3)
             writer.rows.update(day.rows)  # written by the workers, one file per bucket
             cluster = cluster_facts(client)
             manifest = {

@@ -19,6 +19,7 @@ A worker holds one bucket's ledger and day at a time; the client holds the workl
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ from runs.scoring import Champions, forecast_sums_of, score, score_table
 
 # Tables written by the partitions, one file per bucket; the worklist and forecast are combined.
 PARTITIONED_TABLES = ("scores", "customers", "contributions", "dunning", "aging")
+DRIFT_CUSTOMERS = 10_000  # the drift verdict's sample of customers (the verdict compares 20,000 rows a side)
 UNIQUE_KEYS = (("customers", "customer_id"), ("invoices", "invoice_id"), ("payments", "payment_id"),
                ("disputes", "dispute_id"), ("promises", "promise_id"), ("contacts", "contact_id"),
                ("writeoffs", "invoice_id"))
@@ -60,6 +62,11 @@ class PartitionResult:
     steps: list[dict]
     peak_rss_mb: float
     facts: dict = field(default_factory=dict)
+    drift_rows: pd.DataFrame | None = None  # the bucket's scored documents, when it is in the drift sample
+
+
+def without_forecast(result: PartitionResult) -> PartitionResult:
+    return replace(result, forecast={})
 
 
 def forecast_sums_step(bucket: int) -> Step:
@@ -74,8 +81,24 @@ def forecast_sums_step(bucket: int) -> Step:
     return Step("forecast", forecast_sums, "the forecast's sums of the bucket")
 
 
-def partition_steps(bucket: int) -> tuple[Step, ...]:
-    return tuple(forecast_sums_step(bucket) if step.name == "forecast" else step for step in STEPS)
+def partition_steps(bucket: int, drift_rows: int = 0) -> tuple[Step, ...]:
+    """The steps of one bucket: those of `runs.day` with the forecast's sums for its forecast; a bucket in
+    the drift sample keeps up to `drift_rows` of its scored documents (features and predictions)."""
+    steps = tuple(forecast_sums_step(bucket) if step.name == "forecast" else step for step in STEPS)
+    if not drift_rows:
+        return steps
+
+    def keep(work: Work) -> None:
+        items = work.scores.items
+        work.facts["drift_rows"] = items if len(items) <= drift_rows else items.sample(drift_rows, random_state=bucket)
+    return (*steps, Step("drift rows", keep, "the scored documents the drift verdict compares"))
+
+
+def drift_buckets(partitions: int, customers: int, sample_customers: int = DRIFT_CUSTOMERS) -> list[int]:
+    """The buckets whose customers the drift verdict looks at: about `sample_customers` customers, at least one
+    bucket. Buckets are drawn by a hash of the customer id, so the first k are a random sample of customers."""
+    share = 1.0 if customers <= sample_customers else sample_customers / customers
+    return list(range(max(1, math.ceil(partitions * share))))
 
 
 def records_of(ledger: Ledger, records: dict[str, pd.DataFrame] | None) -> dict[str, pd.DataFrame]:
@@ -93,12 +116,13 @@ def records_of(ledger: Ledger, records: dict[str, pd.DataFrame] | None) -> dict[
 
 
 def partition_day(ledger_dir: str, bucket: int, as_of: pd.Timestamp, champions: Champions,
-                  settings: DaySettings, records: dict[str, pd.DataFrame] | None, out: str) -> PartitionResult:
+                  settings: DaySettings, records: dict[str, pd.DataFrame] | None, out: str,
+                  drift_rows: int = 0) -> PartitionResult:
     """One bucket's day, run on a worker: its tables written to `out/<table>/part-<bucket>.parquet`."""
     ledger = read_partition(ledger_dir, bucket, validate=False)  # the validate step checks it, records included
     ledger = with_records(ledger, records_of(ledger, records))
     try:
-        day = build_day(ledger, as_of, champions, settings, partition_steps(bucket))
+        day = build_day(ledger, as_of, champions, settings, partition_steps(bucket, drift_rows))
     except StepFailed as failed:
         if isinstance(failed.error, LedgerError):  # name the bucket: its rows count within it
             where = f"{ledger_dir}/{{table}}/{part_name(bucket)}"
@@ -118,7 +142,8 @@ def partition_day(ledger_dir: str, bucket: int, as_of: pd.Timestamp, champions: 
         fingerprint=day.facts["ledger_fingerprint"], key_hashes=key_hashes(ledger), steps=day.steps,
         peak_rss_mb=peak_rss_mb(),
         facts={"first_invoice_date": None if pd.isna(first) else first,
-               "last_event_date": last_event_date(ledger) if len(ledger.invoices) else None})
+               "last_event_date": last_event_date(ledger) if len(ledger.invoices) else None},
+        drift_rows=day.facts.pop("drift_rows", None))
 
 
 def key_hashes(ledger: Ledger) -> dict[str, np.ndarray]:
@@ -188,13 +213,17 @@ class DistributedDay:
     partitions: int
     peak_worker_rss_mb: float
     seconds: float  # wall-clock, from the first task submitted to the reductions done
+    drift_buckets: list[int] = field(default_factory=list)
+    drift_rows: pd.DataFrame | None = None  # the scored documents of the drift buckets
 
 
 def build_day_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, champions: Champions, out: Path,
                          settings: DaySettings | None = None, records: dict[str, pd.DataFrame] | None = None,
-                         base_currency: str = "EUR",
+                         base_currency: str = "EUR", drift_sample: list[int] | None = None,
+                         drift_rows: int = 20_000,
                          on_progress: Callable[[int, int], None] | None = None) -> DistributedDay:
-    """Every bucket's day as one task on `client`'s cluster, written under `out`; then the reductions."""
+    """Every bucket's day as one task on `client`'s cluster, written under `out`; then the reductions. The
+    buckets in `drift_sample` keep up to `drift_rows` scored documents each for the drift verdict."""
     from distributed import as_completed
 
     settings = settings or DaySettings()
@@ -203,15 +232,21 @@ def build_day_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, ch
     started = time.perf_counter()
     shared_champions, shared_settings, shared_records = client.scatter([champions, settings, records or {}],
                                                                        broadcast=True, hash=False)
+    drift_sample = drift_sample or []
     futures = [client.submit(partition_day, str(ledger_dir), bucket, as_of, shared_champions, shared_settings,
-                             shared_records, str(out), key=f"partition-day-{bucket}-{time.time_ns()}")
+                             shared_records, str(out), drift_rows if bucket in drift_sample else 0,
+                             key=f"partition-day-{bucket}-{time.time_ns()}")
                for bucket in range(partitions)]
+    # The client gathers each result without its forecast sums (megabytes per bucket), which are added up on
+    # the cluster below.
+    light = [client.submit(without_forecast, future, pure=False) for future in futures]
     results: list[PartitionResult] = []
-    for done, future in enumerate(as_completed(futures), start=1):
+    for done, future in enumerate(as_completed(light), start=1):
         results.append(future.result())  # a task's own exception (StepFailed naming the step) is raised here
         if on_progress is not None:
             on_progress(done, partitions)
     partitions_seconds = time.perf_counter() - started
+    results.sort(key=lambda result: result.bucket)  # they complete in any order
     problems = duplicate_key_problems(results)
     if problems:
         raise LedgerError(problems)
@@ -236,7 +271,23 @@ def build_day_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, ch
     return DistributedDay(as_of, {"worklist": worklist, "forecast": forecast}, rows, facts,
                           [*step_totals(results), *driver_steps], partitions,
                           max(result.peak_rss_mb for result in results),
-                          round(time.perf_counter() - started, 3))
+                          round(time.perf_counter() - started, 3), drift_sample, drift_frame(results))
+
+
+def drift_frame(results: Sequence[PartitionResult]) -> pd.DataFrame | None:
+    frames = [result.drift_rows for result in sorted(results, key=lambda result: result.bucket)
+              if result.drift_rows is not None]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def sample_ledger(ledger_dir: str | Path, buckets: Sequence[int]) -> Ledger:
+    """The ledger of some buckets together (a random sample of customers, all their history), its source
+    naming the sample."""
+    parts = [read_partition(ledger_dir, bucket, validate=False) for bucket in buckets]
+    tables = {name: pd.concat([getattr(part, name) for part in parts], ignore_index=True)
+              for name in parts[0].tables()}
+    source = f"{parts[0].source} (buckets {', '.join(map(str, buckets))} of {partition_count(ledger_dir)})"
+    return Ledger(**tables, base_currency=parts[0].base_currency, source=source)
 
 
 def step_totals(results: Sequence[PartitionResult]) -> list[dict]:

@@ -65,14 +65,47 @@ def _daily_run_on_cluster(ledger_dir: Path, as_of: pd.Timestamp, runs_dir: Path,
     from ledger.cluster import dask_client
     from ledger.partitions import read_meta, require_partitioned
     from runs.daily import execute_run_on_cluster
+    from runs.distributed import drift_buckets
     from runs.scoring import load_champions
     from serving.activity import recorded_tables
 
     require_partitioned(ledger_dir)
     records, mark = recorded_tables(environ)
     champions = load_champions(tracking_uri)
+    meta = read_meta(ledger_dir)
+    sample = drift_buckets(int(meta["partitions"]), int(meta.get("rows", {}).get("customers", 0)))
+    ledger_dir = Path(ledger_dir).resolve()
     with dask_client(scheduler) as client:
-        return execute_run_on_cluster(client, Path(ledger_dir).resolve(), as_of, Path(runs_dir).resolve(), champions,
+        return execute_run_on_cluster(client, ledger_dir, as_of, Path(runs_dir).resolve(), champions,
                                       keep=keep, about=about, records=records, activity_mark=mark,
-                                      base_currency=read_meta(ledger_dir).get("base_currency", "EUR"),
+                                      base_currency=meta.get("base_currency", "EUR"), drift_sample=sample,
+                                      more_facts=sample_drift(ledger_dir, tracking_uri, Path(runs_dir) / DRIFT_CACHE,
+                                                              champions),
                                       on_progress=on_progress)
+
+
+def sample_drift(ledger_dir: Path, tracking_uri: str, cache_dir: Path, champions) -> Callable:
+    """The drift verdict of a run on a cluster, computed on a worker for the customers of the drift buckets
+    (`runs.distributed.drift_buckets`): their scored documents against their training reference."""
+    def facts(client, day) -> dict:
+        from training.pipeline import MODEL_NAMES
+        from training.tracking import champion_trained_until
+
+        if day.drift_rows is None:
+            return {}
+        trained_until = champion_trained_until(tracking_uri, MODEL_NAMES["late"])
+        verdict = client.submit(drift_of_buckets, str(ledger_dir), day.drift_buckets, day.as_of, day.drift_rows,
+                                champions, trained_until, str(cache_dir), pure=False).result()
+        return {"drift": {**verdict, "sample": f"the customers of buckets {day.drift_buckets[0]}.."
+                                               f"{day.drift_buckets[-1]} of {day.partitions}"}}
+    return facts
+
+
+def drift_of_buckets(ledger_dir: str, buckets: list[int], as_of: pd.Timestamp, rows: pd.DataFrame, champions,
+                     trained_until: pd.Timestamp | None, cache_dir: str) -> dict:
+    """`monitoring.drift.drift_verdict` on the ledger of some buckets (run on a worker)."""
+    from monitoring.drift import drift_verdict
+    from runs.distributed import sample_ledger
+
+    return drift_verdict(sample_ledger(ledger_dir, buckets), as_of, rows, champions, trained_until,
+                         cache_dir=Path(cache_dir))

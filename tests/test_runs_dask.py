@@ -154,6 +154,14 @@ def test_arrisk_run_engine_dask_builds_a_run_on_an_existing_scheduler(partitione
     manifest = json.loads((runs / "2023-06-30" / "manifest.json").read_text())
     assert manifest["engine"] == "dask" and manifest["scheduler"] == dask_scheduler
     assert "4 partitions on 2 workers" in result.output
+    # The drift verdict, on a sample of buckets (here all four: the ledger is small), is the pandas run's.
+    result = runner.invoke(app, ["run", "--ledger", str(partitioned_dir), "--as-of", "2023-06-30", "--out",
+                                 str(tmp_path / "pandas"), "--tracking-uri", champion_store])
+    assert result.exit_code == 0, result.output
+    reference = json.loads((tmp_path / "pandas" / "2023-06-30" / "manifest.json").read_text())["facts"]["drift"]
+    drift = manifest["facts"]["drift"]
+    assert drift["sample"] == "the customers of buckets 0..3 of 4"
+    assert {key: drift[key] for key in reference} == reference
 
 
 def test_the_dask_engine_refuses_an_unpartitioned_ledger_and_an_unknown_engine(scoring_ledger, champion_store,
