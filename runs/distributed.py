@@ -34,7 +34,7 @@ import pandas as pd
 from features import FeatureConfig, features_at
 from features.labels import last_event_date
 from ledger import BadInput, Ledger, LedgerError, Problem
-from ledger.partitions import part_name, partition_count, read_partition
+from ledger.partitions import UNIQUE_KEYS, part_name, partition_count, read_partition
 from rules.forecast import ForecastSums, added_sums, forecast_table, period_edges
 from rules.worklist import WORKLIST_COLUMNS, ranked
 from runs.actions import with_records
@@ -44,9 +44,6 @@ from runs.scoring import Champions, forecast_sums_of, score, score_table
 # Tables written by the partitions, one file per bucket; the worklist and forecast are combined.
 PARTITIONED_TABLES = ("scores", "customers", "contributions", "dunning", "aging")
 DRIFT_CUSTOMERS = 10_000  # the drift verdict's sample of customers (the verdict compares 20,000 rows a side)
-UNIQUE_KEYS = (("customers", "customer_id"), ("invoices", "invoice_id"), ("payments", "payment_id"),
-               ("disputes", "dispute_id"), ("promises", "promise_id"), ("contacts", "contact_id"),
-               ("writeoffs", "invoice_id"))
 
 
 @dataclass
@@ -125,10 +122,9 @@ def partition_day(ledger_dir: str, bucket: int, as_of: pd.Timestamp, champions: 
         day = build_day(ledger, as_of, champions, settings, partition_steps(bucket, drift_rows))
     except StepFailed as failed:
         if isinstance(failed.error, LedgerError):  # name the bucket: its rows count within it
-            where = f"{ledger_dir}/{{table}}/{part_name(bucket)}"
-            raise StepFailed(failed.step, LedgerError([replace(problem, where=where.format(table=problem.where))
-                                                       for problem in failed.error.problems],
-                                                      failed.error.title)) from None
+            problems = [replace(problem, where=f"{ledger_dir}/{problem.where}/{part_name(bucket)}")
+                        for problem in failed.error.problems]
+            raise StepFailed(failed.step, LedgerError(problems, failed.error.title)) from None
         raise
     rows = {}
     for name in PARTITIONED_TABLES:

@@ -12,19 +12,23 @@ import typer
 from rich.table import Table
 
 from ledger import read_ledger
-from ledger.cluster import checked_engine
-from serving.cli.common import TRAINING, TrackingUri, app, checked_out_folder, console, parse_date
+from serving.cli.common import (
+    TRAINING,
+    Engine,
+    Scheduler,
+    TrackingUri,
+    app,
+    checked_engine,
+    checked_out_folder,
+    console,
+    parse_date,
+)
 from serving.cli.errors import reports_errors
 from serving.cli.logs import stderr_to_log
 
 # Kept in step with training.distributed.DEFAULT_SAMPLE_ROWS (tested); not imported, so `arrisk --help`
 # does not load the training stack.
 DEFAULT_SAMPLE_ROWS = 1_000_000
-Engine = Annotated[str, typer.Option(help="pandas: the whole ledger in memory; dask: training rows built per "
-                                          "partition of a partitioned ledger on a Dask cluster.")]
-Scheduler = Annotated[str | None, typer.Option(help="With --engine dask: the Dask scheduler's address or scheduler "
-                                                    "file (default: a local cluster on this machine); its workers "
-                                                    "read the ledger at the same path.")]
 SchedulerTimeout = Annotated[float, typer.Option(min=1, help="Seconds to wait for the Dask scheduler.")]
 SampleRows = Annotated[int, typer.Option(min=1000, help="With --engine dask: the most invoice rows (and customer "
                                                         "rows) fitted on, a sample stratified by cutoff and label.")]
