@@ -104,8 +104,6 @@ FBL5N_CASES = [
     ("credit_memo_as_debit", lambda: with_cell(fbl5n_with(32, "Betrag in Belegwährung", "500,00"), 32,
                                              "Betrag in Hauswährung", "460,00", ";"),
      {(32, "Betrag in Belegwährung")}, "a credit memo must be a credit"),
-    ("dunned_without_date", lambda: fbl5n_with(21, "Letzte Mahnung", ""),
-     {(21, "Letzte Mahnung")}, "date of its last dunning notice"),
     ("mixed_currencies", lambda: fbl5n_with(3, "Belegwährung", "USD"),
      {(2, "Ausgleichsbeleg"), (3, "Ausgleichsbeleg")}, "mixes document currencies"),
     ("wrong_delimiter", lambda: [line.replace(";", "|") for line in fbl5n_lines()],

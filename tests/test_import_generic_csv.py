@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from ledger import LedgerError
 from ledger.importing import import_ledger
 from tests.ledgers import tiny_ledger
 
@@ -49,3 +51,41 @@ def test_optional_columns_are_read_with_their_types(tmp_path):
     assert ledger.dunning_notices.to_dict("records") == [
         {"invoice_id": "I2", "level": 1, "issued_date": pd.Timestamp("2024-03-10")}]
     assert ledger.dunning_notices["level"].dtype == "int64"
+
+
+def copy_with_promises(tmp_path: Path, promises: pd.DataFrame) -> Path:
+    folder = tmp_path / "ledger"
+    shutil.copytree(TEMPLATE, folder)
+    promises.to_csv(folder / "promises.csv", index=False, date_format="%Y-%m-%d")
+    return folder
+
+
+def test_promises_without_kept_import_with_kept_derived_from_the_payments(tmp_path):
+    # PR1 promises 200.00 on I2 from 2024-03-05 to 2024-03-15; I2's only payment came on 2024-03-01 and
+    # the ledger runs to 2024-06-30: broken, kept False, as the template says.
+    folder = copy_with_promises(tmp_path, tiny_ledger().promises.drop(columns="kept"))
+    assert_same_tables(import_ledger([folder], "generic_csv"), tiny_ledger())
+
+
+def test_a_kept_the_payments_contradict_is_named_per_row(tmp_path):
+    promises = tiny_ledger().promises
+    on_account = promises.assign(promise_id="PR2", invoice_id=None, made_date=pd.Timestamp("2024-02-15"),
+                                 promised_date=pd.Timestamp("2024-02-25"), amount=900.0, kept=True)
+    # PR1: nothing paid on I2 in its window, yet kept; PR2 on C1's account: P1 paid 1000.00 on 2024-02-20,
+    # so it was kept; the third row is pending long after the ledger's last date: no contradiction.
+    pending = on_account.assign(promise_id="PR3", promised_date=pd.Timestamp("2025-01-31"),
+                                made_date=pd.Timestamp("2024-07-01"), kept=pd.NA)
+    rows = pd.concat([promises.assign(kept=True), on_account, pending], ignore_index=True)
+    with pytest.raises(LedgerError) as caught:
+        import_ledger([copy_with_promises(tmp_path, rows)], "generic_csv")
+    assert [(Path(p.where).name, p.row, p.column) for p in caught.value.problems] == [("promises.csv", 2, "kept")]
+    assert caught.value.problems[0].message == ("expected false, found true: 0.00 of 200.00 paid from 2024-03-05 "
+                                                "to 2024-03-15")
+
+
+def test_a_missing_required_column_is_still_an_error(tmp_path):
+    folder = copy_with_promises(tmp_path, tiny_ledger().promises.drop(columns="amount"))
+    with pytest.raises(LedgerError) as caught:
+        import_ledger([folder], "generic_csv")
+    assert [(Path(p.where).name, p.row, p.column, p.message) for p in caught.value.problems] == [
+        ("promises.csv", 1, "amount", "column missing")]

@@ -113,3 +113,33 @@ def test_an_unknown_encoding_is_named(tmp_path):
     text = (MAPPINGS / "sap_fbl5n.yaml").read_text().replace("encoding: auto", "encoding: latin-9x")
     error = mapping_error(tmp_path, text)
     assert [(p.row, p.column) for p in error.problems] == [(line_of(text, "encoding"), "format.encoding")]
+
+
+def fbl5n_yaml(old: str, new: str) -> str:
+    text = (MAPPINGS / "sap_fbl5n.yaml").read_text()
+    assert old in text
+    return text.replace(old, new)
+
+
+def test_columns_may_list_synonyms_and_say_what_is_required():
+    columns = load_mapping("sap_fbl5n")[1].columns
+    assert columns.document == "Belegnummer"  # the first name is the column the reader uses
+    assert columns.document.names == ("Belegnummer", "Document Number", "DocumentNo")
+    assert columns.document.required and columns.clearing_date.required
+    optional = ("base_currency", "invoice_reference", "assignment", "reference", "dunning_level", "dunning_date",
+                "dunning_block")
+    assert not any(getattr(columns, field).required for field in optional)
+    assert not load_mapping("ibm_sample")[1].columns.country.required
+
+
+def test_a_dunning_level_without_a_dunning_date_is_accepted(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(fbl5n_yaml("  dunning_date: [Letzte Mahnung, Last dunned]", ""))
+    assert load_mapping(path)[1].columns.dunning_date is None
+
+
+@pytest.mark.parametrize("value", ["[]", "['']", "{a: b}"])
+def test_an_empty_or_odd_column_entry_is_named(tmp_path, value):
+    error = mapping_error(tmp_path, fbl5n_yaml("  document: [Belegnummer, Document Number, DocumentNo]",
+                                               f"  document: {value}"))
+    assert {p.column for p in error.problems} == {"columns.document"}

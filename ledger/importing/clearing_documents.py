@@ -6,10 +6,15 @@ How SAP records receivables, and how the ledger is rebuilt from it:
 - Every other document (DZ payment, AB clearing) becomes a payment whose amount is minus the sum
   of its customer lines: a full payment's credit line; a partial payment's credit line; or the
   credit line of a clearing less the residual item it leaves open for the rest.
-- A line of such a document that refers to an invoice (Rechnungsbezug) and is not cleared by its
-  own document continues that invoice: a residual item (debit) is what is still owed on it, a
-  partial payment (credit) is applied to it on its posting date. The original invoice stays one
-  ledger invoice; it is cleared when its last item is.
+- A line of such a document that is not cleared by its own document and belongs to an invoice
+  continues that invoice: a residual item (debit) is what is still owed on it, a partial payment
+  (credit) is applied to it on its posting date. The original invoice stays one ledger invoice; it
+  is cleared when its last item is. The line is linked as SAP links it (`LINK_RULES`, in order):
+  by its invoice reference (Rechnungsbezug, REBZG); else by its assignment (Zuordnung) or else its
+  reference (Referenz, XBLNR) naming exactly one invoice of the customer, by that invoice's own
+  assignment, reference or document number (SAP copies the invoice's Zuordnung, and often its
+  Referenz, to the residual item it creates at payment time). A debit line linked by none of these
+  is an error naming the candidates; a credit line is then cash on account.
 - All items sharing a clearing document were cleared together on the clearing date. Each invoice's
   open balance fell there by its items cleared, less any residual item the clearing document left
   open for it; that fall is applied from the cash cleared with it, oldest invoice first from the
@@ -23,6 +28,7 @@ Amounts are reckoned in whole cents so that applications add up exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +43,37 @@ from ledger.store import Ledger
 
 RECEIVABLE_ROLES = ("invoice", "credit_memo")
 MAX_REFERENCE_CHAIN = 20  # a residual of a residual of ... : SAP keeps few, this bounds a cycle
+# How a residual item or partial payment is linked to its invoice, tried in this order: the rule's
+# name, and the line field it reads (invoice_reference names the document; the others match).
+LINK_RULES = {"invoice reference": "invoice_reference", "assignment": "assignment", "reference": "reference"}
+# Parsed fields a mapping may leave out (or a file may lack): missing means empty on every line.
+OPTIONAL_FIELDS = {"invoice_reference": object, "assignment": object, "reference": object, "name": object,
+                   "dunning_level": "Int64", "dunning_date": DATE, "dunning_block": object}
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """What an import of line items linked, for the import command to print: per rule of `LINK_RULES`
+    how many residual items and partial payments it linked, and notes on what was left out."""
+
+    linked: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """One line per rule and note, e.g. 'residual items and partial payments linked by assignment: 4'."""
+        return [f"residual items and partial payments linked by {rule}: {count}"
+                for rule, count in self.linked.items()] + self.notes
 
 
 def line_items_ledger(sources: Sequence[Path], mapping: LineItemsMapping, name: str,
                       chunk_rows: int = CHUNK_ROWS) -> Ledger:
-    """A validated ledger from one or more line-item exports (.csv or .xlsx).
+    """A validated ledger from one or more line-item exports (.csv or .xlsx); see `line_items_import`."""
+    return line_items_import(sources, mapping, name, chunk_rows)[0]
+
+
+def line_items_import(sources: Sequence[Path], mapping: LineItemsMapping, name: str,
+                      chunk_rows: int = CHUNK_ROWS) -> tuple[Ledger, LinkReport]:
+    """A validated ledger from one or more line-item exports (.csv or .xlsx), with what its rules linked.
 
     The files are read and parsed `chunk_rows` lines at a time, but the parsed line items of all files are
     held together: a clearing document groups items across rows (and files), and residual items refer to
@@ -57,10 +89,11 @@ def line_items_ledger(sources: Sequence[Path], mapping: LineItemsMapping, name: 
         parsed += chunks
     if problems:
         raise LedgerError(problems, title="bad import source")
-    items = with_roots(pd.concat(parsed, ignore_index=True))
+    items = with_roots(with_optional_fields(pd.concat(parsed, ignore_index=True)))
     problems = consistency_problems(items, mapping.columns)
     if problems:
         raise LedgerError(problems, title="bad import source")
+    items = items.assign(ledger_reference=ledger_reference(items, mapping.columns))
     owed, cash = owed_per_clearing(items), cash_per_clearing(items)
     applications = applications_table(owed, cash, items)
     invoices = invoices_table(items, applications)
@@ -73,7 +106,17 @@ def line_items_ledger(sources: Sequence[Path], mapping: LineItemsMapping, name: 
         base_currency=mapping.base_currency,
         source=f"import:{name}",
     )
-    return ledger.validate()
+    return ledger.validate(), link_report(items)
+
+
+def link_report(items: pd.DataFrame) -> LinkReport:
+    """How many continuing lines each rule linked; how many dunning levels lack a date."""
+    counts = items.loc[items["continues"], "link_rule"].value_counts()
+    notes = []
+    undated = undated_dunning(items).sum()
+    if undated:
+        notes.append(f"{undated} items carry a dunning level without a date: their notices are not in the ledger")
+    return LinkReport({rule: int(counts.get(rule, 0)) for rule in LINK_RULES}, notes)
 
 
 def line_items(table: SourceTable, mapping: LineItemsMapping, problems: list[Problem] | None = None) -> pd.DataFrame:
@@ -97,13 +140,15 @@ def line_items(table: SourceTable, mapping: LineItemsMapping, problems: list[Pro
         "clearing_document": table.text(columns.clearing_document),
         "clearing_date": table.dates(columns.clearing_date),
     })
-    optional = {"invoice_reference": (table.text, object), "reference": (table.text, object),
-                "customer_name": (table.text, object), "dunning_level": (table.whole_numbers, "Int64"),
-                "dunning_date": (table.dates, DATE), "dunning_block": (table.text, object)}
-    for field, (parse, dtype) in optional.items():
-        column = getattr(columns, field)
-        items[field] = parse(column) if column else pd.Series(None, index=items.index, dtype=dtype)
-    items = items.rename(columns={"customer_name": "name"})
+    parsers = {"invoice_reference": table.text, "assignment": table.text, "reference": table.text,
+               "customer_name": table.text, "dunning_level": table.whole_numbers, "dunning_date": table.dates,
+               "dunning_block": table.text}
+    for name, parse in parsers.items():
+        # A field the mapping lacks, or a mapped column absent from the file, is left out (empty).
+        column = getattr(columns, name, None)
+        if column and column in table.cells:
+            items[name] = parse(column)
+    items = with_optional_fields(items.rename(columns={"customer_name": "name"}))
     items["role"] = items["document_type"].map(mapping.document_types)
     _flag_line_problems(table, items, mapping)
     if problems is not None:
@@ -134,23 +179,49 @@ def _flag_line_problems(table: SourceTable, items: pd.DataFrame, mapping: LineIt
                "expected the same sign as the amount in document currency", table.cells[columns.amount_base])
     table.flag((invoice | credit_memo) & items["due_date"].isna(), columns.due_date,
                "missing value (an invoice or credit memo needs its due date)")
-    if columns.dunning_level:
-        table.flag((items["dunning_level"] < 0) | (items["dunning_level"] > 9), columns.dunning_level,
-                   "expected a dunning level from 0 to 9", table.cells[columns.dunning_level])
-        table.flag((items["dunning_level"] > 0) & items["dunning_date"].isna(), columns.dunning_date,
-                   "missing value: a dunned item needs the date of its last dunning notice")
+    level_column = getattr(columns, "dunning_level", None)
+    if level_column and level_column in table.cells:
+        # A level without a date is kept (see dunning_notices_table), not refused.
+        table.flag((items["dunning_level"] < 0) | (items["dunning_level"] > 9), level_column,
+                   "expected a dunning level from 0 to 9", table.cells[level_column])
+
+
+def with_optional_fields(items: pd.DataFrame) -> pd.DataFrame:
+    """Items with every field of `OPTIONAL_FIELDS`, empty where the mapping or the file has none."""
+    missing = {name: pd.Series(None, index=items.index, dtype=dtype)
+               for name, dtype in OPTIONAL_FIELDS.items() if name not in items}
+    return items.assign(**missing) if missing else items
 
 
 def with_roots(items: pd.DataFrame) -> pd.DataFrame:
     """Items with `receivable` (an invoice or credit memo line), `continues` (a residual item or a
-    partial payment referring to one) and `root` (the ledger invoice a receivable or continuing
-    line belongs to, else the payment document; NaN where a reference leads nowhere)."""
+    partial payment linked to one), `link_rule` (the `LINK_RULES` name that linked it), `candidates`
+    (for a line of a payment document no rule linked: the invoices its assignment or reference
+    matched, none or several) and `root` (the ledger invoice a receivable or continuing line belongs
+    to, else the payment document; NaN where an invoice reference leads nowhere)."""
     receivable = items["role"].isin(RECEIVABLE_ROLES)
-    continues = (~receivable & items["invoice_reference"].notna()
-                 & (items["clearing_document"] != items["document"]))
-    # A reference may point at a document that itself continues an invoice (a residual of a residual).
-    step = items[continues].drop_duplicates("document").set_index("document")["invoice_reference"]
-    root = items["invoice_reference"].where(continues)
+    loose = ~receivable & (items["clearing_document"] != items["document"])
+    by_reference = loose & items["invoice_reference"].notna()
+    target = items["invoice_reference"].where(by_reference)
+    link_rule = pd.Series(None, index=items.index, dtype=object).mask(by_reference, "invoice reference")
+    candidates = pd.Series(None, index=items.index, dtype=object)
+    pending = items.index[loose & ~by_reference]
+    matched: list[pd.Series] = []
+    for rule in ("assignment", "reference"):
+        matches = matching_invoices(items.loc[pending], items[receivable], LINK_RULES[rule])
+        single = matches[matches.map(len) == 1]
+        target.loc[single.index] = single.str[0]
+        link_rule.loc[single.index] = rule
+        matched.append(matches)
+        pending = pending.difference(single.index)
+    if len(pending):
+        found = [matches.reindex(pending) for matches in matched]
+        candidates.loc[pending] = [tuple(sorted(set(by_assignment) | set(by_reference)))
+                                   for by_assignment, by_reference in zip(*found, strict=True)]
+    continues = target.notna()
+    # An invoice reference may point at a document that itself continues an invoice (a residual of a residual).
+    step = target[continues].groupby(items.loc[continues, "document"]).first()
+    root = target
     for _ in range(MAX_REFERENCE_CHAIN):
         following = root.map(step)
         if following.isna().all():
@@ -158,10 +229,25 @@ def with_roots(items: pd.DataFrame) -> pd.DataFrame:
         root = following.fillna(root)
     invoice_ids = items.loc[receivable, "document"]
     root = root.where(root.isin(invoice_ids))
-    return items.assign(receivable=receivable, continues=continues,
+    return items.assign(receivable=receivable, continues=continues, link_rule=link_rule, candidates=candidates,
                         root=items["document"].where(~continues, root),
                         cleared=items["clearing_document"].notna(),
                         cents=np.rint(items["amount"] * 100).astype("int64"))
+
+
+def matching_invoices(lines: pd.DataFrame, receivables: pd.DataFrame, field: str) -> pd.Series:
+    """Per line, the documents (a sorted tuple, maybe empty) of its customer's invoices and credit memos
+    whose `field` or document number is the line's `field`; a debit line matches no credit memo (what is
+    still owed on a credit memo is a credit)."""
+    keys = pd.concat([receivables[["customer_id", "document", "role", field]].rename(columns={field: "key"}),
+                      receivables[["customer_id", "document", "role"]].assign(key=receivables["document"])])
+    keys = keys.dropna(subset=["key"]).drop_duplicates(["customer_id", "key", "document"])
+    wanted = pd.DataFrame({"line": lines.index, "customer_id": lines["customer_id"].to_numpy(),
+                           "key": lines[field].to_numpy(), "debit": (lines["amount"] > 0).to_numpy()})
+    pairs = wanted.dropna(subset=["key"]).merge(keys, on=["customer_id", "key"])
+    pairs = pairs[~(pairs["debit"] & (pairs["role"] == "credit_memo"))]
+    found = pairs.groupby("line")["document"].agg(lambda documents: tuple(sorted(set(documents))))
+    return pd.Series([found.get(line, ()) for line in lines.index], index=lines.index, dtype=object)
 
 
 def consistency_problems(items: pd.DataFrame, columns: LineItemColumns) -> list[Problem]:
@@ -183,13 +269,29 @@ def consistency_problems(items: pd.DataFrame, columns: LineItemColumns) -> list[
                             + root_currency.astype(str))
     loose_debit = ~items["receivable"] & ~items["continues"] & (items["amount"] > 0) & (
         items["clearing_document"] != items["document"])
-    problems += problems_at(items, loose_debit, columns.amount,
-                            "a debit item in a payment document without an invoice reference: cannot tell "
-                            "which invoice it belongs to")
+    link_column = next((getattr(columns, name, None) for name in ("assignment", "reference", "invoice_reference")
+                        if getattr(columns, name, None)), columns.amount)
+    problems += problems_at(items, loose_debit, link_column,
+                            unlinked_messages(items[loose_debit]).reindex(items.index))
     problems += _group_problems(items[~items["receivable"]], "document", columns.document, "payment document")
     problems += _group_problems(items[items["cleared"]], "clearing_document", columns.clearing_document,
                                 "clearing document")
     return problems
+
+
+def unlinked_messages(lines: pd.DataFrame) -> pd.Series:
+    """Why each debit line of a payment document is linked to no invoice: the invoices that match, none or several."""
+    def message(line: pd.Series) -> str:
+        head = "a residual item (a debit in a payment document) without an invoice reference"
+        said = ", ".join(f"{name} {line[name]}" for name in ("assignment", "reference") if pd.notna(line[name]))
+        if not said:
+            return f"{head}, assignment or reference: cannot tell which invoice it belongs to"
+        found = line["candidates"] if isinstance(line["candidates"], tuple) else ()
+        if len(found) > 1:
+            return f"{head}: its {said} match several invoices of customer {line['customer_id']}: {', '.join(found)}"
+        return (f"{head}: its {said} match no invoice of customer {line['customer_id']}: cannot tell which "
+                "invoice it belongs to")
+    return lines.apply(message, axis=1) if len(lines) else pd.Series(dtype=object)
 
 
 def _group_problems(items: pd.DataFrame, key: str, column: str, what: str) -> list[Problem]:
@@ -302,12 +404,21 @@ def invoices_table(items: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFr
         "amount_base": lines["amount_base"],
         "cleared_date": lines["document"].map(applied["last"]).where(settled).astype(DATE),
     })
-    if lines["reference"].notna().any():
-        invoices["reference"] = lines["reference"]
+    if lines["ledger_reference"].notna().any():
+        invoices["reference"] = lines["ledger_reference"]
     if lines["dunning_block"].notna().any():
         blocked = items.loc[items["dunning_block"].notna(), "root"]
         invoices["dunning_block"] = lines["document"].isin(blocked)
     return contract_table("invoices", invoices)
+
+
+def ledger_reference(items: pd.DataFrame, columns: LineItemColumns) -> pd.Series:
+    """The ledger's `reference` of each line, where the mapping maps one: its Referenz (XBLNR), or, where
+    the export has no Referenz filled, its Zuordnung (the column the reference was read from before the
+    two were mapped apart)."""
+    if getattr(columns, "reference", None) is None:
+        return pd.Series(None, index=items.index, dtype=object)
+    return items["reference"] if items["reference"].notna().any() else items["assignment"]
 
 
 def payments_table(items: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFrame:
@@ -316,7 +427,7 @@ def payments_table(items: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFr
     lines = items[~items["receivable"]]
     documents = lines.groupby("document", sort=False).agg(
         customer_id=("customer_id", "first"), received_date=("posting_date", "min"), cents=("cents", "sum"),
-        base=("amount_base", "sum"), currency=("currency", "first"), reference=("reference", "first"))
+        base=("amount_base", "sum"), currency=("currency", "first"), reference=("ledger_reference", "first"))
     payments = pd.DataFrame({
         "payment_id": documents.index.astype(str),
         "customer_id": documents["customer_id"].to_numpy(),
@@ -339,9 +450,10 @@ def payments_table(items: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFr
 
 def dunning_notices_table(items: pd.DataFrame) -> pd.DataFrame:
     """Per dunned invoice, its current dunning level, issued on the date of the last dunning run
-    (FBL5N keeps only the last level and date; earlier notices are not in the export)."""
-    dunned = items[(items["dunning_level"].fillna(0) > 0) & items["root"].isin(items.loc[items["receivable"],
-                                                                                          "document"])]
+    (FBL5N keeps only the last level and date; earlier notices are not in the export). A level without
+    a date makes no notice: a notice needs its issued date, and the ledger has no other place for a
+    level (`link_report` counts them)."""
+    dunned = items[dunned_invoice_items(items) & items["dunning_date"].notna()]
     if dunned.empty:
         return empty_table("dunning_notices")
     latest = dunned.sort_values(["root", "dunning_level", "dunning_date"]).drop_duplicates("root", keep="last")
@@ -350,6 +462,16 @@ def dunning_notices_table(items: pd.DataFrame) -> pd.DataFrame:
         "level": latest["dunning_level"].astype("int64"),
         "issued_date": latest["dunning_date"].astype(DATE),
     }))
+
+
+def dunned_invoice_items(items: pd.DataFrame) -> pd.Series:
+    """Items with a dunning level above 0 that belong to an invoice or credit memo of the export."""
+    return (items["dunning_level"].fillna(0) > 0) & items["root"].isin(items.loc[items["receivable"], "document"])
+
+
+def undated_dunning(items: pd.DataFrame) -> pd.Series:
+    """Dunned items without the date of their last dunning notice (no Letzte Mahnung column, or empty)."""
+    return dunned_invoice_items(items) & items["dunning_date"].isna()
 
 
 def first_seen(items: pd.DataFrame) -> pd.Series:

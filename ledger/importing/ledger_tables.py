@@ -3,6 +3,8 @@
 SOURCE is a folder holding `customers.csv`, `invoices.csv`, ... (one file per ledger table, named
 after it), or the list of those files. Columns carry the ledger's names and types; optional tables
 and optional columns may be left out; anything else is an error rather than silently ignored.
+Derived columns (`DERIVED_COLUMNS`: a promise's `kept`) are never required: computed when absent,
+checked row by row against the derivation when given.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ledger.errors import LedgerError, Problem
@@ -17,6 +20,10 @@ from ledger.importing.mappings import LedgerTablesMapping
 from ledger.importing.sources import CHUNK_ROWS, SourceTable, read_source_chunks
 from ledger.schema import DATE, REQUIRED_TABLES, SCHEMAS, TABLES, columns_of
 from ledger.store import Ledger
+
+# Columns the ledger derives from other tables: what a file may leave out, and what it says is checked.
+DERIVED_COLUMNS = {"promises": ("kept",)}
+MONEY_TOLERANCE = 0.005  # a promise is kept once paid within this of its amount (features.config.money_tolerance)
 
 
 def ledger_tables_ledger(sources: Sequence[Path], mapping: LedgerTablesMapping, name: str,
@@ -28,18 +35,88 @@ def ledger_tables_ledger(sources: Sequence[Path], mapping: LedgerTablesMapping, 
     placed and checked with all tables at hand."""
     files = table_files(sources)
     problems: list[Problem] = []
-    frames = {}
+    frames, lines = {}, {}
     for table, path in files.items():
-        chunks = []
+        chunks, chunk_lines = [], []
         for source in read_source_chunks(path, mapping.format, chunk_rows):
             chunks.append(parsed_table(table, source))
+            chunk_lines.append(pd.Series(source.lines))
             problems += source.problems
             if chunks[-1].columns.empty:  # the header is wrong: said once, for the first chunk
                 break
         frames[table] = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+        lines[table] = pd.concat(chunk_lines, ignore_index=True)
     if problems:
         raise LedgerError(problems, title="bad import source")
+    if "promises" in frames:
+        frames["promises"] = with_kept(frames, lines["promises"], str(files["promises"]))
     return Ledger(**frames, base_currency=mapping.base_currency, source=f"import:{name}").validate()
+
+
+def with_kept(frames: dict[str, pd.DataFrame], lines: pd.Series, file: str) -> pd.DataFrame:
+    """The promises with `kept` derived when the file has none; `LedgerError` naming file, line and column
+    of each given `kept` the derivation contradicts (found true while not paid, or a definite mismatch)."""
+    promises = frames["promises"]
+    paid = promise_paid_amount(promises, frames)
+    derived = derived_kept(promises, paid, latest_date(frames))
+    if "kept" not in promises:
+        return promises.assign(kept=derived)
+    found = promises["kept"].astype("boolean")
+    wrong = (found.notna() & derived.notna() & (found != derived)) | (found.fillna(False) & derived.isna())
+    wrong = wrong.fillna(False).to_numpy(dtype=bool)
+    problems = [
+        Problem(file, int(lines.iloc[row]), "kept",
+                f"expected {_flag_word(derived.iloc[row])}, found {_flag_word(found.iloc[row])}: "
+                f"{paid.iloc[row]:.2f} of {promises['amount'].iloc[row]:.2f} paid from "
+                f"{promises['made_date'].iloc[row]:%Y-%m-%d} to {promises['promised_date'].iloc[row]:%Y-%m-%d}")
+        for row in np.flatnonzero(wrong)]
+    if problems:
+        raise LedgerError(problems, title="bad import source")
+    return promises
+
+
+def derived_kept(promises: pd.DataFrame, paid: pd.Series, as_of: pd.Timestamp | None) -> pd.Series:
+    """Kept (True) once paid in full, broken (False) once its promised date passed before the ledger's
+    last date unpaid, unknown while pending: the rule of features.collections.promise_status."""
+    kept = paid >= promises["amount"] - MONEY_TOLERANCE
+    broken = ~kept & (promises["promised_date"] < as_of) if as_of is not None else pd.Series(False, index=kept.index)
+    return pd.Series(pd.NA, index=promises.index, dtype="boolean").mask(kept, True).mask(broken, False)
+
+
+def promise_paid_amount(promises: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.Series:
+    """Per promise: what was paid towards it from its made to its promised date (both inclusive).
+
+    The same sum as features.collections.promise_paid_amount (which the ledger may not import):
+    applications to its invoice, plus a write-off of that invoice in the window when some payment
+    came in it; for a promise on the account, the customer's payments received in the window."""
+    applications = frames.get("payment_applications", pd.DataFrame(columns=["invoice_id", "applied_date", "amount"]))
+    payments = frames.get("payments", pd.DataFrame(columns=["customer_id", "received_date", "amount"]))
+    writeoffs = frames.get("writeoffs", pd.DataFrame(columns=["invoice_id", "date", "amount"]))
+    window = ["promise_id", "made_date", "promised_date"]
+    on_invoice = promises.loc[promises["invoice_id"].notna(), [*window, "invoice_id"]]
+    towards_invoice = on_invoice.merge(applications[["invoice_id", "applied_date", "amount"]], on="invoice_id")
+    towards_invoice = towards_invoice[towards_invoice["applied_date"].between(
+        towards_invoice["made_date"], towards_invoice["promised_date"])]
+    written = on_invoice[on_invoice["promise_id"].isin(towards_invoice["promise_id"])].merge(
+        writeoffs[["invoice_id", "date", "amount"]], on="invoice_id")
+    written = written[written["date"].between(written["made_date"], written["promised_date"])]
+    on_account = promises.loc[promises["invoice_id"].isna(), [*window, "customer_id"]]
+    towards_account = on_account.merge(payments[["customer_id", "received_date", "amount"]], on="customer_id")
+    towards_account = towards_account[towards_account["received_date"].between(
+        towards_account["made_date"], towards_account["promised_date"])]
+    paid = pd.concat([frame[["promise_id", "amount"]] for frame in (towards_invoice, written, towards_account)])
+    return promises["promise_id"].map(paid.groupby("promise_id", sort=False)["amount"].sum()).fillna(0.0)
+
+
+def latest_date(frames: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
+    """The last date anywhere in the tables: what the ledger knows up to."""
+    dates = [frame[column].max() for frame in frames.values() for column in frame
+             if str(frame[column].dtype) == DATE and frame[column].notna().any()]
+    return max(dates) if dates else None
+
+
+def _flag_word(value: object) -> str:
+    return "unknown (pending)" if pd.isna(value) else str(bool(value)).lower()
 
 
 def table_files(sources: Sequence[Path]) -> dict[str, Path]:
@@ -65,7 +142,8 @@ def table_files(sources: Sequence[Path]) -> dict[str, Path]:
 def parsed_table(table: str, source: SourceTable) -> pd.DataFrame:
     """The file's columns parsed to the contract's types; bad cells are recorded in `source.problems`."""
     schema = SCHEMAS[table].columns
-    required = columns_of(table, required_only=True)
+    required = [column for column in columns_of(table, required_only=True)
+                if column not in DERIVED_COLUMNS.get(table, ())]
     missing = [column for column in required if column not in source.cells]
     unknown = [column for column in source.cells.columns if column not in schema]
     source.problems += [Problem(source.file, 1, column, "column missing") for column in missing]

@@ -14,10 +14,21 @@ import codecs
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
 
 from configs import config_path
 from ledger.currencies import ISO_4217
@@ -26,13 +37,60 @@ from ledger.errors import LedgerError, Problem
 MAPPINGS_DIR = config_path("mappings")
 UNION_MEMBER = re.compile(r"^(int|float|str|bool|none|[a-z-]+\[.*\])$")
 
-SourceColumn = Annotated[str, Field(min_length=1)]
+
+
+class SourceColumn(str):
+    """A mapped source column: one header, or synonyms (`[Belegnummer, Document Number]`) of which the
+    first one present in a file is read. It is the first name as a string, so readers use it as the key
+    of the file's column (`SourceTable.require_columns` puts the matched header's cells under it);
+    `required` says whether a file may lack it (set by the columns section it is in)."""
+
+    names: tuple[str, ...]
+    required: bool
+
+    def __new__(cls, names: Sequence[str], required: bool = True) -> SourceColumn:
+        column = super().__new__(cls, names[0])
+        column.names, column.required = tuple(names), required
+        return column
+
+    def __repr__(self) -> str:
+        return repr(list(self.names)) if len(self.names) > 1 else super().__repr__()
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        name = core_schema.str_schema(min_length=1, strip_whitespace=True)
+        names = core_schema.union_schema([name, core_schema.list_schema(name, min_length=1)],
+                                         custom_error_type="source_column",
+                                         custom_error_message="expected a column name or a list of synonyms")
+        return core_schema.no_info_after_validator_function(
+            lambda value: cls([value] if isinstance(value, str) else value), names,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda column: column))
 
 
 class StrictModel(BaseModel):
     """A mapping section: unknown keys are an error, so a typo never goes unnoticed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceColumns(StrictModel):
+    """A `columns:` section: ledger field -> source column(s). The reader needs the fields in
+    `REQUIRED` to build the ledger; a file may lack any other mapped column (the field stays empty and
+    the import says so). `KINDS` says how each field's cells parse (text unless named)."""
+
+    REQUIRED: ClassVar[frozenset[str]] = frozenset()
+    KINDS: ClassVar[dict[str, str]] = {}
+
+    @field_validator("*")
+    @classmethod
+    def _required_or_optional(cls, column: SourceColumn | None, info: ValidationInfo) -> SourceColumn | None:
+        if column is None:
+            return None
+        return SourceColumn(column.names, required=info.field_name in cls.REQUIRED)
+
+    def mapped(self) -> dict[str, SourceColumn]:
+        """Each mapped field's source column(s), in the section's order."""
+        return {field: column for field in type(self).model_fields if (column := getattr(self, field)) is not None}
 
 
 def _iso_currency(code: str) -> str:
@@ -84,8 +142,11 @@ class CustomerDefaults(StrictModel):
 # --- settled_date: one row per invoice (IBM sample) -------------------------------------------------
 
 
-class SettledInvoiceColumns(StrictModel):
+class SettledInvoiceColumns(SourceColumns):
     """Source column for each ledger field; optional ones fall back to `constants`."""
+
+    REQUIRED = frozenset({"customer_id", "invoice_id", "invoice_date", "due_date", "amount", "settled_date"})
+    KINDS = {"invoice_date": "date", "due_date": "date", "settled_date": "date", "amount": "money"}
 
     customer_id: SourceColumn
     invoice_id: SourceColumn
@@ -146,7 +207,7 @@ class SettledInvoicesMapping(StrictModel):
             raise ValueError("constants.currency must be the base_currency: this layout has no base amounts")
         if self.columns.disputed is None and self.disputes is not None:
             raise ValueError("disputes needs columns.disputed")
-        mapped = set(self.columns.model_dump(exclude_none=True).values())
+        mapped = {name for column in self.columns.mapped().values() for name in column.names}
         if leaked := sorted(mapped & set(self.dropped_columns)):
             raise ValueError(f"dropped columns are mapped in columns: {', '.join(leaked)}")
         return self
@@ -155,8 +216,14 @@ class SettledInvoicesMapping(StrictModel):
 # --- clearing_documents: customer line items (SAP FBL5N) --------------------------------------------
 
 
-class LineItemColumns(StrictModel):
-    """Source column for each line-item field (SAP FBL5N names in the shipped mapping)."""
+class LineItemColumns(SourceColumns):
+    """Source column for each line-item field (SAP FBL5N names, German and English, in the shipped
+    mapping). Without the required ones no ledger can be built; the others enrich it when present."""
+
+    REQUIRED = frozenset({"customer_id", "document", "document_type", "invoice_date", "posting_date", "due_date",
+                          "amount", "currency", "amount_base", "clearing_document", "clearing_date"})
+    KINDS = {"invoice_date": "date", "posting_date": "date", "due_date": "date", "clearing_date": "date",
+             "dunning_date": "date", "amount": "money", "amount_base": "money", "dunning_level": "whole"}
 
     customer_id: SourceColumn
     document: SourceColumn
@@ -167,21 +234,19 @@ class LineItemColumns(StrictModel):
     amount: SourceColumn
     currency: SourceColumn
     amount_base: SourceColumn
-    base_currency: SourceColumn
     clearing_document: SourceColumn
     clearing_date: SourceColumn
+    base_currency: SourceColumn  # optional in a file: checked against the mapping's base_currency when there
     invoice_reference: SourceColumn | None = None
-    reference: SourceColumn | None = None
+    assignment: SourceColumn | None = None  # Zuordnung (ZUONR): often the customer's order number
+    reference: SourceColumn | None = None  # Referenz (XBLNR): the reference document number
+    text: SourceColumn | None = None  # the item text
+    payment_terms: SourceColumn | None = None  # Zahlungsbedingung, e.g. ZB30
     customer_name: SourceColumn | None = None
+    # A dunning level without the date of the last notice is accepted: the level is kept, its date unknown.
     dunning_level: SourceColumn | None = None
     dunning_date: SourceColumn | None = None
     dunning_block: SourceColumn | None = None
-
-    @model_validator(mode="after")
-    def _dunning_needs_date(self) -> LineItemColumns:
-        if self.dunning_level is not None and self.dunning_date is None:
-            raise ValueError("dunning_level needs dunning_date (the date of the last dunning notice)")
-        return self
 
 
 class ClearingPayments(StrictModel):

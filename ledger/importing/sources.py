@@ -12,7 +12,7 @@ import datetime
 import itertools
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ledger.errors import LedgerError, Problem
-from ledger.importing.mappings import SourceFormat
+from ledger.importing.mappings import SourceColumn, SourceFormat
 
 DATE = "datetime64[ns]"
 CSV_SUFFIXES = (".csv", ".txt")
@@ -28,6 +28,45 @@ XLSX_SUFFIXES = (".xlsx", ".xlsm")
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "x"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0"})
 CHUNK_ROWS = 200_000  # lines of an export parsed at a time: bounds memory, keeps the vectorised parsers fast
+
+
+@dataclass(frozen=True)
+class ColumnMatch:
+    """Which header of a file feeds a mapped ledger field (None: the file has none of its names)."""
+
+    field: str
+    column: SourceColumn
+    header: str | None
+
+    @property
+    def synonym(self) -> bool:
+        """Whether a name other than the first one matched (e.g. the English header of a German mapping)."""
+        return self.header is not None and self.header != self.column.names[0]
+
+
+def matched_header(header: Sequence[str], names: Sequence[str]) -> str | None:
+    """The first of `names` the header has: exactly, else ignoring case and runs of spaces."""
+    for name in names:
+        if name in header:
+            return name
+    loose = {_loose(column): column for column in reversed(header)}
+    return next((loose[_loose(name)] for name in names if _loose(name) in loose), None)
+
+
+def match_columns(header: Sequence[str], columns: Mapping[str, str | None]) -> list[ColumnMatch]:
+    """Each mapped field (field -> `SourceColumn` or a plain header) matched against a file's header."""
+    matches = []
+    for key, column in columns.items():
+        if column is None:
+            continue
+        if not isinstance(column, SourceColumn):
+            column = SourceColumn([column])
+        matches.append(ColumnMatch(key, column, matched_header(header, column.names)))
+    return matches
+
+
+def _loose(name: str) -> str:
+    return " ".join(str(name).split()).casefold()
 
 
 @dataclass
@@ -40,21 +79,40 @@ class SourceTable:
     format: SourceFormat
     typed: bool = False  # cells may hold numbers and dates (.xlsx), not only strings (CSV)
     problems: list[Problem] = field(default_factory=list)
+    # Mapped columns the file lacks (their cells read as empty, never as missing values), and the
+    # file's own header for a column read under its mapping's first name (used in messages).
+    absent: set[str] = field(default_factory=set)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.cells)
 
-    def require_columns(self, columns: dict[str, str | None]) -> None:
-        """Raise `LedgerError` naming every mapped column (key -> header) missing from the header."""
-        missing = {key: column for key, column in columns.items() if column is not None and column not in self.cells}
+    def require_columns(self, columns: Mapping[str, str | None]) -> list[ColumnMatch]:
+        """Match the mapped columns (field -> `SourceColumn` or header) to the file's header and put each
+        matched header's cells under the column's first name; a missing optional column reads as empty.
+        `LedgerError` naming every missing required column."""
+        matches = match_columns(list(self.cells.columns), columns)
+        missing = [match for match in matches if match.header is None and match.column.required]
         if missing and len(self.cells.columns) == 1:
-            expected = ", ".join(columns[key] for key in columns if columns[key])
+            expected = ", ".join(match.column for match in matches)
             raise LedgerError(Problem(self.file, 1, None, f"the header has a single column: is the delimiter "
                                                           f"{self.format.delimiter!r} right? Expected columns "
                                                           f"{expected}"), title="bad import source")
         if missing:
-            raise LedgerError([Problem(self.file, 1, column, f"column missing (mapped as {key})")
-                               for key, column in missing.items()], title="bad import source")
+            raise LedgerError([Problem(self.file, 1, match.column, f"column missing (mapped as {match.field})"
+                                       + (f": expected one of {', '.join(match.column.names)}"
+                                          if len(match.column.names) > 1 else ""))
+                               for match in missing], title="bad import source")
+        for match in matches:
+            name = str(match.column)
+            if match.header is None and name not in self.cells:
+                empty = pd.Series(None, index=self.cells.index, dtype=object if self.typed else "string[pyarrow]")
+                self.cells[name] = empty
+                self.absent.add(name)
+            elif match.header is not None and match.header != name:
+                self.cells[name] = self.cells[match.header]  # a copy: one header may feed several fields
+                self.headers[name] = match.header
+        return matches
 
     def text(self, column: str, *, required: bool = False) -> pd.Series:
         """Cells as stripped strings; empty cells (or the format's null values) become None."""
@@ -62,7 +120,7 @@ class SourceTable:
         as_text = raw.map(_cell_text, na_action="ignore") if self.typed else raw.str.strip()
         empty = as_text.isna() | as_text.isin(self.format.null_values)
         as_text = as_text.astype(object).where(~empty.to_numpy(dtype=bool), None)
-        if required:
+        if required and column not in self.absent:
             self.flag(as_text.isna(), column, "missing value (expected a value)")
         return as_text
 
@@ -76,8 +134,8 @@ class SourceTable:
         parsed = from_cells.fillna(from_text).astype(DATE).dt.normalize()
         example = pd.Timestamp("2024-12-31").strftime(self.format.date_format)
         self.flag(text.notna() & parsed.isna(), column,
-                  f"expected a date like {example} ({self.format.date_format})", raw)
-        if required:
+                  f"expected a date like {example} ({self.format.date_format}){self._other_layout(column)}", raw)
+        if required and column not in self.absent:
             self.flag(text.isna() & ~is_date, column, "missing value (expected a date)")
         return parsed
 
@@ -91,9 +149,10 @@ class SourceTable:
         from_text = _parsed_numbers(text, self.format.decimal, self.format.thousands)
         parsed = from_cells.fillna(from_text).astype(float)
         example = _number_example(self.format.decimal, self.format.thousands)
-        self.flag(text.notna() & parsed.isna(), column, f"expected a number like {example}", raw)
+        self.flag(text.notna() & parsed.isna(), column,
+                  f"expected a number like {example}{self._other_layout(column)}", raw)
         self.flag(is_number & ~np.isfinite(parsed.fillna(0.0)), column, "expected a finite number", raw)
-        if required:
+        if required and column not in self.absent:
             self.flag(text.isna() & ~is_number, column, "missing value (expected a number)")
         return parsed
 
@@ -117,6 +176,14 @@ class SourceTable:
         self.flag(words.notna() & result.isna(), column, "expected true or false", self.cells[column])
         return result
 
+    def _other_layout(self, column: str) -> str:
+        """A hint when the column was found under a synonym: the export may come from another language's
+        layout, which writes dates and numbers its own way; never guessed, the format must say it."""
+        if column not in self.headers:
+            return ""
+        return (f" (read from {self.headers[column]!r}, a synonym of {column!r}: if this export writes dates "
+                f"or numbers differently, set format.date_format, decimal and thousands in a copy of the mapping)")
+
     def _cells_of_type(self, column: str, kind: type) -> pd.Series:
         if not self.typed:
             return pd.Series(False, index=self.cells.index)
@@ -124,9 +191,10 @@ class SourceTable:
 
     def flag(self, bad: pd.Series, column: str | None, message: str, raw: pd.Series | None = None) -> None:
         """Record a problem on the line of each row where `bad` is True (quoting the raw cell if given)."""
+        named = self.headers.get(column, column) if column is not None else None
         for row in np.flatnonzero(bad.fillna(False).to_numpy(dtype=bool)):
             got = f", got {raw.iloc[row]!r}" if raw is not None else ""
-            self.problems.append(Problem(self.file, int(self.lines[row]), column, message + got))
+            self.problems.append(Problem(self.file, int(self.lines[row]), named, message + got))
 
 
 def read_source(path: Path, fmt: SourceFormat) -> SourceTable:
@@ -137,6 +205,11 @@ def read_source(path: Path, fmt: SourceFormat) -> SourceTable:
         return chunks[0]
     return SourceTable(chunks[0].file, pd.concat([chunk.cells for chunk in chunks], ignore_index=True),
                        np.concatenate([chunk.lines for chunk in chunks]), fmt, typed=chunks[0].typed)
+
+
+def read_first_rows(path: Path, fmt: SourceFormat, rows: int = 20) -> SourceTable:
+    """The header and the first `rows` data rows of an export file (for checking a mapping)."""
+    return next(read_source_chunks(path, fmt, rows))
 
 
 def read_source_chunks(path: Path, fmt: SourceFormat, chunk_rows: int = CHUNK_ROWS) -> Iterator[SourceTable]:

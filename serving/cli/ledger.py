@@ -98,23 +98,64 @@ def row_counts(rows: dict[str, int], title: str):
 def import_(
     sources: Annotated[list[Path], typer.Argument(help="ERP export file(s), or one folder for generic_csv.")],
     mapping: Annotated[str, typer.Option(help="Mapping name (ibm_sample, sap_fbl5n, generic_csv) or YAML file.")],
-    out: Annotated[Path, typer.Option(help="Ledger directory to write; left untouched on any error.")],
+    out: Annotated[Path | None, typer.Option(help="Ledger directory to write; left untouched on any error.")] = None,
     partitions: Annotated[int | None, typer.Option(
         min=1, help="Write the ledger partitioned into N buckets by customer (large exports are streamed to it "
                     "chunk by chunk where the mapping allows).")] = None,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows of an export read at a time.")] = CHUNK_ROWS,
+    check_mapping: Annotated[bool, typer.Option(
+        "--check-mapping", help="Only check the mapping against each file's header and first rows: print which "
+                                "column feeds each ledger field, what is missing and what is ignored; write "
+                                "nothing. Exit 1 when a required column is missing.")] = False,
 ) -> None:
     """Import ERP exports into a validated ledger using a column mapping."""
-    from ledger.importing import import_ledger, import_partitioned
+    from ledger.errors import BadInput
+    from ledger.importing import check_mapping as checked_files
+    from ledger.importing import import_ledger_with_report, import_notes, import_partitioned
 
+    if check_mapping:
+        checks = checked_files(sources, mapping)
+        for check in checks:
+            console.print(mapping_check_table(check, mapping))
+        if reasons := [check.reason() for check in checks if not check.can_import]:
+            raise BadInput(f"the import with {mapping} cannot run: {'; '.join(reasons)}")
+        console.print(f"the import with {mapping} can run ({len(checks)} file(s) checked)")
+        return
+    if out is None:
+        raise BadInput("--out is required unless --check-mapping is given")
     refuse_unless_replaceable(Path(os.path.abspath(out)))
+    notes = import_notes(checked_files(sources, mapping, rows=1))
     if partitions is not None:
         rows = import_partitioned(sources, mapping, out, partitions, chunk_rows=chunk_rows)
         console.print(row_counts(rows, title=f"{out}: imported with {mapping} in {partitions} partitions"))
-        return
-    ledger = import_ledger(sources, mapping, chunk_rows=chunk_rows)
-    write_ledger(ledger, out)
-    console.print(ledger_summary(ledger, title=f"{out}: imported with {mapping}"))
+    else:
+        ledger, report = import_ledger_with_report(sources, mapping, chunk_rows=chunk_rows)
+        write_ledger(ledger, out)
+        console.print(ledger_summary(ledger, title=f"{out}: imported with {mapping}"))
+        notes = [*report, *notes]
+    for note in notes:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+
+
+def mapping_check_table(check, mapping: str):
+    """One file's mapping check (`ledger.importing.FileCheck`) as a table: a row per ledger field, then
+    the ignored source columns."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{escape(check.file)}: {mapping}, header and first {check.rows} rows", title_justify="left")
+    for column in ("ledger field", "source column", "names tried", "status", "first rows"):
+        table.add_column(column)
+    for field in check.fields:
+        problems = "; ".join(field.problems[:2]) + (f" (+{len(field.problems) - 2})" if len(field.problems) > 2 else "")
+        parsed = "" if field.missing else (problems or "parses")
+        table.add_row(field.field, escape(field.header or "-"), escape(" / ".join(field.names)), field.status,
+                      escape(parsed))
+    for name in check.unknown:
+        table.add_row("-", escape(name), "", "unknown column: error", "")
+    for name in check.ignored:
+        table.add_row("-", escape(name), "", "ignored", "")
+    return table
 
 
 @app.command(rich_help_panel=LEDGER)
