@@ -66,14 +66,58 @@ def ledger_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
             if name in REQUIRED_TABLES:
                 problems.append(Problem(name, None, None, "table missing"))
             continue
-        table = tables[name].reset_index(drop=True)
+        table = _with_row_numbers(tables[name])
         table_problems, structurally_sound = schema_problems(name, table)
         problems += table_problems
         if structurally_sound:
             usable[name] = table
-    for check in (date_problems, foreign_key_problems, sign_problems, application_problems, clearing_problems):
-        problems += check(usable)
+    keys = KeyLookup(usable)  # each reference looked up once, shared by the rules below
+    problems += date_problems(usable)
+    problems += foreign_key_problems(usable, keys)
+    problems += sign_problems(usable)
+    problems += application_problems(usable, keys)
+    problems += clearing_problems(usable, keys)
     return problems
+
+
+def _with_row_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """The table indexed 0..n-1, as problems name rows; not copied when it already is."""
+    index = table.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return table
+    return table.reset_index(drop=True)
+
+
+class KeyLookup:
+    """Where each reference points: for a child column, the parent row holding its value (-1 for
+    none). Looking up string keys is the costliest step on a large ledger, so each column is looked
+    up once and the positions shared by the foreign-key, application and clearing rules.
+
+    Only parent keys that are unique, non-null strings are looked up this way (`None` otherwise);
+    the rules then fall back to joining on the values, which reports duplicates as it always did."""
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame]) -> None:
+        self.tables = tables
+        self._parents: dict[tuple[str, str], pd.Index | None] = {}
+        self._positions: dict[tuple[str, str, str, str], np.ndarray | None] = {}
+
+    def positions(self, child: str, column: str, parent: str, parent_column: str) -> np.ndarray | None:
+        """Per row of `child`: the row of `parent` whose `parent_column` equals its `column`, -1 where none."""
+        key = (child, column, parent, parent_column)
+        if key not in self._positions:
+            index = self._parent_index(parent, parent_column)
+            values = self.tables[child][column]
+            usable = index is not None and values.dtype == object
+            self._positions[key] = index.get_indexer(values) if usable else None
+        return self._positions[key]
+
+    def _parent_index(self, parent: str, column: str) -> pd.Index | None:
+        if (parent, column) not in self._parents:
+            values = self.tables[parent][column]
+            index = pd.Index(values.to_numpy(), dtype=object)
+            sound = values.dtype == object and index.is_unique and not index.hasnans
+            self._parents[parent, column] = index if sound else None
+        return self._parents[parent, column]
 
 
 def schema_problems(name: str, table: pd.DataFrame) -> tuple[list[Problem], bool]:
@@ -117,13 +161,18 @@ def date_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
     return problems
 
 
-def foreign_key_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
+def foreign_key_problems(tables: Mapping[str, pd.DataFrame], keys: KeyLookup | None = None) -> list[Problem]:
     """Every reference points to an existing row of the parent table."""
+    keys = keys or KeyLookup(tables)
     problems = []
     for child, column, parent, parent_column in FOREIGN_KEYS:
         if child in tables and parent in tables:
             values = tables[child][column]
-            bad = values.notna() & ~values.isin(tables[parent][parent_column])
+            found = keys.positions(child, column, parent, parent_column)
+            if found is None:
+                bad = values.notna() & ~values.isin(tables[parent][parent_column])
+            else:
+                bad = values.notna() & pd.Series(found < 0, index=values.index)
             problems += _row_problems(child, tables[child], bad, column, f"no such {parent_column} in {parent}")
     return problems
 
@@ -142,16 +191,24 @@ def sign_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
     return problems
 
 
-def application_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
+def application_problems(tables: Mapping[str, pd.DataFrame], keys: KeyLookup | None = None) -> list[Problem]:
     """Applications carry their invoice's sign, happen after both documents exist, and never
     apply more than the payment holds."""
     needed = {"payment_applications", "payments", "invoices"}
     if not needed <= tables.keys():
         return []
+    keys = keys or KeyLookup(tables)
     applications, payments, invoices = (tables[name] for name in
                                         ("payment_applications", "payments", "invoices"))
-    joined = applications.join(invoices.set_index("invoice_id")[["doc_type", "invoice_date"]], on="invoice_id")
-    joined = joined.join(payments.set_index("payment_id")[["received_date"]], on="payment_id")
+    of_invoice = keys.positions("payment_applications", "invoice_id", "invoices", "invoice_id")
+    of_payment = keys.positions("payment_applications", "payment_id", "payments", "payment_id")
+    if of_invoice is None or of_payment is None:  # duplicate or missing keys: join on the values
+        joined = applications.join(invoices.set_index("invoice_id")[["doc_type", "invoice_date"]], on="invoice_id")
+        joined = joined.join(payments.set_index("payment_id")[["received_date"]], on="payment_id")
+    else:
+        joined = applications.assign(doc_type=_take(invoices["doc_type"], of_invoice, applications.index),
+                                     invoice_date=_take(invoices["invoice_date"], of_invoice, applications.index),
+                                     received_date=_take(payments["received_date"], of_payment, applications.index))
     expected_sign = np.where(joined["doc_type"] == "credit_memo", -1.0, 1.0)
     problems = _row_problems("payment_applications", applications,
                              joined["doc_type"].notna() & (np.sign(joined["amount"]) != expected_sign),
@@ -166,20 +223,24 @@ def application_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
     problems += _row_problems("payment_applications", applications, duplicated, "invoice_id",
                               "duplicate key (payment_id, invoice_id)")
 
-    applied_per_payment = applications.groupby("payment_id")["amount"].sum()
-    payment_total = payments["payment_id"].map(applied_per_payment).fillna(0.0)
+    if of_payment is None:
+        applied_per_payment = applications.groupby("payment_id")["amount"].sum()
+        payment_total = payments["payment_id"].map(applied_per_payment).fillna(0.0)
+    else:
+        payment_total = _sum_per_parent(applications["amount"], of_payment, payments.index)
     problems += _row_problems("payments", payments, payment_total > payments["amount"] + TOLERANCE, "amount",
                               "applications add up to more than the payment")
     return problems
 
 
-def clearing_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
+def clearing_problems(tables: Mapping[str, pd.DataFrame], keys: KeyLookup | None = None) -> list[Problem]:
     """Applications and write-offs never settle more than the invoice is worth, and an invoice is
     cleared exactly when it is fully settled, on the date of its last settlement."""
     if not {"payment_applications", "invoices"} <= tables.keys():
         return []
     invoices = tables["invoices"]
-    settled = settled_amounts(tables)  # once: it is the costliest step on a large ledger
+    keys = keys or KeyLookup(tables)
+    settled = settled_amounts(tables, keys)  # once: it is the costliest step on a large ledger
     over = settled.abs() > invoices["amount"].abs() + TOLERANCE
     problems = _row_problems("invoices", invoices, over, "amount",
                              "applications and write-off add up to more than the invoice")
@@ -189,32 +250,66 @@ def clearing_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
                              "cleared, but applications and write-off do not add up to the amount")
     problems += _row_problems("invoices", invoices, ~cleared & fully_settled, "cleared_date",
                               "fully settled, but cleared_date is empty")
-    last = last_settlement_dates(tables)
+    last = last_settlement_dates(tables, keys)
     wrong_date = cleared & fully_settled & (invoices["cleared_date"] != last)
     problems += _row_problems("invoices", invoices, wrong_date, "cleared_date",
                               "expected the date of the last application or write-off")
     return problems
 
 
-def settled_amounts(tables: Mapping[str, pd.DataFrame]) -> pd.Series:
+def settled_amounts(tables: Mapping[str, pd.DataFrame], keys: KeyLookup | None = None) -> pd.Series:
     """Per invoice row: applications plus write-off, in document currency (signed like the invoice)."""
+    keys = keys or KeyLookup(tables)
     invoices = tables["invoices"]
-    applied = invoices["invoice_id"].map(tables["payment_applications"].groupby("invoice_id")["amount"].sum())
-    settled = applied.fillna(0.0)
+    settled = _per_invoice(tables, keys, "payment_applications", "amount", "sum").fillna(0.0)
     if "writeoffs" in tables and len(tables["writeoffs"]):
-        written = invoices["invoice_id"].map(tables["writeoffs"].groupby("invoice_id")["amount"].sum())
+        written = _per_invoice(tables, keys, "writeoffs", "amount", "sum")
         settled = settled + written.fillna(0.0) * np.sign(invoices["amount"])
     return settled
 
 
-def last_settlement_dates(tables: Mapping[str, pd.DataFrame]) -> pd.Series:
+def last_settlement_dates(tables: Mapping[str, pd.DataFrame], keys: KeyLookup | None = None) -> pd.Series:
     """Per invoice row: the date of its last application or write-off (NaT when none)."""
+    keys = keys or KeyLookup(tables)
     invoices = tables["invoices"]
-    events = [tables["payment_applications"][["invoice_id", "applied_date"]].rename(columns={"applied_date": "date"})]
+    sources = [("payment_applications", "applied_date")]
     if "writeoffs" in tables:
-        events.append(tables["writeoffs"][["invoice_id", "date"]])
-    last = pd.concat(events).groupby("invoice_id")["date"].max()
-    return invoices["invoice_id"].map(last).astype(DATE)
+        sources.append(("writeoffs", "date"))
+    found = [keys.positions(name, "invoice_id", "invoices", "invoice_id") for name, _ in sources]
+    if any(positions is None for positions in found):
+        events = [tables[name][["invoice_id", column]].rename(columns={column: "date"}) for name, column in sources]
+        last = pd.concat(events).groupby("invoice_id")["date"].max()
+        return invoices["invoice_id"].map(last).astype(DATE)
+    dates = pd.concat([tables[name][column] for name, column in sources], ignore_index=True)
+    last = _per_parent(dates, np.concatenate(found), invoices.index, "max")
+    return last.astype(DATE)
+
+
+def _per_invoice(tables: Mapping[str, pd.DataFrame], keys: KeyLookup, name: str, column: str,
+                 how: str) -> pd.Series:
+    """Per invoice row: `how` of `column` over the rows of table `name` that name the invoice (NaN when none)."""
+    invoices = tables["invoices"]
+    positions = keys.positions(name, "invoice_id", "invoices", "invoice_id")
+    if positions is None:
+        return invoices["invoice_id"].map(tables[name].groupby("invoice_id")[column].agg(how))
+    return _per_parent(tables[name][column], positions, invoices.index, how)
+
+
+def _per_parent(values: pd.Series, positions: np.ndarray, parent_index: pd.Index, how: str) -> pd.Series:
+    """`how` of `values` grouped by the parent row they point to, aligned to the parent's rows
+    (NaN/NaT where none); grouping small integers instead of string keys, in the same row order."""
+    found = positions >= 0
+    grouped = pd.Series(values.to_numpy()[found]).groupby(positions[found], sort=False).agg(how)
+    return grouped.reindex(parent_index)
+
+
+def _sum_per_parent(values: pd.Series, positions: np.ndarray, parent_index: pd.Index) -> pd.Series:
+    return _per_parent(values, positions, parent_index, "sum").fillna(0.0)
+
+
+def _take(values: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
+    """`values` at the given rows, null where the position is -1 (what a left join on the key gives)."""
+    return pd.Series(values.array.take(positions, allow_fill=True), index=index)
 
 
 def _row_problems(table_name: str, table: pd.DataFrame, bad: pd.Series, column: str, message: str) -> list[Problem]:

@@ -89,3 +89,30 @@ def test_a_missing_required_column_is_still_an_error(tmp_path):
         import_ledger([folder], "generic_csv")
     assert [(Path(p.where).name, p.row, p.column, p.message) for p in caught.value.problems] == [
         ("promises.csv", 1, "amount", "column missing")]
+
+
+def rewritten_invoices(tmp_path: Path, change) -> Path:
+    folder = tmp_path / "tables"
+    shutil.copytree(TEMPLATE, folder)
+    invoices = pd.read_csv(folder / "invoices.csv", dtype=str, keep_default_na=False)
+    change(invoices).to_csv(folder / "invoices.csv", index=False)
+    return folder
+
+
+def test_invoices_without_cleared_date_import_with_it_derived_from_the_settlements(tmp_path):
+    folder = rewritten_invoices(tmp_path, lambda invoices: invoices.drop(columns="cleared_date"))
+    derived, given = import_ledger([folder], "generic_csv"), import_ledger([TEMPLATE], "generic_csv")
+    pd.testing.assert_frame_equal(derived.invoices, given.invoices)
+    assert derived.invoices["cleared_date"].notna().sum() == given.invoices["cleared_date"].notna().sum() > 0
+
+
+def test_a_cleared_date_the_settlements_contradict_is_named_per_row(tmp_path):
+    def moved(invoices: pd.DataFrame) -> pd.DataFrame:
+        row = invoices.index[invoices["cleared_date"] != ""][0]
+        invoices.loc[row, "cleared_date"] = "2024-06-30"
+        return invoices
+
+    with pytest.raises(LedgerError) as caught:
+        import_ledger([rewritten_invoices(tmp_path, moved)], "generic_csv")
+    assert [(problem.where, problem.column) for problem in caught.value.problems] == [("invoices", "cleared_date")]
+    assert "expected the date of the last application or write-off" in caught.value.problems[0].message

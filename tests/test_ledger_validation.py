@@ -135,3 +135,46 @@ def test_problems_with_and_without_a_row_are_reported_together():
         ledger.replace(customers=customers).validate()
     text = str(raised.value)
     assert text.index("column segment: column missing") < text.index("customers row 1")
+
+
+# The vectorised checks (identifiers, currency codes, amounts) report each kind of bad value
+# with the same message as pandera's element-wise checks did.
+BAD_VALUES = [
+    # (table, row, changes, column, message)
+    ("invoices", 1, {"invoice_id": ""}, "invoice_id", "expected a non-empty identifier, got ''"),
+    ("payment_applications", 2, {"payment_id": ""}, "payment_id", "expected a non-empty identifier, got ''"),
+    ("customers", 1, {"currency": "EURO"}, "currency", "expected an ISO 4217 currency code such as EUR, got 'EURO'"),
+    ("payments", 0, {"currency": "eur"}, "currency", "expected an ISO 4217 currency code such as EUR, got 'eur'"),
+    ("invoices", 0, {"amount": float("inf")}, "amount", "expected a finite number, got inf"),
+    ("payments", 1, {"amount_base": float("-inf")}, "amount_base", "expected a finite number, got -inf"),
+    ("invoices", 2, {"amount_base": float("nan")}, "amount_base", "missing value (expected a value), got nan"),
+    ("customers", 0, {"name": None}, "name", "missing value (expected a value), got None"),
+]
+
+
+@pytest.mark.parametrize(("table", "row", "changes", "column", "message"), BAD_VALUES)
+def test_bad_value_is_reported_with_its_message(table, row, changes, column, message):
+    ledger = with_changes(table, row, **changes)
+    found = {(p.where, p.row, p.column, p.message) for p in ledger_problems(ledger.tables())}
+    assert (table, row, column, message) in found
+
+
+def test_a_value_that_is_not_text_in_an_id_column_is_a_wrong_type():
+    ledger = tiny_ledger()
+    invoices = ledger.invoices.astype({"invoice_id": object})
+    invoices.loc[1, "invoice_id"] = 5
+    problems = ledger_problems(ledger.replace(invoices=invoices).tables())
+    assert [(p.where, p.row, p.column, p.message) for p in problems if p.column == "invoice_id"] == [
+        ("invoices", 1, "invoice_id", "wrong type: expected 'str', got 5"),
+        ("invoices", 1, "invoice_id", "expected a non-empty identifier, got 5")]
+
+
+def test_an_empty_id_in_a_large_table_is_found_at_its_row():
+    ledger = tiny_ledger()
+    customers = pd.concat([ledger.customers] * 500, ignore_index=True)
+    customers["customer_id"] = [f"C{i}" for i in range(1, len(customers) + 1)]
+    customers.loc[777, "customer_id"] = ""
+    problems = [p for p in ledger_problems(ledger.replace(customers=customers).tables())
+                if p.where == "customers"]
+    assert [(p.row, p.column, p.message) for p in problems] == [
+        (777, "customer_id", "expected a non-empty identifier, got ''")]

@@ -3,8 +3,9 @@
 SOURCE is a folder holding `customers.csv`, `invoices.csv`, ... (one file per ledger table, named
 after it), or the list of those files. Columns carry the ledger's names and types; optional tables
 and optional columns may be left out; anything else is an error rather than silently ignored.
-Derived columns (`DERIVED_COLUMNS`: a promise's `kept`) are never required: computed when absent,
-checked row by row against the derivation when given.
+Derived columns (`DERIVED_COLUMNS`: a promise's `kept`, an invoice's `cleared_date`) are never required:
+computed when absent, checked row by row against the derivation when given (`cleared_date` by the
+ledger's own validation: set exactly when fully settled, on the date of the last settlement).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ledger.schema import DATE, REQUIRED_TABLES, SCHEMAS, TABLES, columns_of
 from ledger.store import Ledger
 
 # Columns the ledger derives from other tables: what a file may leave out, and what it says is checked.
-DERIVED_COLUMNS = {"promises": ("kept",)}
+DERIVED_COLUMNS = {"promises": ("kept",), "invoices": ("cleared_date",)}
 MONEY_TOLERANCE = 0.005  # a promise is kept once paid within this of its amount (features.config.money_tolerance)
 
 
@@ -48,9 +49,22 @@ def ledger_tables_ledger(sources: Sequence[Path], mapping: LedgerTablesMapping, 
         lines[table] = pd.concat(chunk_lines, ignore_index=True)
     if problems:
         raise LedgerError(problems, title="bad import source")
+    if "cleared_date" not in frames["invoices"]:
+        frames["invoices"] = with_cleared_dates(frames)
     if "promises" in frames:
         frames["promises"] = with_kept(frames, lines["promises"], str(files["promises"]))
     return Ledger(**frames, base_currency=mapping.base_currency, source=f"import:{name}").validate()
+
+
+def with_cleared_dates(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The invoices with `cleared_date` derived as the contract defines it: the date of the last application
+    or write-off of an invoice whose applications and write-off add up to its amount; empty otherwise."""
+    from ledger.validation import TOLERANCE, last_settlement_dates, settled_amounts
+
+    invoices = frames["invoices"]
+    settled = settled_amounts(frames)
+    fully = (invoices["amount"] - settled).abs() <= TOLERANCE
+    return invoices.assign(cleared_date=last_settlement_dates(frames).where(fully).astype(DATE))
 
 
 def with_kept(frames: dict[str, pd.DataFrame], lines: pd.Series, file: str) -> pd.DataFrame:
