@@ -19,6 +19,7 @@ import pandas as pd
 from ledger.errors import LedgerError, Problem
 from ledger.importing.mappings import LedgerTablesMapping
 from ledger.importing.sources import CHUNK_ROWS, SourceTable, read_source_chunks
+from ledger.promises import promise_paid_amount
 from ledger.schema import DATE, REQUIRED_TABLES, SCHEMAS, TABLES, columns_of
 from ledger.store import Ledger
 
@@ -71,7 +72,7 @@ def with_kept(frames: dict[str, pd.DataFrame], lines: pd.Series, file: str) -> p
     """The promises with `kept` derived when the file has none; `LedgerError` naming file, line and column
     of each given `kept` the derivation contradicts (found true while not paid, or a definite mismatch)."""
     promises = frames["promises"]
-    paid = promise_paid_amount(promises, frames)
+    paid = paid_from_tables(promises, frames)
     derived = derived_kept(promises, paid, latest_date(frames))
     if "kept" not in promises:
         return promises.assign(kept=derived)
@@ -97,29 +98,13 @@ def derived_kept(promises: pd.DataFrame, paid: pd.Series, as_of: pd.Timestamp | 
     return pd.Series(pd.NA, index=promises.index, dtype="boolean").mask(kept, True).mask(broken, False)
 
 
-def promise_paid_amount(promises: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.Series:
-    """Per promise: what was paid towards it from its made to its promised date (both inclusive).
+def paid_from_tables(promises: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.Series:
+    """Per promise: what was paid towards it from its made to its promised date (`ledger.promises`), from the
+    tables the import has (an optional table left out counts as empty)."""
+    from ledger.schema import empty_table
 
-    The same sum as features.collections.promise_paid_amount (which the ledger may not import):
-    applications to its invoice, plus a write-off of that invoice in the window when some payment
-    came in it; for a promise on the account, the customer's payments received in the window."""
-    applications = frames.get("payment_applications", pd.DataFrame(columns=["invoice_id", "applied_date", "amount"]))
-    payments = frames.get("payments", pd.DataFrame(columns=["customer_id", "received_date", "amount"]))
-    writeoffs = frames.get("writeoffs", pd.DataFrame(columns=["invoice_id", "date", "amount"]))
-    window = ["promise_id", "made_date", "promised_date"]
-    on_invoice = promises.loc[promises["invoice_id"].notna(), [*window, "invoice_id"]]
-    towards_invoice = on_invoice.merge(applications[["invoice_id", "applied_date", "amount"]], on="invoice_id")
-    towards_invoice = towards_invoice[towards_invoice["applied_date"].between(
-        towards_invoice["made_date"], towards_invoice["promised_date"])]
-    written = on_invoice[on_invoice["promise_id"].isin(towards_invoice["promise_id"])].merge(
-        writeoffs[["invoice_id", "date", "amount"]], on="invoice_id")
-    written = written[written["date"].between(written["made_date"], written["promised_date"])]
-    on_account = promises.loc[promises["invoice_id"].isna(), [*window, "customer_id"]]
-    towards_account = on_account.merge(payments[["customer_id", "received_date", "amount"]], on="customer_id")
-    towards_account = towards_account[towards_account["received_date"].between(
-        towards_account["made_date"], towards_account["promised_date"])]
-    paid = pd.concat([frame[["promise_id", "amount"]] for frame in (towards_invoice, written, towards_account)])
-    return promises["promise_id"].map(paid.groupby("promise_id", sort=False)["amount"].sum()).fillna(0.0)
+    tables = {name: frames.get(name, empty_table(name)) for name in ("payment_applications", "payments", "writeoffs")}
+    return promise_paid_amount(promises, tables["payment_applications"], tables["payments"], tables["writeoffs"])
 
 
 def latest_date(frames: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
