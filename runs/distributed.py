@@ -43,6 +43,7 @@ from runs.scoring import Champions, forecast_sums_of, score, score_table
 
 # Tables written by the partitions, one file per bucket; the worklist and forecast are combined.
 PARTITIONED_TABLES = ("scores", "customers", "contributions", "dunning", "aging")
+PARTS_MARK = ".arrisk-parts"  # in a folder of bucket files ar-risk wrote: what may be replaced
 DRIFT_CUSTOMERS = 10_000  # the drift verdict's sample of customers (the verdict compares 20,000 rows a side)
 
 
@@ -321,6 +322,7 @@ def bucket_tables_on_cluster(client, table_of: Callable[..., pd.DataFrame], ledg
     check_parts_folder(out)
     staging = out.with_name(f".{out.name}.{os.getpid()}.{time.time_ns()}.tmp")
     staging.mkdir(parents=True)
+    (staging / PARTS_MARK).write_text("written by ar-risk: one Parquet file per bucket\n")
     try:
         shared = {name: client.scatter(value, broadcast=True, hash=False) if name in ("champions", "records") else value
                   for name, value in arguments.items()}
@@ -358,11 +360,13 @@ def scores_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, champ
 
 
 def check_parts_folder(out: Path) -> None:
-    """`BadInput` unless `out` is absent or a folder of bucket files this command wrote (nothing else is
-    ever replaced)."""
+    """`BadInput` unless `out` is absent or a folder of bucket files ar-risk wrote (its `PARTS_MARK` and
+    part-NNNNN.parquet files, nothing else): nothing else is ever replaced."""
     if not os.path.lexists(out):
         return
-    if out.is_symlink() or not out.is_dir() or any(not re.fullmatch(r"part-\d{5}\.parquet", entry.name)
-                                                   for entry in out.iterdir()):
-        raise BadInput(f"{out}: exists and is not a folder of part-NNNNN.parquet files; refusing to replace it "
-                       "(nothing was changed): pass a new folder")
+    ours = (not out.is_symlink() and out.is_dir() and (out / PARTS_MARK).is_file()
+            and all(entry.name == PARTS_MARK or re.fullmatch(r"part-\d{5}\.parquet", entry.name)
+                    for entry in out.iterdir()))
+    if not ours:
+        raise BadInput(f"{out}: exists and is not a folder of bucket files written by ar-risk; refusing to replace "
+                       "it (nothing was changed): pass a new folder")

@@ -196,3 +196,12 @@ def test_arrisk_features_and_score_engine_dask_write_one_file_per_bucket_equal_t
     result = runner.invoke(app, ["features", *common, "--out", str(tmp_path / "mine")])
     assert result.exit_code == 1 and "refusing to replace it" in result.output
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    # Nor one that only looks like ours (bucket file names, no mark of ar-risk's).
+    (tmp_path / "lookalike").mkdir()
+    (tmp_path / "lookalike" / "part-00000.parquet").write_text("someone else's")
+    result = runner.invoke(app, ["features", *common, "--out", str(tmp_path / "lookalike")])
+    assert result.exit_code == 1 and "refusing to replace it" in result.output
+    assert (tmp_path / "lookalike" / "part-00000.parquet").read_text() == "someone else's"
+    # Its own folder is replaced by the next run of the command.
+    result = runner.invoke(app, ["features", *common, "--out", str(tmp_path / "features")])
+    assert result.exit_code == 0, result.output
