@@ -10,7 +10,8 @@ fact dated after `as_of` cannot reach a feature. Choices, table by table:
 - disputes: opened on or before `as_of`; a `resolved_date` after `as_of` becomes NaT (open then).
 - promises: made on or before `as_of`; `kept` is set to missing, because it is derived after the fact
   (whether a promise was kept is recomputed as of the date from payments, see `features.customer`).
-- writeoffs, dunning_notices, contacts: dated on or before `as_of`.
+- writeoffs, dunning_notices, contacts: dated on or before `as_of`. A dunning notice imported without
+  its issued date (the level known, not the day) counts from its `known_date`, the export's date.
 - customers: created on or before `as_of`, or named by a known invoice or payment (the master record
   existed when the document was posted, whatever date the export gives it). Their `created_date`
   becomes the earliest of itself and their first known document, so tenure never reads a date after
@@ -46,9 +47,18 @@ def known_at(ledger: Ledger, as_of: pd.Timestamp) -> Ledger:
         disputes=disputes,
         promises=promises,
         writeoffs=_on_or_before(ledger.writeoffs, "date", as_of),
-        dunning_notices=_on_or_before(ledger.dunning_notices, "issued_date", as_of),
+        dunning_notices=known_notices(ledger.dunning_notices, as_of),
         contacts=_on_or_before(ledger.contacts, "contact_date", as_of),
     )
+
+
+def known_notices(notices: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Dunning notices issued on or before `as_of`; a notice whose issued date is unknown counts from
+    its `known_date` (the day the export that carried its level was taken), never earlier."""
+    known = notices["issued_date"]
+    if "known_date" in notices:
+        known = known.fillna(notices["known_date"])
+    return notices[known <= as_of]
 
 
 def _on_or_before(table: pd.DataFrame, column: str, as_of: pd.Timestamp) -> pd.DataFrame:

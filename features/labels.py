@@ -46,7 +46,7 @@ EVENT_DATES = {
     "disputes": ("opened_date", "resolved_date"),
     "promises": ("made_date",),
     "writeoffs": ("date",),
-    "dunning_notices": ("issued_date",),
+    "dunning_notices": ("issued_date", "known_date"),
     "contacts": ("contact_date",),
 }
 
@@ -55,7 +55,7 @@ def last_event_date(ledger: Ledger) -> pd.Timestamp:
     """The last date on which anything happened in the ledger: the default end of observation."""
     tables = ledger.tables()
     latest = [tables[name][column].max() for name, columns in EVENT_DATES.items() for column in columns
-              if name in tables and len(tables[name])]
+              if name in tables and column in tables[name] and len(tables[name])]
     latest = [date for date in latest if pd.notna(date)]
     if not latest:
         raise ValueError("the ledger has no dated events, so observation has no end")

@@ -173,7 +173,10 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         {
             "invoice_id": _id(),
             "level": pa.Column("int64", pa.Check.in_range(1, 9)),
-            "issued_date": _date(),
+            # Missing for a level imported without the date of its notice (FBL5N without Letzte Mahnung):
+            # the level is known, the day it was sent is not; `known_date` then says since when it is known.
+            "issued_date": _date(nullable=True),
+            "known_date": pa.Column(DATE, nullable=True, required=False),
         },
         name="dunning_notices",
     ),

@@ -47,6 +47,7 @@ DATE_ORDER = (
     ("invoices", "invoice_date", "cleared_date"),
     ("disputes", "opened_date", "resolved_date"),
     ("promises", "made_date", "promised_date"),
+    ("dunning_notices", "issued_date", "known_date"),
 )
 
 
@@ -148,10 +149,11 @@ def date_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
     """Dates in order within a row, and calendar dates with no time of day."""
     problems = []
     for name, earlier, later in DATE_ORDER:
-        if name in tables:
+        if name in tables and later in tables[name]:
             table = tables[name]
             bad = table[later].notna() & (table[later] < table[earlier])
             problems += _row_problems(name, table, bad, later, f"{later} before {earlier}")
+    problems += undated_notice_problems(tables)
     for name, table in tables.items():
         for column, col in SCHEMAS[name].columns.items():
             if str(col.dtype) == DATE and column in table:
@@ -159,6 +161,17 @@ def date_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
                 bad = values.notna() & (values != values.dt.normalize())
                 problems += _row_problems(name, table, bad, column, "expected a calendar date, got a time of day")
     return problems
+
+
+def undated_notice_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
+    """A dunning notice without its issued date needs the date since which its level is known."""
+    notices = tables.get("dunning_notices")
+    if notices is None:
+        return []
+    known = notices["known_date"] if "known_date" in notices else pd.Series(pd.NaT, index=notices.index)
+    bad = notices["issued_date"].isna() & known.isna()
+    return _row_problems("dunning_notices", notices, bad, "issued_date",
+                         "expected an issued_date, or a known_date for a level whose notice date is unknown")
 
 
 def foreign_key_problems(tables: Mapping[str, pd.DataFrame], keys: KeyLookup | None = None) -> list[Problem]:

@@ -109,10 +109,16 @@ def policy_levels(policy: DunningPolicy) -> pd.DataFrame:
 
 
 def last_notices(notices: pd.DataFrame) -> pd.DataFrame:
-    """Per invoice: the highest level issued and the date it was issued."""
-    last = notices.sort_values(["invoice_id", "level", "issued_date"]).drop_duplicates("invoice_id", keep="last")
-    return last.set_index("invoice_id")[["level", "issued_date"]].rename(
-        columns={"level": "last_level", "issued_date": "last_issued_date"})
+    """Per invoice: the highest level issued, the date it was issued (missing for a level imported
+    without its notice date) and the latest day it can have been issued (`issued_by`: the issued date,
+    else the day the level became known)."""
+    issued_by = notices["issued_date"]
+    if "known_date" in notices:
+        issued_by = issued_by.fillna(notices["known_date"])
+    last = (notices.assign(issued_by=issued_by).sort_values(["invoice_id", "level", "issued_by"])
+            .drop_duplicates("invoice_id", keep="last"))
+    return last.set_index("invoice_id")[["level", "issued_date", "issued_by"]].rename(
+        columns={"level": "last_level", "issued_date": "last_issued_date", "issued_by": "last_issued_by"})
 
 
 def hold_reasons(known: Ledger, invoices: pd.DataFrame, as_of: pd.Timestamp, tolerance: float,
@@ -236,12 +242,19 @@ def dunning_proposal(ledger: Ledger, as_of: pd.Timestamp, policy: DunningPolicy,
     levels = policy_levels(policy)
     items = items[items["last_level"] < len(levels)]  # the final level was issued: nothing further to send
     items = items.assign(level=items["last_level"] + 1).join(levels, on="level")
-    since_previous = days_between(as_of, items["last_issued_date"])
-    due = ((items["min_days_past_due"].isna() | (items["days_past_due"] >= items["min_days_past_due"]))
-           & (items["min_days_since_previous"].isna() | (items["last_level"] == 0)
-              | (since_previous >= items["min_days_since_previous"])))
-    items = items[due].copy()
-    items["reason"] = hold_reasons(known, items, as_of, tolerance)
+    # Days since the previous notice; for one whose date is unknown, at least the days since its level
+    # became known: the next level is proposed only once it is due however early that notice went out.
+    since_previous = days_between(as_of, items["last_issued_by"])
+    waits_on_previous = items["min_days_since_previous"].notna() & (items["last_level"] > 0)
+    past_due = items["min_days_past_due"].isna() | (items["days_past_due"] >= items["min_days_past_due"])
+    due = past_due & (~waits_on_previous | (since_previous >= items["min_days_since_previous"]))
+    undated = (past_due & waits_on_previous & ~due & items["last_issued_date"].isna()
+               & items["last_issued_by"].notna())
+    items["undated_reason"] = undated_notice_reasons(items, undated)
+    items = items[due | undated].copy()
+    others = hold_reasons(known, items, as_of, tolerance)
+    both = (items["undated_reason"] != "") & (others != "")
+    items["reason"] = items["undated_reason"] + np.where(both, "; ", "") + others
     items["status"] = np.where(items["reason"] != "", HELD, PROPOSED)
     proposed = items["status"] == PROPOSED
     overdue_total = items["open_amount_base"].where(proposed, 0.0).groupby(items["customer_id"]).transform("sum")
@@ -257,6 +270,17 @@ def dunning_proposal(ledger: Ledger, as_of: pd.Timestamp, policy: DunningPolicy,
                "last_level", "last_issued_date", "level", "channel", "fee", "interest", "status", "reason",
                "letter_text"]
     return proposal_order(items[columns])
+
+
+def undated_notice_reasons(items: pd.DataFrame, undated: pd.Series) -> pd.Series:
+    """Why an item is held whose previous level has no notice date: the level is known, the day it was
+    sent is not, so the next one waits its days counted from the day the level became known."""
+    waits = items[undated]
+    until = waits["last_issued_by"] + pd.to_timedelta(waits["min_days_since_previous"], unit="D")
+    text = ("level " + waits["last_level"].astype(str) + " sent on an unknown date (imported without its "
+            "dunning date, known since " + waits["last_issued_by"].dt.strftime("%Y-%m-%d") + "): level "
+            + waits["level"].astype(str) + " waits until " + until.dt.strftime("%Y-%m-%d"))
+    return text.reindex(items.index, fill_value="")
 
 
 def proposal_order(proposal: pd.DataFrame) -> pd.DataFrame:

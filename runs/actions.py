@@ -63,8 +63,9 @@ def with_records(ledger: Ledger, records: dict[str, pd.DataFrame]) -> Ledger:
         if recorded is None or recorded.empty:
             continue
         current = getattr(ledger, name)
+        # Only the ledger's columns; one the records lack (a notice's known_date) stays missing on their rows.
         merged[name] = recorded if current.empty else pd.concat(
-            [current, recorded[current.columns]], ignore_index=True)
+            [current, recorded[recorded.columns.intersection(current.columns)]], ignore_index=True)
     return ledger.replace(**merged) if merged else ledger
 
 

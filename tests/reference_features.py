@@ -197,7 +197,7 @@ def reference_invoice_features(ledger: Ledger, as_of: pd.Timestamp, invoice_ids:
         month_end = invoice_day.day > days_in_month - config.month_end_days
         promises = [p for p in known.known_promises(invoice["customer_id"]) if p["invoice_id"] == invoice_id]
         statuses = {known.promise_status(p) for p in promises}
-        notices = [n["level"] for n in known.events.notices_of[invoice_id] if n["issued_date"] <= day]
+        notices = [n["level"] for n in known.events.notices_of[invoice_id] if notice_known_by(n) <= day]
         rows.append({
             "invoice_id": invoice_id,
             "customer_id": invoice["customer_id"],
@@ -395,3 +395,9 @@ def reference_customer_labels(ledger: Ledger, as_of: pd.Timestamp, customer_ids:
             label = 0.0 if len(observed) == len(window) else math.nan
         rows.append({"customer_id": customer_id, "already_deteriorated": already, f"deteriorates_{horizon}d": label})
     return pd.DataFrame(rows)
+
+
+def notice_known_by(notice: dict) -> pd.Timestamp:
+    """The day a dunning notice is known: its issued date, or for a level imported without one, its known date."""
+    issued = notice["issued_date"]
+    return issued if pd.notna(issued) else notice.get("known_date", pd.NaT)

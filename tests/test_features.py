@@ -102,6 +102,18 @@ def test_customers_created_later_are_unknown_unless_already_invoiced():
     assert customer_row(customer_features_at(ledger, T("2024-02-01")), "C2")["tenure_days"] == 22
 
 
+def test_a_level_imported_without_its_notice_date_counts_from_its_known_date():
+    ledger = collections_ledger()
+    undated = pd.DataFrame({"invoice_id": ["I3"], "level": [2], "issued_date": dates(None),
+                            "known_date": dates("2024-03-18")})
+    ledger = ledger.replace(dunning_notices=pd.concat([ledger.dunning_notices, undated],
+                                                      ignore_index=True)).validate()
+    assert invoice_row(features_at(ledger, T("2024-03-17")), "I3")["dunning_level"] == 0.0
+    assert invoice_row(features_at(ledger, T("2024-03-18")), "I3")["dunning_level"] == 2.0
+    with pytest.raises(LedgerError, match="known_date for a level whose notice date is unknown"):
+        ledger.replace(dunning_notices=undated.assign(known_date=dates(None))).validate()
+
+
 # --- Invoice-level values -----------------------------------------------------------------------
 
 def test_invoice_features_by_hand():

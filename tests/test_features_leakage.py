@@ -38,7 +38,14 @@ CLOSE = {"check_exact": False, "rtol": 1e-9, "atol": 1e-6}
 def synthetic() -> Ledger:
     from ledger.synthetic import generate_ledger
 
-    return generate_ledger(customers=150, months=18, seed=11)[0]
+    ledger = generate_ledger(customers=150, months=18, seed=11)[0]
+    # Every fifth notice as an import without dunning dates gives it: the level known from a later day.
+    notices = ledger.dunning_notices.copy()
+    undated = notices.index % 5 == 0
+    notices["known_date"] = (notices["issued_date"] + pd.Timedelta(days=9)).where(undated)
+    notices.loc[undated, "issued_date"] = pd.NaT
+    assert undated.sum() > 20
+    return ledger.replace(dunning_notices=notices)
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +169,10 @@ def perturb_after(ledger: Ledger, as_of: pd.Timestamp, seed: int) -> Ledger:
     new_notices = copies(notice_template, n, rng, invoice_id=pick(invoice_ids),
                          level=lambda k: rng.integers(1, 4, k), issued_date=lambda k: later_dates(rng, as_of, k).to_numpy())
     notices = perturb_events(ledger.dunning_notices, "issued_date", as_of, rng, None, new_notices)
+    # Levels imported without their notice date, learnt from an export taken after the cutoff.
+    undated = copies(notice_template, n, rng, invoice_id=pick(invoice_ids), level=lambda k: rng.integers(1, 4, k),
+                     issued_date=pd.NaT, known_date=lambda k: later_dates(rng, as_of, k).to_numpy())
+    notices = pd.concat([notices, undated], ignore_index=True)
 
     contact_template = pd.DataFrame({"contact_id": ["x"], "customer_id": ["x"], "contact_date": [as_of],
                                      "channel": ["call"], "outcome": ["reached"]})

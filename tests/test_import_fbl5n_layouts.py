@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from ledger import read_ledger
 from ledger.errors import LedgerError
 from ledger.importing import import_ledger, load_mapping
 from ledger.importing.clearing_documents import line_items_import
+from rules.dunning import dunning_proposal, load_policy
+from serving.cli import app
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fbl5n"
 WITH_REFERENCES = FIXTURES / "fbl5n_export.csv"
@@ -120,12 +124,31 @@ def test_open_items_at_the_key_date_are_those_of_the_export(ledger):
     assert applications_of(ledger, "1600000002") == [("1400000012", "2024-04-20", 800.0)]
 
 
-def test_a_dunning_level_without_a_date_makes_no_notice_and_is_counted(imported):
+def test_a_dunning_level_without_a_date_is_kept_with_the_date_unknown(imported):
     ledger, report = imported
     # Mahnstufe > 0 on 1400000007 (residual of 1800000005), 1600000002, 1400000021 (of 1800000021) and 1800000022;
-    # without Letzte Mahnung a notice has no issued date, and the ledger has no other place for a level.
-    assert ledger.dunning_notices.empty
-    assert report.notes == ["4 items carry a dunning level without a date: their notices are not in the ledger"]
+    # without Letzte Mahnung the day each notice went out is unknown, the level is not: it is kept, known from
+    # the export's date (its latest date: payment 1400000040 posted on 03.05.2024).
+    notices = ledger.dunning_notices.set_index("invoice_id").sort_index()
+    assert notices["level"].to_dict() == {"1600000002": 2, "1800000005": 1, "1800000021": 1, "1800000022": 1}
+    assert notices["issued_date"].isna().all()
+    assert (notices["known_date"] == pd.Timestamp("2024-05-03")).all()
+    assert report.notes == ["4 documents carry a dunning level without a date: the level is kept, its notice "
+                            "date unknown, and counts from the export's date 2024-05-03"]
+
+
+def test_the_dunning_run_after_such_an_import_never_sends_level_1_again(ledger):
+    policy = load_policy(SHIPPED.parents[1] / "dunning" / "default.yaml")
+    proposal = dunning_proposal(ledger, pd.Timestamp("2024-05-10"), policy).set_index("invoice_id")
+    # 1800000005 and 1800000021 stand at level 1 and are past level 2's 21 days: level 2 waits 14 days from
+    # the export's date, since the first notice may have gone out that day.
+    for invoice_id in ("1800000005", "1800000021"):
+        row = proposal.loc[invoice_id]
+        assert (row["last_level"], row["level"], row["status"]) == (1, 2, "held")
+        assert row["reason"].endswith("level 2 waits until 2024-05-17")
+    later = dunning_proposal(ledger, pd.Timestamp("2024-05-17"), policy).set_index("invoice_id")
+    assert later.loc[["1800000005", "1800000021"], "status"].tolist() == ["proposed", "proposed"]
+    assert later.loc[["1800000005", "1800000021"], "level"].tolist() == [2, 2]
 
 
 def test_a_residual_matching_two_invoices_or_none_is_an_error_naming_file_row_and_candidates(mapping):
@@ -182,3 +205,14 @@ def test_arrisk_import_of_the_standard_layout_says_what_each_rule_linked(tmp_pat
     assert result.exit_code == 0, result.output
     assert "linked by assignment: 4" in result.output and "linked by reference: 3" in result.output
     assert "Rechnungsbezug" in result.output  # the note: the column is not in this layout
+
+
+@pytest.mark.parametrize("partitions", [[], ["--partitions", "2"]], ids=["whole", "partitioned"])
+def test_the_import_command_prints_what_each_rule_linked_and_the_undated_levels(tmp_path, partitions):
+    result = CliRunner().invoke(app, ["import", "--mapping", "sap_fbl5n", "--out", str(tmp_path / "ledger"),
+                                      *partitions, str(WITHOUT_REFERENCES)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "residual items and partial payments linked by assignment: 4" in result.output
+    assert "residual items and partial payments linked by reference: 3" in result.output
+    assert "4 documents carry a dunning level without a date" in result.output
+    assert len(read_ledger(tmp_path / "ledger").dunning_notices) == 4

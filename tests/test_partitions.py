@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from ledger import read_ledger, write_ledger
 from ledger.errors import LedgerError
-from ledger.importing import import_ledger, import_partitioned
+from ledger.importing import import_ledger, import_ledger_with_report, import_partitioned
 from ledger.partitions import (
     PartitionedWriter,
     bucket_of,
@@ -198,8 +198,9 @@ def test_a_bucket_problem_names_the_file_and_its_row(tmp_path, small):
 @pytest.mark.parametrize(("sources", "mapping"), [([IBM], "ibm_sample"), ([FBL5N / "fbl5n_export.csv"], "sap_fbl5n"),
                                                   ([GENERIC], "generic_csv")], ids=["ibm", "fbl5n", "generic"])
 def test_import_with_partitions_equals_import_without(tmp_path, sources, mapping):
-    whole = import_ledger(sources, mapping)
-    rows = import_partitioned(sources, mapping, tmp_path / "ledger", 4, chunk_rows=500)
+    whole, whole_report = import_ledger_with_report(sources, mapping)
+    rows, report = import_partitioned(sources, mapping, tmp_path / "ledger", 4, chunk_rows=500)
+    assert report == whole_report and (mapping != "sap_fbl5n" or len(report) == 3)
     partitioned = read_ledger(tmp_path / "ledger")
     assert rows["invoices"] == len(whole.invoices) and partition_count(tmp_path / "ledger") == 4
     assert_same_ledger(partitioned, whole)

@@ -125,6 +125,48 @@ def test_a_notice_issued_after_the_date_does_not_count():
     assert result.set_index("invoice_id").loc["A1", "level"] == 1
 
 
+def undated(invoice_id: str, level: int, known: str) -> pd.DataFrame:
+    """A level imported without its notice date (FBL5N without Letzte Mahnung), known since `known`."""
+    return pd.DataFrame({"invoice_id": [invoice_id], "level": [level], "issued_date": dates(None),
+                         "known_date": dates(known)})
+
+
+@pytest.mark.parametrize(("known", "status", "reason"), [
+    # Known 10 days before: the notice may have gone out yesterday, so level 2 waits for its 14 days.
+    ("2024-03-21", "held", "level 1 sent on an unknown date (imported without its dunning date, known since "
+                           "2024-03-21): level 2 waits until 2024-04-04"),
+    # Known 14 days before: it went out 14 days ago or earlier, so level 2 is due however early it was.
+    ("2024-03-17", "proposed", ""),
+])
+def test_a_level_without_its_notice_date_is_kept_and_the_next_waits_from_the_day_it_became_known(
+        known, status, reason):
+    ledger = dunning_ledger()
+    ledger = ledger.replace(dunning_notices=pd.concat([ledger.dunning_notices, undated("A1", 1, known)],
+                                                      ignore_index=True))
+    a1 = dunning_proposal(ledger, AS_OF, DunningPolicy.model_validate(POLICY)).set_index("invoice_id").loc["A1"]
+    # Never level 1 again: the level is reached, only its date is unknown.
+    assert (a1["last_level"], a1["level"], a1["status"], a1["reason"]) == (1, 2, status, reason)
+    assert pd.isna(a1["last_issued_date"])
+
+
+def test_an_undated_level_known_only_after_the_date_does_not_count():
+    ledger = dunning_ledger()
+    ledger = ledger.replace(dunning_notices=pd.concat([ledger.dunning_notices, undated("A1", 2, "2024-04-02")],
+                                                      ignore_index=True))
+    a1 = dunning_proposal(ledger, AS_OF, DunningPolicy.model_validate(POLICY)).set_index("invoice_id").loc["A1"]
+    assert (a1["last_level"], a1["level"]) == (0, 1)
+
+
+def test_an_undated_level_and_another_hold_give_both_reasons():
+    ledger = dunning_ledger()
+    # A4 (in open dispute DA4) is 45 days past due: level 2 is reached by days, waits on the undated level 1.
+    ledger = ledger.replace(dunning_notices=pd.concat([ledger.dunning_notices, undated("A4", 1, "2024-03-25")],
+                                                      ignore_index=True))
+    a4 = dunning_proposal(ledger, AS_OF, DunningPolicy.model_validate(POLICY)).set_index("invoice_id").loc["A4"]
+    assert a4["reason"] == ("level 1 sent on an unknown date (imported without its dunning date, known since "
+                            "2024-03-25): level 2 waits until 2024-04-08; open dispute DA4 (quality)")
+
+
 def test_policy_validation(tmp_path: Path):
     assert len(load_policy(Path("configs/dunning/default.yaml")).levels) == 4
     with pytest.raises(ValueError, match="extra"):

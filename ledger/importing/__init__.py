@@ -62,18 +62,21 @@ def _import(name: str, config, paths: list[Path], chunk_rows: int) -> Ledger:
 
 
 def import_partitioned(sources: Sequence[str | Path], mapping: str | Path, out: str | Path, partitions: int, *,
-                       chunk_rows: int = CHUNK_ROWS) -> dict[str, int]:
+                       chunk_rows: int = CHUNK_ROWS) -> tuple[dict[str, int], list[str]]:
     """Import into a ledger at `out` partitioned into `partitions` buckets by customer, atomically; returns
-    rows written per table. Flat invoice lists (ibm_sample) stream chunk by chunk into the buckets; the
-    other layouts derive tables across rows, so their parsed rows are held and written in one go."""
+    rows written per table and what the import has to say besides (as `import_ledger_with_report`). Flat
+    invoice lists (ibm_sample) stream chunk by chunk into the buckets; the other layouts derive tables
+    across rows, so their parsed rows are held and written in one go."""
     name, config, paths = _resolved(sources, mapping)
+    report: list[str] = []
     with PartitionedWriter(out, partitions, config.base_currency, f"import:{name}") as writer:
         if isinstance(config, SettledInvoicesMapping):
             write_settled_invoices(paths, config, writer, chunk_rows)
         else:
-            writer.add(import_ledger(paths, mapping, chunk_rows=chunk_rows))
+            ledger, report = import_ledger_with_report(paths, mapping, chunk_rows=chunk_rows)
+            writer.add(ledger)
         writer.finish()
-        return dict(writer.rows)
+        return dict(writer.rows), report
 
 
 def _resolved(sources: Sequence[str | Path], mapping: str | Path) -> tuple[str, object, list[Path]]:

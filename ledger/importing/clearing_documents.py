@@ -113,9 +113,10 @@ def link_report(items: pd.DataFrame) -> LinkReport:
     """How many continuing lines each rule linked; how many dunning levels lack a date."""
     counts = items.loc[items["continues"], "link_rule"].value_counts()
     notes = []
-    undated = undated_dunning(items).sum()
+    undated = items.loc[undated_dunning(items), "root"].nunique()
     if undated:
-        notes.append(f"{undated} items carry a dunning level without a date: their notices are not in the ledger")
+        notes.append(f"{undated} documents carry a dunning level without a date: the level is kept, its notice "
+                     f"date unknown, and counts from the export's date {export_date(items):%Y-%m-%d}")
     return LinkReport({rule: int(counts.get(rule, 0)) for rule in LINK_RULES}, notes)
 
 
@@ -450,18 +451,33 @@ def payments_table(items: pd.DataFrame, applications: pd.DataFrame) -> pd.DataFr
 
 def dunning_notices_table(items: pd.DataFrame) -> pd.DataFrame:
     """Per dunned invoice, its current dunning level, issued on the date of the last dunning run
-    (FBL5N keeps only the last level and date; earlier notices are not in the export). A level without
-    a date makes no notice: a notice needs its issued date, and the ledger has no other place for a
-    level (`link_report` counts them)."""
-    dunned = items[dunned_invoice_items(items) & items["dunning_date"].notna()]
+    (FBL5N keeps only the last level and date; earlier notices are not in the export).
+
+    A level without a date (no Letzte Mahnung in the layout, or an empty cell) is kept with its issued
+    date unknown and a `known_date`: the export's date, the latest date anywhere in it, on which the
+    level was certainly known. The point-in-time rules count such a notice from that day only, and the
+    dunning proposal waits until the next level is due counting from it (`rules.dunning`)."""
+    dunned = items[dunned_invoice_items(items)]
     if dunned.empty:
         return empty_table("dunning_notices")
     latest = dunned.sort_values(["root", "dunning_level", "dunning_date"]).drop_duplicates("root", keep="last")
-    return contract_table("dunning_notices", pd.DataFrame({
+    notices = pd.DataFrame({
         "invoice_id": latest["root"].astype(str),
         "level": latest["dunning_level"].astype("int64"),
         "issued_date": latest["dunning_date"].astype(DATE),
-    }))
+    })
+    if notices["issued_date"].isna().any():
+        notices["known_date"] = pd.Series(export_date(items), index=notices.index).where(
+            notices["issued_date"].isna()).astype(DATE)
+    return contract_table("dunning_notices", notices)
+
+
+def export_date(items: pd.DataFrame) -> pd.Timestamp:
+    """The day the export was taken, as far as the export tells: the latest date on which one of its
+    lines says something happened (the export itself carries no key date)."""
+    columns = [column for column in ("invoice_date", "posting_date", "clearing_date", "dunning_date")
+               if column in items]  # dates on which something happened; due dates may lie ahead
+    return items[columns].max().max()
 
 
 def dunned_invoice_items(items: pd.DataFrame) -> pd.Series:

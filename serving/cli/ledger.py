@@ -126,13 +126,13 @@ def import_(
     refuse_unless_replaceable(Path(os.path.abspath(out)))
     notes = import_notes(checked_files(sources, mapping, rows=1))
     if partitions is not None:
-        rows = import_partitioned(sources, mapping, out, partitions, chunk_rows=chunk_rows)
+        rows, report = import_partitioned(sources, mapping, out, partitions, chunk_rows=chunk_rows)
         console.print(row_counts(rows, title=f"{out}: imported with {mapping} in {partitions} partitions"))
     else:
         ledger, report = import_ledger_with_report(sources, mapping, chunk_rows=chunk_rows)
         write_ledger(ledger, out)
         console.print(ledger_summary(ledger, title=f"{out}: imported with {mapping}"))
-        notes = [*report, *notes]
+    notes = [*report, *notes]
     for note in notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
 
