@@ -371,7 +371,8 @@ def test_ledger_tables_follow_the_ledger_schemas(store):
     tables = store.ledger_tables()
     for name, frame in tables.items():
         SCHEMAS[name].validate(frame)
-        assert list(frame.columns) == list(SCHEMAS[name].columns)
+        # Every column of the contract but the optional known_date (a recorded letter always has its date).
+        assert list(frame.columns) == [column for column in SCHEMAS[name].columns if column != "known_date"]
     promises = tables["promises"]
     assert len(promises) == 2
     assert dropped["promise_id"] not in set(promises["promise_id"])
