@@ -7,6 +7,7 @@ many cutoffs; `feature_registry` names and describes every feature column.
 
 from features.asof import known_at
 from features.config import FeatureConfig
+from features.peers import added_peer_sums
 from features.registry import Feature, feature_names, feature_registry, registry_frame
 from features.snapshots import (
     build_customer_snapshots,
@@ -14,11 +15,13 @@ from features.snapshots import (
     customer_features_at,
     feature_frames,
     features_at,
+    peer_sums_at,
 )
 
 __all__ = [
     "Feature",
     "FeatureConfig",
+    "added_peer_sums",
     "build_customer_snapshots",
     "build_snapshots",
     "customer_features_at",
@@ -27,5 +30,6 @@ __all__ = [
     "feature_registry",
     "features_at",
     "known_at",
+    "peer_sums_at",
     "registry_frame",
 ]

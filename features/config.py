@@ -34,6 +34,11 @@ class FeatureConfig(BaseModel):
     partial_payment_days: int = Field(365, ge=1, description="Invoices issued in this window for the partial share.")
     payment_frequency_days: int = Field(180, ge=1, description="Window of payments counted per 30 days.")
 
+    # Customer level: current state (issue 19).
+    recency_halflife_days: float = Field(
+        90.0, gt=0, description="Half-life, in calendar days, of the recency weights of days late and late rate.")
+    overdue_trend_days: int = Field(90, ge=1, description="The overdue share is compared with this many days ago.")
+
     # Customer level: volume.
     invoice_count_days: int = Field(365, ge=1, description="Window of the invoice count.")
     volume_recent_days: int = Field(90, ge=1, description="Recent window of the invoice volume trend.")

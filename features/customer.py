@@ -14,6 +14,20 @@ import pandas as pd
 
 from features.collections import BROKEN, PENDING, open_disputes
 from features.config import FeatureConfig, aging_bucket_names
+from features.peers import (
+    PEER_KINDS,
+    customer_sums,
+    days_late_vs_peers,
+    late_rate_vs_peers,
+    lateness_items,
+    peer_days_late,
+    peer_groups,
+    peer_late_rate,
+    peer_sums,
+    peer_values,
+    weighted_days_late,
+    weighted_late_rate,
+)
 from features.settlement import DAY, base_rate, days_between
 from ledger import Ledger
 
@@ -189,6 +203,94 @@ def late_share_trend(paid_invoices: pd.DataFrame, as_of: pd.Timestamp, recent_da
             - _mean_over_paid_between(late, paid_invoices, as_of, recent_days, history_days))
 
 
+# --- Current state (issue 19; recency weights and lateness items: `features.peers`) ----------------
+
+def recency_days_late(settled: pd.DataFrame) -> pd.Series:
+    """Days late of the customer's paid invoices, weighted by the paid date's age with a half-life of
+    {config.recency_halflife_days:g} days.
+
+    `settled` is `features.peers.customer_sums` of the paid invoices only.
+    """
+    return weighted_days_late(settled)
+
+
+def recency_late_rate(settled: pd.DataFrame) -> pd.Series:
+    """Share of the customer's paid invoices paid late, weighted by the paid date's age with a half-life
+    of {config.recency_halflife_days:g} days."""
+    return weighted_late_rate(settled)
+
+
+def recency_days_late_incl_open(with_open: pd.DataFrame) -> pd.Series:
+    """Days late of the customer's paid invoices and open invoices past due, recency-weighted with a
+    half-life of {config.recency_halflife_days:g} days.
+
+    An open invoice's days past due so far is a lower bound of how late it will be paid; it counts with
+    the weight of today (age 0). Open invoices not yet due are left out.
+    """
+    return weighted_days_late(with_open)
+
+
+def recency_late_rate_incl_open(with_open: pd.DataFrame) -> pd.Series:
+    """Share late of the customer's paid invoices and open invoices past due, recency-weighted with a
+    half-life of {config.recency_halflife_days:g} days.
+
+    An open invoice counts late once more than the grace days past due (a lower bound: it may still
+    become late), with the weight of today.
+    """
+    return weighted_late_rate(with_open)
+
+
+def _overdue_share(open_invoices: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    """Per customer: the share of its open invoice amount past due (NaN without an open amount)."""
+    amount = open_invoices["open_amount_base"]
+    total = amount.groupby(open_invoices["customer_id"]).sum()
+    overdue = amount.where(open_invoices["due_date"] < as_of, 0.0).groupby(open_invoices["customer_id"]).sum()
+    return overdue / total.where(total > 0)
+
+
+def overdue_share_change(known: Ledger, invoices: pd.DataFrame, now: pd.Series, as_of: pd.Timestamp, days: int,
+                         tolerance: float) -> pd.Series:
+    """Share of the customer's open invoice amount past due now minus that share
+    {config.overdue_trend_days} days earlier.
+
+    The earlier share is that of the ledger as it was known on that earlier day (what `known_at` keeps for
+    it): invoices issued by then, less the applications and write-offs dated by then. The ledger keeps no
+    revised history, so this is also all that is known at `as_of` about that day. `invoices` are the
+    invoice rows of `document_state` at `as_of`; `now` is `_overdue_share` at `as_of`.
+    """
+    then = as_of - days * DAY
+    # Paid in full by then: closed then too. The others issued by then (open now, paid later, written off)
+    # are recomputed as of then.
+    issued = invoices[((invoices["invoice_date"] <= then) & ~(invoices["paid_date"] <= then)).to_numpy()]
+    applications, writeoffs = known.payment_applications, known.writeoffs
+    applied = applications[applications["applied_date"] <= then].groupby("invoice_id", sort=False)["amount"].sum()
+    written = writeoffs[writeoffs["date"] <= then].groupby("invoice_id", sort=False)["amount"].sum()
+    amount = issued["amount"].to_numpy()
+    open_amount = (amount - issued["invoice_id"].map(applied).fillna(0.0).to_numpy()
+                   - issued["invoice_id"].map(written).fillna(0.0).to_numpy() * np.sign(amount))
+    is_open = np.abs(open_amount) > tolerance
+    earlier = pd.DataFrame({"customer_id": issued["customer_id"].to_numpy()[is_open],
+                            "due_date": issued["due_date"].to_numpy()[is_open],
+                            "open_amount_base": (open_amount * base_rate(issued["amount"], issued["amount_base"])
+                                                 .to_numpy())[is_open]})
+    return now - _overdue_share(earlier, then)
+
+
+def median_payment_gap_days(payments: pd.DataFrame) -> pd.Series:
+    """Median days between the customer's consecutive payment dates (NaN before a second one)."""
+    customer, received = payments["customer_id"].to_numpy(), payments["received_date"].to_numpy()
+    order = np.lexsort((received, customer))
+    customer, received = customer[order], received[order]
+    gap = (received[1:] - received[:-1]) / np.timedelta64(1, "D")
+    between_dates = (customer[1:] == customer[:-1]) & (gap > 0)  # two payments on one day: one date
+    return pd.Series(gap[between_dates]).groupby(customer[1:][between_dates]).median()
+
+
+def payment_gap_ratio(days_since_payment: pd.Series, median_gap: pd.Series) -> pd.Series:
+    """Days since the customer's last payment over its median gap between payment dates (1 = on rhythm)."""
+    return days_since_payment / median_gap.where(median_gap > 0)
+
+
 def partial_payment_share(invoices: pd.DataFrame, as_of: pd.Timestamp, days: int, tolerance: float) -> pd.Series:
     """Of invoices issued in the last {config.partial_payment_days} days that received a payment,
     the share paid in parts.
@@ -251,9 +353,11 @@ def contacts_count(contacts: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd
 
 
 def customer_features(known: Ledger, state: pd.DataFrame, status: pd.Series, as_of: pd.Timestamp,
-                      config: FeatureConfig) -> pd.DataFrame:
+                      config: FeatureConfig, peers: pd.DataFrame | None = None) -> pd.DataFrame:
     """Customer-level features of every customer known at `as_of`: customer_id, features.
-    `state` is `document_state(known, ...)`; `status` is `promise_status(...)` of `known.promises`."""
+    `state` is `document_state(known, ...)`; `status` is `promise_status(...)` of `known.promises`;
+    `peers` is the `features.peers.peer_sums` of all customers at `as_of` (None: those of `known`, the
+    whole ledger; a bucket of a partitioned ledger passes the buckets' added sums)."""
     customers = known.customers.sort_values("customer_id").set_index("customer_id")
     invoices = state[state["is_invoice"]]
     open_documents = state[state["is_open"]]
@@ -274,6 +378,17 @@ def customer_features(known: Ledger, state: pd.DataFrame, status: pd.Series, as_
     def values(per_customer: pd.Series) -> pd.Series:
         return per_customer.reindex(customers.index).astype(float)
 
+    items = lateness_items(state, as_of, config.recency_halflife_days, grace)
+    settled, with_open = customer_sums(items[~items["is_open"]]), customer_sums(items)
+    groups = peer_groups(known.customers).reindex(customers.index)
+    if peers is None:
+        peers = peer_sums(groups, with_open)
+    own_days_late = values(recency_days_late_incl_open(with_open))
+    own_late_rate = values(recency_late_rate_incl_open(with_open))
+    overdue_now = _overdue_share(open_invoices, as_of)
+    since_payment = values(days_since_last_payment(known.payments, as_of))
+    median_gap = values(median_payment_gap_days(known.payments))
+
     open_ar = counts(open_ar_base(open_documents))
     tenure = tenure_days(customers["created_date"], as_of)
     columns = {
@@ -291,7 +406,7 @@ def customer_features(known: Ledger, state: pd.DataFrame, status: pd.Series, as_
                                                      config.volume_history_days, tenure),
         f"payment_frequency_{config.payment_frequency_days}d": counts(
             payment_frequency(known.payments, as_of, config.payment_frequency_days)),
-        "days_since_last_payment": values(days_since_last_payment(known.payments, as_of)),
+        "days_since_last_payment": since_payment,
         f"avg_days_late_last_{n}": values(avg_days_late_last_n(paid_invoices, rank, n)),
         f"ewm_days_late_last_{n}": values(ewm_days_late_last_n(paid_invoices, rank, n,
                                                                 config.ewm_halflife_invoices)),
@@ -299,6 +414,14 @@ def customer_features(known: Ledger, state: pd.DataFrame, status: pd.Series, as_
            for days in config.late_share_windows_days},
         "days_late_trend": values(days_late_trend(paid_invoices, as_of, recent, history)),
         "late_share_trend": values(late_share_trend(paid_invoices, as_of, recent, history, grace)),
+        "recency_days_late": values(recency_days_late(settled)),
+        "recency_late_rate": values(recency_late_rate(settled)),
+        "recency_days_late_incl_open": own_days_late,
+        "recency_late_rate_incl_open": own_late_rate,
+        f"overdue_share_change_{config.overdue_trend_days}d": values(overdue_share_change(
+            known, invoices, overdue_now, as_of, config.overdue_trend_days, config.money_tolerance)),
+        "median_payment_gap_days": median_gap,
+        "payment_gap_ratio": payment_gap_ratio(since_payment, median_gap),
         f"partial_payment_share_{config.partial_payment_days}d": values(
             partial_payment_share(invoices, as_of, config.partial_payment_days, config.money_tolerance)),
         "unapplied_cash_base": counts(unapplied_cash_base(known.payments, known.payment_applications)),
@@ -313,4 +436,10 @@ def customer_features(known: Ledger, state: pd.DataFrame, status: pd.Series, as_
         "days_since_last_contact": values(days_since_last_contact(known.contacts, as_of)),
         f"contacts_{config.contact_days}d": counts(contacts_count(known.contacts, as_of, config.contact_days)),
     }
+    for kind in PEER_KINDS:
+        peer = peer_values(groups, peers, kind)
+        columns[f"peer_{kind}_days_late"] = values(peer_days_late(peer))
+        columns[f"peer_{kind}_late_rate"] = values(peer_late_rate(peer))
+        columns[f"{kind}_days_late_vs_peers"] = days_late_vs_peers(own_days_late, columns[f"peer_{kind}_days_late"])
+        columns[f"{kind}_late_rate_vs_peers"] = late_rate_vs_peers(own_late_rate, columns[f"peer_{kind}_late_rate"])
     return pd.DataFrame(columns, index=customers.index).reset_index()

@@ -5,7 +5,7 @@ columns the builders produce and the registry's names are the same set. Window l
 the `FeatureConfig`, so the names say which window they use (`share_paid_late_90d`).
 
 A description is written once, as the first paragraph of the docstring of the function that computes the
-column (`features/invoice.py`, `features/customer.py`), with `{config.<field>}` placeholders for the
+column (`features/invoice.py`, `features/customer.py`, `features/peers.py`), with `{config.<field>}` placeholders for the
 windows; a function returning several columns (one per window or bucket) has a placeholder per column.
 """
 
@@ -19,7 +19,7 @@ from typing import Literal
 
 import pandas as pd
 
-from features import customer, invoice
+from features import customer, invoice, peers
 from features.config import FeatureConfig, aging_bucket_names
 
 Level = Literal["invoice", "customer"]
@@ -78,6 +78,13 @@ def customer_columns(config: FeatureConfig) -> list[Column]:
           for days in c.late_share_windows_days],
         ("days_late_trend", customer.days_late_trend, {}),
         ("late_share_trend", customer.late_share_trend, {}),
+        ("recency_days_late", customer.recency_days_late, {}),
+        ("recency_late_rate", customer.recency_late_rate, {}),
+        ("recency_days_late_incl_open", customer.recency_days_late_incl_open, {}),
+        ("recency_late_rate_incl_open", customer.recency_late_rate_incl_open, {}),
+        (f"overdue_share_change_{c.overdue_trend_days}d", customer.overdue_share_change, {}),
+        ("median_payment_gap_days", customer.median_payment_gap_days, {}),
+        ("payment_gap_ratio", customer.payment_gap_ratio, {}),
         (f"partial_payment_share_{c.partial_payment_days}d", customer.partial_payment_share, {}),
         ("unapplied_cash_base", customer.unapplied_cash_base, {}),
         (f"disputes_{c.dispute_days}d", customer.disputes_opened, {}),
@@ -87,6 +94,11 @@ def customer_columns(config: FeatureConfig) -> list[Column]:
         (f"writeoffs_{c.writeoff_days}d", customer.writeoffs_count, {}),
         ("days_since_last_contact", customer.days_since_last_contact, {}),
         (f"contacts_{c.contact_days}d", customer.contacts_count, {}),
+        *[column for kind in peers.PEER_KINDS for column in (
+            (f"peer_{kind}_days_late", peers.peer_days_late, {"kind": kind}),
+            (f"peer_{kind}_late_rate", peers.peer_late_rate, {"kind": kind}),
+            (f"{kind}_days_late_vs_peers", peers.days_late_vs_peers, {"kind": kind}),
+            (f"{kind}_late_rate_vs_peers", peers.late_rate_vs_peers, {"kind": kind}))],
     ]
 
 

@@ -97,6 +97,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "created_date": _date(),
             "collector": _text(required=False),
             "dunning_block": pa.Column(bool, required=False),
+            "industry": _text(required=False),
         },
         name="customers",
     ),

@@ -11,17 +11,19 @@ from models.encoding import time_split
 
 
 class DeteriorationModel(TimeCalibratedClassifier):
-    """Calibrated LightGBM on customer features. The flag threshold is the one that maximises F1 on
-    the later (calibration) slice, so the flag trades precision and recall as the data allow; pass
-    `threshold` to fix it instead."""
+    """Calibrated LightGBM on customer features, its settings chosen on the training rows as in
+    `TimeCalibratedClassifier`. The flag threshold is the one that maximises F1 on the later (calibration)
+    slice, so the flag trades precision and recall as the data allow; pass `threshold` to fix it instead."""
 
     def __init__(self, features=None, monotone=None, calibration_share: float = 0.25,
                  time_column: str = "cutoff", n_estimators: int = 200, learning_rate: float = 0.05,
-                 num_leaves: int = 15, min_child_samples: int = 40, random_state: int = 0,
-                 threshold: float | None = None):
+                 num_leaves: int | None = None, min_child_samples: int | None = None,
+                 reg_lambda: float | None = None, search: bool = True, calibration: str = "auto",
+                 random_state: int = 0, threshold: float | None = None):
         super().__init__(features=features, monotone=monotone, calibration_share=calibration_share,
                          time_column=time_column, n_estimators=n_estimators, learning_rate=learning_rate,
-                         num_leaves=num_leaves, min_child_samples=min_child_samples, random_state=random_state)
+                         num_leaves=num_leaves, min_child_samples=min_child_samples, reg_lambda=reg_lambda,
+                         search=search, calibration=calibration, random_state=random_state)
         self.threshold = threshold
 
     def fit(self, X: pd.DataFrame, y) -> DeteriorationModel:

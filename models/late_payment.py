@@ -43,10 +43,11 @@ def known_late(days_late: np.ndarray, paid: np.ndarray, late_grace_days: int) ->
 
 
 class LatePaymentModel(ClassifierMixin, BaseEstimator):
-    """LightGBM on invoice + customer features with isotonic calibration on a later time slice.
+    """LightGBM on invoice + customer features, settings chosen and probabilities calibrated on later time
+    slices of the training rows (`TimeCalibratedClassifier`).
 
     `classifier` is the recipe of P(late), cloned in `fit` (default: `TimeCalibratedClassifier()` on every
-    column); the bucket and days-late models use its features, monotone constraints and tree settings.
+    column); the bucket and days-late models use its features, monotone constraints and chosen tree settings.
 
     `fit(X, y)` takes `y` as a frame with `days_late` (paid date - due date, or for an unpaid invoice
     the days it has been open past due at the end of observation: a lower bound), `paid` (bool) and,
@@ -72,8 +73,9 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
         # The bucket and days models read the classifier's encoded features and grow half its trees with its
         # settings: they learn from the late rows only, a fraction of the rows P(late) learns from.
         trees = self.classifier_
-        params = lgbm_params(max(50, trees.n_estimators // 2), trees.learning_rate, trees.num_leaves,
-                             trees.min_child_samples, trees.random_state)
+        chosen = trees.settings_
+        params = lgbm_params(max(50, chosen["n_estimators"] // 2), trees.learning_rate, chosen["num_leaves"],
+                             chosen["min_child_samples"], trees.random_state, chosen["reg_lambda"])
         encoder = trees.encoder_
 
         fully_observed = observed > BUCKET_EDGES[-1]
@@ -99,7 +101,8 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
         if "classifier" not in state and "n_estimators" in state:
             state = dict(state)
             arguments = {name: state.pop(name) for name in OLD_CLASSIFIER_ARGUMENTS if name in state}
-            state["classifier"] = TimeCalibratedClassifier(**arguments)
+            state["classifier"] = TimeCalibratedClassifier(**arguments, reg_lambda=1.0, search=False,
+                                                           calibration="isotonic")
         super().__setstate__(state)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

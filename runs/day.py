@@ -24,7 +24,7 @@ from ledger import Ledger
 from models.late_payment import BUCKET_NAMES
 from models.receipt_timing import QUANTILES, cdf_at, quantiles_of
 from rules.dunning import DunningPolicy, dunning_proposal, load_policy
-from rules.forecast import HORIZON_WEEKS
+from rules.forecast import HORIZON_WEEKS, customer_rho_of
 from rules.worklist import DEFAULT_POLICY, WorklistPolicy, load_worklist_policy, money_at_risk, worklist
 from runs.reasons import customer_reason_table, reason_table
 from runs.scoring import (
@@ -59,6 +59,7 @@ class DaySettings:
     horizon_weeks: int = HORIZON_WEEKS
     draws: int = 1000
     seed: int = 0
+    peers: pd.DataFrame | None = None  # the peer sums of all customers at as_of, for a bucket's day (features.peers)
 
 
 @dataclass
@@ -102,7 +103,7 @@ def validate(work: Work) -> None:
 
 def features(work: Work) -> None:
     work.invoice_features, work.customer_features = feature_frames(work.ledger, work.as_of,
-                                                                   work.settings.feature_config)
+                                                                   work.settings.feature_config, work.settings.peers)
 
 
 def scores(work: Work) -> None:
@@ -175,7 +176,8 @@ def forecast(work: Work) -> None:
               for freq in FORECAST_FREQS]
     work.tables["forecast"] = pd.concat(frames, ignore_index=True)
     work.facts.update(horizon_weeks=work.settings.horizon_weeks, forecast_draws=work.settings.draws,
-                      forecast_seed=work.settings.seed)
+                      forecast_seed=work.settings.seed,
+                      forecast_customer_rho=customer_rho_of(work.champions.require("timing")))
 
 
 def aging(work: Work) -> None:
@@ -244,6 +246,8 @@ class TimingOnce:
     def __init__(self, model, documents: pd.DataFrame) -> None:
         self.model = model
         self.periods, self.period_days = model.periods, model.period_days
+        self.edges, self.horizon_days = model.edges, model.horizon_days
+        self.cash_rho_ = customer_rho_of(model)  # the forecast's customer copula, fitted with the model
         self.share = model.paid_share(documents) if len(documents) else np.zeros((0, model.periods))
         self.position = pd.Series(np.arange(len(documents)), index=documents["invoice_id"].to_numpy())
         self.days_past_due = documents["days_past_due"].to_numpy(dtype=float)
@@ -260,12 +264,12 @@ class TimingOnce:
         return share if periods is None else share[:, :max(1, min(int(periods), self.periods))]
 
     def predict_cdf(self, X: pd.DataFrame, days) -> np.ndarray:
-        days = np.clip(np.asarray(days, dtype=float), 0, self.periods * self.period_days)
-        needed = max(1, int(np.ceil(days.max() / self.period_days))) if days.size else 1
-        return cdf_at(self._share(X, needed), days, self.period_days)
+        days = np.clip(np.asarray(days, dtype=float), 0, self.horizon_days)
+        needed = max(1, int(np.searchsorted(self.edges, days.max(), side="left"))) if days.size else 1
+        return cdf_at(self._share(X, needed), days, self.edges)
 
     def predict_quantiles(self, X: pd.DataFrame, quantiles=QUANTILES) -> pd.DataFrame:
-        return quantiles_of(self._share(X), quantiles, self.period_days, X.index)
+        return quantiles_of(self._share(X), quantiles, self.edges, X.index)
 
 
 def peak_rss_mb() -> float:

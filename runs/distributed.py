@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features import FeatureConfig, features_at
+from features import FeatureConfig, added_peer_sums, features_at, peer_sums_at
 from features.labels import last_event_date
 from ledger import BadInput, Ledger, LedgerError, Problem
 from ledger.partitions import UNIQUE_KEYS, part_name, partition_count, read_partition
-from rules.forecast import ForecastSums, added_sums, forecast_table, period_edges
+from rules.forecast import ForecastSums, added_sums, customer_rho_of, forecast_table, period_edges
 from rules.worklist import WORKLIST_COLUMNS, ranked
 from runs.actions import with_records
 from runs.day import FORECAST_FREQS, STEPS, DaySettings, Step, StepFailed, Work, build_day, peak_rss_mb
@@ -227,6 +227,7 @@ def build_day_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, ch
     as_of = pd.Timestamp(as_of).normalize()
     partitions = partition_count(ledger_dir)
     started = time.perf_counter()
+    settings = replace(settings, peers=peer_sums_on_cluster(client, ledger_dir, as_of, settings.feature_config))
     shared_champions, shared_settings, shared_records = client.scatter([champions, settings, records or {}],
                                                                        broadcast=True, hash=False)
     drift_sample = drift_sample or []
@@ -261,7 +262,8 @@ def build_day_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, ch
              "first_invoice_date": f"{min(firsts):%Y-%m-%d}" if firsts else None,
              "last_event_date": f"{max(lasts):%Y-%m-%d}" if lasts else None,
              "horizon_weeks": settings.horizon_weeks, "forecast_draws": settings.draws,
-             "forecast_seed": settings.seed, "forecast_seeds": "[seed, bucket] per bucket"}
+             "forecast_seed": settings.seed, "forecast_seeds": "[seed, bucket] per bucket",
+             "forecast_customer_rho": customer_rho_of(champions.require("timing"))}
     driver_steps = [{"name": "partitions (wall)", "seconds": round(partitions_seconds, 3), "peak_rss_mb": peak_rss_mb()},
                     {"name": "worklist rank, forecast sum", "seconds": round(reduce_seconds, 3),
                      "peak_rss_mb": peak_rss_mb()}]
@@ -299,18 +301,36 @@ def step_totals(results: Sequence[PartitionResult]) -> list[dict]:
 
 
 
+def partition_peer_sums(ledger_dir: str, bucket: int, as_of: pd.Timestamp,
+                        config: FeatureConfig | None = None) -> pd.DataFrame:
+    """One bucket's peer sums at `as_of` (`features.peer_sums_at`): added over the buckets, the whole ledger's."""
+    return peer_sums_at(read_partition(ledger_dir, bucket, validate=False), as_of, config)
+
+
+def peer_sums_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp,
+                         config: FeatureConfig | None = None) -> pd.DataFrame:
+    """The peer sums of every customer at `as_of`: each bucket's as one task, added up (integer sums, so
+    exactly those of the whole ledger); the peer features of each bucket are computed from them."""
+    buckets = range(partition_count(ledger_dir))
+    futures = client.map(partition_peer_sums, [str(ledger_dir)] * len(buckets), buckets, as_of=pd.Timestamp(as_of),
+                         config=config, pure=False)
+    return added_peer_sums(client.gather(futures))
+
+
 def partition_features(ledger_dir: str, bucket: int, as_of: pd.Timestamp, config: FeatureConfig | None = None,
-                       records: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """One bucket's features of every open document (`features.features_at`)."""
-    return features_at(read_partition(ledger_dir, bucket), as_of, config)
+                       records: dict[str, pd.DataFrame] | None = None,
+                       peers: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One bucket's features of every open document (`features.features_at`, with every bucket's `peers`)."""
+    return features_at(read_partition(ledger_dir, bucket), as_of, config, peers)
 
 
 def partition_scores(ledger_dir: str, bucket: int, as_of: pd.Timestamp, champions: Champions,
-                     records: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+                     records: dict[str, pd.DataFrame] | None = None,
+                     peers: pd.DataFrame | None = None) -> pd.DataFrame:
     """One bucket's scores of every open document (`runs.scoring.score_table`), its recorded activity included."""
     ledger = read_partition(ledger_dir, bucket)
     ledger = with_records(ledger, records_of(ledger, records))
-    return score_table(score(ledger, as_of, champions), champions)
+    return score_table(score(ledger, as_of, champions, peers=peers), champions)
 
 
 def bucket_tables_on_cluster(client, table_of: Callable[..., pd.DataFrame], ledger_dir: str | Path,
@@ -349,14 +369,15 @@ def features_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, out
                         config: FeatureConfig | None = None) -> int:
     """The features of every open document at `as_of` as a folder of one Parquet file per bucket."""
     return bucket_tables_on_cluster(client, partition_features, ledger_dir, out, as_of=pd.Timestamp(as_of),
-                                    config=config)
+                                    config=config, peers=peer_sums_on_cluster(client, ledger_dir, as_of, config))
 
 
 def scores_on_cluster(client, ledger_dir: str | Path, as_of: pd.Timestamp, champions: Champions,
                       out: str | Path, records: dict[str, pd.DataFrame] | None = None) -> int:
     """The scores of every open document at `as_of` as a folder of one Parquet file per bucket."""
     return bucket_tables_on_cluster(client, partition_scores, ledger_dir, out, as_of=pd.Timestamp(as_of),
-                                    champions=champions, records=records or {})
+                                    champions=champions, records=records or {},
+                                    peers=peer_sums_on_cluster(client, ledger_dir, as_of))
 
 
 def check_parts_folder(out: Path) -> None:

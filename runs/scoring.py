@@ -79,12 +79,13 @@ def open_documents(ledger: Ledger, features: pd.DataFrame) -> pd.DataFrame:
 
 
 def score(ledger: Ledger, as_of: pd.Timestamp, champions: Champions,
-          config: FeatureConfig | None = None, horizon_days: int = UNPAID_HORIZON_DAYS) -> Scores:
+          config: FeatureConfig | None = None, horizon_days: int = UNPAID_HORIZON_DAYS,
+          peers: pd.DataFrame | None = None) -> Scores:
     """Per open document: P(late), expected days late and P(still unpaid after `horizon_days`); per
     customer: P(deteriorate) and the flag. Pay-date quantiles need the whole timing distribution, so
-    `with_pay_dates` adds them to the rows that show them."""
+    `with_pay_dates` adds them to the rows that show them. `peers`: see `features.feature_frames`."""
     as_of = pd.Timestamp(as_of).normalize()
-    invoice_features, customer_features = feature_frames(ledger, as_of, config)
+    invoice_features, customer_features = feature_frames(ledger, as_of, config, peers)
     return scored(ledger, as_of, invoice_features, customer_features, champions, horizon_days)
 
 
@@ -191,16 +192,16 @@ def forecast_sums_of(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, 
     of the book contributes to the whole book's forecast."""
     from models.baselines import PayDateBaseline
     from rules.forecast import (
-        SHARED_BY_CUSTOMER,
         baseline_delays,
         check_horizon,
+        customer_rho_of,
         forecast_items,
         forecast_sums,
         period_edges,
     )
 
     timing = champions.require("timing")
-    check_horizon(horizon_weeks, timing.periods * timing.period_days)
+    check_horizon(horizon_weeks, timing.horizon_days)
     scores = scores or score(ledger, as_of, champions)
     items = forecast_items(scores.items)
     edges = period_edges(horizon_weeks, freq)  # type: ignore[arg-type]
@@ -210,5 +211,7 @@ def forecast_sums_of(ledger: Ledger, as_of: pd.Timestamp, champions: Champions, 
 
     baselines = {name: cdf_of(PayDateBaseline(delay_column=delay).fit(items))
                  for name, delay in baseline_delays().items()}
-    return forecast_sums(cdf_of(timing), edges, items, draws=draws, seed=seed,
-                         shared_by_customer=SHARED_BY_CUSTOMER, baselines=baselines)
+    # A customer's invoices are tied by the copula with the rho fitted with the champion (none on a model
+    # trained before it was: independent draws).
+    return forecast_sums(cdf_of(timing), edges, items, draws=draws, seed=seed, shared_by_customer=True,
+                         baselines=baselines, rho=customer_rho_of(timing))

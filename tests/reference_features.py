@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import itertools
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -225,10 +227,65 @@ def reference_customer_features(ledger: Ledger, as_of: pd.Timestamp, customer_id
     """Customer-level features of the given customers (known at `as_of`), one loop each."""
     config = config or FeatureConfig()
     known = AsOf(events or index_events(ledger), as_of, config)
-    return pd.DataFrame([_customer_row(known, customer_id) for customer_id in customer_ids])
+    peers = _peer_sums(known)
+    return pd.DataFrame([_customer_row(known, customer_id, peers) for customer_id in customer_ids])
 
 
-def _customer_row(known: AsOf, customer_id: str) -> dict:
+PEER_KINDS = ("segment", "country", "industry")
+
+
+def _weight(age_days: int, halflife: float) -> int:
+    """The recency weight 0.5 ** (age / half-life), in whole units of 2**-20 (the definition rounds it)."""
+    return round(0.5 ** (age_days / halflife) * 2 ** 20)
+
+
+def _lateness(known: AsOf, customer_id: str, incl_open: bool) -> tuple[int, int, int]:
+    """(sum of weights, of weight x days late, of weight x late flag) over the customer's paid invoices
+    (weighted by the paid date's age) and, with `incl_open`, its open invoices past due (days past due so
+    far, weight of age 0)."""
+    day, halflife, grace = known.day, known.config.recency_halflife_days, known.config.late_grace_days
+    items = []  # (age in days, days late)
+    for invoice in known.events.invoices_of[customer_id]:
+        if not known.invoice_known(invoice) or invoice["doc_type"] != "invoice":
+            continue
+        paid_on = known.paid_date(invoice)
+        if paid_on is not None:
+            items.append(((day - paid_on).days, (paid_on - invoice["due_date"]).days))
+        elif incl_open and known.is_open(invoice) and invoice["due_date"] < day:
+            items.append((0, (day - invoice["due_date"]).days))
+    weights = [_weight(age, halflife) for age, _ in items]
+    return (sum(weights), sum(w * late for w, (_, late) in zip(weights, items, strict=True)),
+            sum(w * (late > grace) for w, (_, late) in zip(weights, items, strict=True)))
+
+
+def _ratio(sums: tuple[int, int, int], which: int) -> float:
+    return sums[which] / sums[0] if sums[0] > 0 else math.nan
+
+
+def _peer_sums(known: AsOf) -> dict[tuple[str, str], list[int]]:
+    """Per (peer kind, group): the added `_lateness` sums (open items included) of every customer known."""
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for customer_id, customer in known.events.customers.items():
+        if not known.customer_known(customer_id):
+            continue
+        own = _lateness(known, customer_id, incl_open=True)
+        for kind in PEER_KINDS:
+            if customer.get(kind) is not None:
+                sums[kind, customer[kind]] = [a + b for a, b in zip(sums[kind, customer[kind]], own, strict=True)]
+    return sums
+
+
+def _overdue_share(known: AsOf, customer_id: str) -> float:
+    """Share of the customer's open invoice amount past due at `known.day` (NaN without an open amount)."""
+    total = overdue = 0.0
+    for invoice in known.events.invoices_of[customer_id]:
+        if invoice["doc_type"] == "invoice" and known.is_open(invoice):
+            total += known.open_amount_base(invoice)
+            overdue += known.open_amount_base(invoice) if invoice["due_date"] < known.day else 0.0
+    return overdue / total if total > 0 else math.nan
+
+
+def _customer_row(known: AsOf, customer_id: str, peers: dict[tuple[str, str], list[int]]) -> dict:
     config, day, events = known.config, known.day, known.events
     assert known.customer_known(customer_id), f"{customer_id} is not known at {day}"
     customer = events.customers[customer_id]
@@ -298,6 +355,17 @@ def _customer_row(known: AsOf, customer_id: str) -> dict:
              and not _in_window(on, day, config.trend_recent_days)]
     row["days_late_trend"] = _mean(recent) - _mean(older)
     row["late_share_trend"] = _mean([float(x > grace) for x in recent]) - _mean([float(x > grace) for x in older])
+    settled, with_open = _lateness(known, customer_id, False), _lateness(known, customer_id, True)
+    row["recency_days_late"], row["recency_late_rate"] = _ratio(settled, 1), _ratio(settled, 2)
+    row["recency_days_late_incl_open"], row["recency_late_rate_incl_open"] = _ratio(with_open, 1), _ratio(with_open, 2)
+    earlier = AsOf(events, pd.Timestamp(day) - pd.Timedelta(days=config.overdue_trend_days), config)
+    row[f"overdue_share_change_{config.overdue_trend_days}d"] = (_overdue_share(known, customer_id)
+                                                                 - _overdue_share(earlier, customer_id))
+    payment_days = sorted({p["received_date"] for p in payments})
+    gaps = [(later - earlier_day).days for earlier_day, later in itertools.pairwise(payment_days)]
+    row["median_payment_gap_days"] = statistics.median(gaps) if gaps else math.nan
+    row["payment_gap_ratio"] = (row["days_since_last_payment"] / row["median_payment_gap_days"]
+                                if gaps and row["median_payment_gap_days"] > 0 else math.nan)
 
     partial = []
     for invoice in invoices:
@@ -329,6 +397,12 @@ def _customer_row(known: AsOf, customer_id: str) -> dict:
     contacts = [c["contact_date"] for c in events.contacts_of[customer_id] if c["contact_date"] <= day]
     row["days_since_last_contact"] = (day - max(contacts)).days if contacts else math.nan
     row[f"contacts_{config.contact_days}d"] = sum(_in_window(c, day, config.contact_days) for c in contacts)
+    for kind in PEER_KINDS:
+        group = customer.get(kind)
+        peer = tuple(peers[kind, group]) if group is not None and (kind, group) in peers else (0, 0, 0)
+        row[f"peer_{kind}_days_late"], row[f"peer_{kind}_late_rate"] = _ratio(peer, 1), _ratio(peer, 2)
+        row[f"{kind}_days_late_vs_peers"] = row["recency_days_late_incl_open"] - row[f"peer_{kind}_days_late"]
+        row[f"{kind}_late_rate_vs_peers"] = row["recency_late_rate_incl_open"] - row[f"peer_{kind}_late_rate"]
     return row
 
 

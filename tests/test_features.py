@@ -13,6 +13,7 @@ import pydantic
 import pytest
 from typer.testing import CliRunner
 
+import features
 from features import (
     FeatureConfig,
     build_customer_snapshots,
@@ -25,12 +26,13 @@ from features import (
     features_at,
     invoice,
     known_at,
+    peers,
 )
 from features.keys import encode_keys
 from features.labels import customer_labels, invoice_labels, label_names, last_event_date
 from features.registry import customer_columns, invoice_columns
 from features.snapshots import _feature_frames
-from ledger import LedgerError, write_ledger
+from ledger import Ledger, LedgerError, write_ledger
 from serving.cli import app
 from tests.ledgers import dates, tiny_ledger
 
@@ -214,6 +216,142 @@ def test_last_paid_window_trend_and_ewm():
     assert row["share_paid_late_365d"] == pytest.approx(7 / 11)
 
 
+# --- The current state (issue 19) ----------------------------------------------------------------
+
+STATE_DAY = T("2024-03-31")
+HALFLIFE_30 = FeatureConfig(recency_halflife_days=30)
+
+
+def current_state_ledger(a_paid: str = "2024-01-01", b_paid: str = "2024-03-31") -> Ledger:
+    """C1 (mid, DE, retail): A due 2023-12-22 paid `a_paid`, B due on `b_paid` paid then, C due 2024-03-11
+    still open. C2 (mid, FR, no industry): payments on 2024-01-01 and 01-31 (unapplied), D due 2024-01-31
+    paid on 2024-03-01. C3 (small, FR, retail): never invoiced before 2024-04."""
+    customers = pd.DataFrame({
+        "customer_id": ["C1", "C2", "C3"], "name": ["Acme", "Bolt", "Cask"], "segment": ["mid", "mid", "small"],
+        "country": ["DE", "FR", "FR"], "currency": ["EUR"] * 3, "payment_terms_days": [30, 30, 30],
+        "credit_limit": [float("nan")] * 3, "created_date": dates("2023-01-01", "2023-01-01", "2023-01-01"),
+        "industry": ["retail", None, "retail"]})
+    invoices = pd.DataFrame({
+        "invoice_id": ["A", "B", "C", "D", "E"], "customer_id": ["C1", "C1", "C1", "C2", "C3"],
+        "doc_type": ["invoice"] * 5,
+        "invoice_date": dates("2023-12-01", "2023-12-15", "2024-02-10", "2024-01-01", "2024-04-02"),
+        "due_date": dates("2023-12-22", b_paid, "2024-03-11", "2024-01-31", "2024-05-02"),
+        "amount": [100.0, 200.0, 100.0, 300.0, 50.0], "currency": ["EUR"] * 5,
+        "amount_base": [100.0, 200.0, 100.0, 300.0, 50.0],
+        "cleared_date": dates(a_paid, b_paid, None, "2024-03-01", None)})
+    payments = pd.DataFrame({
+        "payment_id": ["P1", "P2", "Q1", "Q2", "Q3"], "customer_id": ["C1", "C1", "C2", "C2", "C2"],
+        "received_date": dates(a_paid, b_paid, "2024-01-01", "2024-01-31", "2024-03-01"),
+        "amount": [100.0, 200.0, 10.0, 10.0, 300.0], "currency": ["EUR"] * 5,
+        "amount_base": [100.0, 200.0, 10.0, 10.0, 300.0]})
+    applications = pd.DataFrame({"payment_id": ["P1", "P2", "Q3"], "invoice_id": ["A", "B", "D"],
+                                 "applied_date": dates(a_paid, b_paid, "2024-03-01"),
+                                 "amount": [100.0, 200.0, 300.0]})
+    return Ledger(customers, invoices, payments, applications, base_currency="EUR", source="tests").validate()
+
+
+def test_recency_weighted_lateness_by_hand():
+    row = customer_row(customer_features_at(current_state_ledger(), STATE_DAY, HALFLIFE_30), "C1")
+    # Half-life 30 days: A paid 90 days ago weighs 1/8, B paid today 1. A 10 days late, B on time.
+    assert row["recency_days_late"] == pytest.approx((0.125 * 10 + 1 * 0) / 1.125)
+    assert row["recency_late_rate"] == pytest.approx(0.125 / 1.125)
+    # C open and 20 days past due counts 20 days late so far (a lower bound), weight 1 (as of today).
+    assert row["recency_days_late_incl_open"] == pytest.approx((1.25 + 0 + 20) / 2.125)  # = 10
+    assert row["recency_late_rate_incl_open"] == pytest.approx((0.125 + 0 + 1) / 2.125)
+
+
+def test_more_recent_lateness_raises_the_recency_weighted_figures():
+    # The same two paid invoices, 10 days late and on time; only which one is recent changes.
+    late_long_ago = customer_row(customer_features_at(current_state_ledger(), STATE_DAY, HALFLIFE_30), "C1")
+    recent_late = customer_row(customer_features_at(current_state_ledger(a_paid="2024-03-31", b_paid="2024-01-01"),
+                                                    STATE_DAY, HALFLIFE_30), "C1")
+    # Now A (due 2023-12-22) is paid today, 100 days late, weight 1; B paid on its due date 90 days ago.
+    assert recent_late["recency_days_late"] == pytest.approx((1 * 100 + 0.125 * 0) / 1.125)
+    assert recent_late["recency_days_late"] > late_long_ago["recency_days_late"]
+    assert recent_late["recency_late_rate"] == pytest.approx(1 / 1.125)
+    assert recent_late["recency_late_rate"] > late_long_ago["recency_late_rate"]
+    # The plain average of the last paid invoices cannot tell the two apart when lateness is equal.
+    assert late_long_ago["avg_days_late_last_10"] == pytest.approx(5.0)
+
+
+def test_overdue_share_change_and_payment_rhythm_by_hand():
+    customers = customer_features_at(current_state_ledger(), STATE_DAY, HALFLIFE_30)
+    c1, c2 = customer_row(customers, "C1"), customer_row(customers, "C2")
+    # C1 now: only C open, overdue: share 1. On 2024-01-01 (90 days before): A was paid that day, B open
+    # and not yet due: share 0.
+    assert c1["overdue_share_change_90d"] == 1.0
+    assert math.isnan(c2["overdue_share_change_90d"])  # nothing open now
+    # C1 paid on 2024-01-01 and 2024-03-31: one gap of 90 days, last payment today.
+    assert c1["median_payment_gap_days"] == 90 and c1["payment_gap_ratio"] == 0
+    # C2 paid on 2024-01-01, 01-31, 03-01: gaps 30 and 30; 30 days since the last one, on rhythm.
+    assert c2["median_payment_gap_days"] == 30 and c2["payment_gap_ratio"] == 1.0
+
+
+def test_peer_features_by_hand():
+    customers = customer_features_at(current_state_ledger(), STATE_DAY, HALFLIFE_30).set_index("customer_id")
+    # Sums (weight, weight x days late, weight x late) with open items: C1 (2.125, 21.25, 1.125); C2 has D
+    # paid 30 days ago, 30 days late: (0.5, 15, 0.5). Segment mid = C1 + C2.
+    assert customers.loc["C1", "peer_segment_days_late"] == pytest.approx((21.25 + 15) / 2.625)
+    assert customers.loc["C2", "peer_segment_late_rate"] == pytest.approx((1.125 + 0.5) / 2.625)
+    assert customers.loc["C1", "segment_days_late_vs_peers"] == pytest.approx(10 - 36.25 / 2.625)
+    assert customers.loc["C2", "segment_days_late_vs_peers"] == pytest.approx(30 - 36.25 / 2.625)
+    # DE holds C1 alone: its peers are itself. FR: C2 and C3 (nothing paid or overdue yet).
+    assert customers.loc["C1", "country_days_late_vs_peers"] == 0
+    assert customers.loc["C3", "peer_country_days_late"] == 30 and math.isnan(customers.loc["C3", "recency_days_late"])
+    # Industry: C1 and C3 are retail; C2 has none, so no industry peers.
+    assert customers.loc["C3", "peer_industry_days_late"] == pytest.approx(10)
+    assert customers.loc[["C2"], ["peer_industry_days_late", "industry_late_rate_vs_peers"]].isna().all(axis=None)
+    assert customers.loc["C3", "peer_segment_late_rate"] != customers.loc["C3", "peer_segment_late_rate"]  # NaN
+
+
+def test_without_an_industry_column_the_industry_peers_are_missing():
+    ledger = current_state_ledger()
+    ledger = ledger.replace(customers=ledger.customers.drop(columns="industry"))
+    customers = customer_features_at(ledger, STATE_DAY, HALFLIFE_30)
+    assert customers.filter(like="industry").isna().all(axis=None)
+    assert customers["peer_segment_days_late"].notna().sum() == 2
+
+
+def test_the_peer_sums_of_parts_add_up_exactly_to_the_whole_ledgers():
+    from ledger.synthetic import generate_ledger
+
+    ledger = generate_ledger(customers=60, months=14, seed=5)[0]
+    as_of = T("2023-01-31")
+    ids = ledger.customers["customer_id"]
+    parts = [subset_of_customers(ledger, ids[ids.index % 3 == k]) for k in range(3)]
+    added = features.added_peer_sums([features.peer_sums_at(part, as_of) for part in reversed(parts)])
+    whole = features.peer_sums_at(ledger, as_of)
+    pd.testing.assert_frame_equal(added, whole, check_exact=True)
+    assert set(whole["kind"]) == {"segment", "country"} and (whole["weight"] > 0).all()
+    # A part's features with the added sums are exactly the whole ledger's rows of that part.
+    expected = features_at(ledger, as_of)
+    for part in parts:
+        mine = features_at(part, as_of, peers=added)
+        pd.testing.assert_frame_equal(
+            mine.reset_index(drop=True),
+            expected[expected["customer_id"].isin(part.customers["customer_id"])].reset_index(drop=True),
+            check_exact=True)
+    # Without them a part sees only its own customers as peers.
+    alone = features_at(parts[0], as_of)
+    assert not alone["peer_segment_days_late"].equals(features_at(parts[0], as_of, peers=added)["peer_segment_days_late"])
+
+
+def subset_of_customers(ledger: Ledger, customer_ids: pd.Series) -> Ledger:
+    """The whole history of some customers (as one bucket of a partitioned ledger holds it)."""
+    invoices = ledger.invoices[ledger.invoices["customer_id"].isin(customer_ids)]
+    payments = ledger.payments[ledger.payments["customer_id"].isin(customer_ids)]
+    return ledger.replace(
+        customers=ledger.customers[ledger.customers["customer_id"].isin(customer_ids)],
+        invoices=invoices, payments=payments,
+        payment_applications=ledger.payment_applications[
+            ledger.payment_applications["payment_id"].isin(payments["payment_id"])],
+        **{name: table[table["invoice_id"].isin(invoices["invoice_id"])]
+           for name, table in (("disputes", ledger.disputes), ("writeoffs", ledger.writeoffs),
+                               ("dunning_notices", ledger.dunning_notices))},
+        promises=ledger.promises[ledger.promises["customer_id"].isin(customer_ids)],
+        contacts=ledger.contacts[ledger.contacts["customer_id"].isin(customer_ids)])
+
+
 def test_volume_trend_counts_only_the_days_a_new_customer_exists():
     ledger = tiny_ledger()
     ledger = ledger.replace(customers=ledger.customers.assign(created_date=dates("2023-01-01", "2024-01-01")))
@@ -288,8 +426,11 @@ def test_every_column_has_exactly_one_description_taken_from_its_functions_docst
 
 def test_every_feature_function_describes_a_column():
     # Every public function of the feature modules computes a column, except the builders and helpers.
-    helpers = {"invoice_features", "customer_features", "aging_bucket", "last_paid_ranks"}
-    defined = {function for module in (invoice, customer) for name, function in vars(module).items()
+    helpers = {"invoice_features", "customer_features", "aging_bucket", "last_paid_ranks",
+               # features.peers: the integer sums the peer and recency columns are computed from
+               "recency_weights", "lateness_items", "customer_sums", "weighted_days_late", "weighted_late_rate",
+               "peer_groups", "peer_sums", "added_peer_sums", "empty_peer_sums", "peer_values"}
+    defined = {function for module in (invoice, customer, peers) for name, function in vars(module).items()
                if inspect.isfunction(function) and function.__module__ == module.__name__
                and not name.startswith("_") and name not in helpers}
     described = {function for _, function, _ in invoice_columns(FeatureConfig()) + customer_columns(FeatureConfig())}

@@ -45,7 +45,10 @@ def synthetic() -> Ledger:
     notices["known_date"] = (notices["issued_date"] + pd.Timedelta(days=9)).where(undated)
     notices.loc[undated, "issued_date"] = pd.NaT
     assert undated.sum() > 20
-    return ledger.replace(dunning_notices=notices)
+    # An optional industry on most customers (missing on every seventh): the industry peer group.
+    industries = np.array(["retail", "energy", "health"], dtype=object)[ledger.customers.index % 3]
+    industry = pd.Series(industries, index=ledger.customers.index).where(ledger.customers.index % 7 != 0)
+    return ledger.replace(dunning_notices=notices, customers=ledger.customers.assign(industry=industry))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from models.baselines import ClassPriorBaseline, CustomerLateRateBaseline, PastDueBaseline, PayDateBaseline
-from models.boosting import TimeCalibratedClassifier
+from models.boosting import TimeCalibratedClassifier, candidate_settings
 from models.deterioration import DeteriorationModel, best_f1_threshold
 from models.encoding import FrameEncoder, time_split
 from models.late_payment import BUCKET_NAMES, LatePaymentModel, known_bucket, known_late, late_buckets
@@ -78,8 +78,60 @@ def test_a_late_model_saved_before_the_classifier_was_a_parameter_still_predicts
     old.__setstate__(state)
     np.testing.assert_array_equal(old.predict_proba(frame.head(50)), model.predict_proba(frame.head(50)))
     recipe = clone(old).get_params()
-    assert recipe.pop("classifier").get_params() == model.classifier.get_params()
-    assert recipe == {key: value for key, value in model.get_params().items() if key != "classifier"}
+    # Its recipe keeps the fixed settings and isotonic calibration it was trained with (no settings search).
+    assert recipe.pop("classifier").get_params() == model.classifier.get_params() | {
+        "num_leaves": 31, "min_child_samples": 40, "reg_lambda": 1.0, "search": False, "calibration": "isotonic"}
+    assert recipe == {key: value for key, value in model.get_params().items() if not key.startswith("classifier")} | {
+        f"classifier__{key}": value for key, value in old.classifier.get_params().items()}
+
+
+def test_settings_are_chosen_on_the_latest_cutoffs_of_the_tree_slice_only():
+    frame, days_late = invoice_frame(n=3000, seed=3)
+    y = (days_late > 5).astype(int)
+    recipe = TimeCalibratedClassifier(features=FEATURES, n_estimators=150)
+    model = clone(recipe).fit(frame, y)
+    # Six cutoffs: trees on the first four (validation: the fourth), calibration on the last two.
+    assert len(model.search_) == len(candidate_settings(model.rows_["trees"])) == 4
+    best = min(model.search_, key=lambda row: row["validation_logloss"])
+    assert model.settings_ == {k: v for k, v in best.items() if k != "validation_logloss"} | {
+        "calibration": model.settings_["calibration"]}
+    assert 0 < model.settings_["n_estimators"] <= 150  # early stopping, never past the cap
+    assert model.booster_.n_estimators == model.settings_["n_estimators"]
+    # Scrambling the calibration slice's labels changes nothing the search saw; scrambling the validation
+    # cutoff's labels changes its losses.
+    cutoffs = np.sort(frame["cutoff"].unique())
+    scrambled_calibration = np.where(frame["cutoff"].isin(cutoffs[-2:]), y[::-1], y)
+    assert clone(recipe).fit(frame, scrambled_calibration).search_ == model.search_
+    scrambled_validation = np.where(frame["cutoff"] == cutoffs[-3], y[::-1], y)
+    assert clone(recipe).fit(frame, scrambled_validation).search_ != model.search_
+
+
+def test_given_settings_are_kept_and_search_can_be_turned_off():
+    frame, days_late = invoice_frame(n=2000, seed=4)
+    y = (days_late > 5).astype(int)
+    fixed = TimeCalibratedClassifier(features=FEATURES, n_estimators=40, num_leaves=5, search=False,
+                                     calibration="platt").fit(frame, y)
+    assert fixed.search_ == [] and fixed.booster_.n_estimators == 40
+    assert fixed.settings_["num_leaves"] == 5 and fixed.settings_["calibration"] == "platt"
+    leaves = TimeCalibratedClassifier(features=FEATURES, n_estimators=40, num_leaves=5).fit(frame, y)
+    assert {row["num_leaves"] for row in leaves.search_} == {5}  # only the settings left open are searched
+
+
+def test_default_settings_grow_with_the_rows():
+    small, large = candidate_settings(2_000), candidate_settings(1_000_000)
+    assert [c["num_leaves"] for c in small] == [7, 15, 31, 15]
+    assert [c["num_leaves"] for c in large] == [15, 31, 63, 31]
+    assert small[0]["min_child_samples"] == 20 and large[0]["min_child_samples"] == 200
+
+
+def test_a_classifier_saved_before_the_settings_search_still_predicts_and_clones(fitted_late_model):
+    model, frame, _ = fitted_late_model
+    state = {k: v for k, v in model.classifier_.__getstate__().items()
+             if k not in ("reg_lambda", "search", "calibration", "settings_", "search_")}
+    old = TimeCalibratedClassifier.__new__(TimeCalibratedClassifier)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.predict_proba(frame.head(20)), model.predict_proba(frame.head(20)))
+    assert clone(old).get_params()["search"] is False and clone(old).calibration == "isotonic"
 
 
 def test_calibration_is_fitted_on_later_cutoffs_than_the_trees():

@@ -5,17 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import ndtr
 
 from features.config import FeatureConfig
 from ledger.errors import BadInput
 from rules.forecast import (
+    DEFAULT_CUSTOMER_RHO,
     DRAWS_PER_CHUNK,
     ForecastInputError,
     baseline_delays,
     cash_forecast,
     check_horizon,
+    customer_rho_of,
     expected_receipts,
+    fitted_customer_rho,
     forecast_items,
+    forecast_sums,
     period_edges,
     period_table,
     simulate_receipts,
@@ -298,6 +303,8 @@ ONE_ITEM = items_frame(["EUR"], [100.0])
     (lambda: expected_receipts(CDF_1, [np.inf]), "amounts hold NaN"),
     (lambda: simulate_receipts(CDF_1, [1], groups=[-1]), "groups must be"),
     (lambda: simulate_receipts(CDF_1, [1], shared=["A", "B"]), "shared must hold one label"),
+    (lambda: simulate_receipts(CDF_1, [1], shared=["A"], rho=1.5), r"rho must be a number in \[0, 1\]"),
+    (lambda: fitted_customer_rho(CDF_1, [0], [1.0], [0], ["A"]), "paid_period must hold"),
 ])
 def test_bad_input_raises_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
@@ -321,3 +328,91 @@ def test_a_horizon_beyond_the_timing_model_is_bad_input():
 def test_the_customer_average_baseline_uses_the_feature_window_of_paid_invoices():
     assert baseline_delays() == {"pays_on_due_date": None, "due_date_plus_customer_average": "avg_days_late_last_10"}
     assert baseline_delays(FeatureConfig(last_paid_invoices=5))["due_date_plus_customer_average"] == "avg_days_late_last_5"
+
+
+def twin_copula_receipts(cdf, amounts, draws, seed, shared, rho) -> np.ndarray:
+    """The copula's simulation the obvious way: per chunk of DRAWS_PER_CHUNK draws, one normal per customer
+    then one per invoice, u = Phi(sqrt(rho) z_customer + sqrt(1 - rho) e_invoice), one searchsorted each."""
+    items, periods = cdf.shape[0], cdf.shape[1] - 1
+    units, unit_of_item = np.unique(shared, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    totals = np.zeros((draws, periods))
+    for start in range(0, draws, DRAWS_PER_CHUNK):
+        size = min(DRAWS_PER_CHUNK, draws - start)
+        common, own = rng.standard_normal((len(units), size)), rng.standard_normal((items, size))
+        for draw in range(size):
+            for item in range(items):
+                u = ndtr(np.sqrt(rho) * common[unit_of_item[item], draw] + np.sqrt(1 - rho) * own[item, draw])
+                period = np.searchsorted(cdf[item, 1:], u)
+                if period < periods:
+                    totals[start + draw, period] += amounts[item]
+    return totals
+
+
+def test_copula_sampler_matches_a_brute_force_twin():
+    rng = np.random.default_rng(12)
+    cdf = random_cdf(15, WEEKS_3, rng)
+    amounts = rng.uniform(1, 100, 15)
+    shared = rng.choice(["A", "B", "C"], 15)
+    fast = simulate_receipts(cdf, amounts, draws=40, seed=4, shared=shared, rho=0.4)[:, 0, :, 0]
+    np.testing.assert_allclose(fast, twin_copula_receipts(cdf, amounts, 40, 4, shared, 0.4))
+
+
+def test_customer_correlation_widens_the_band_between_independent_and_shared():
+    # One customer, 20 invoices of 100, each paid in week 1 or week 2 (50/50): 20 x 100 x Binomial-like.
+    cdf = np.tile([0, 0.5, 1.0], (20, 1))
+    customer = np.array(["A"] * 20)
+
+    def week_1(rho):
+        return simulate_receipts(cdf, np.full(20, 100.0), draws=4000, seed=1, shared=customer, rho=rho)[:, 0, 0, 0]
+
+    spreads = [week_1(rho).std() for rho in (0.0, 0.3, 0.7, 1.0)]
+    # Independent: sd 100 x sqrt(20 x 0.25) = 224; shared: all or nothing, sd 1000; in between, wider with rho.
+    assert spreads[0] == pytest.approx(224, rel=0.05) and spreads[-1] == pytest.approx(1000, rel=0.05)
+    assert spreads == sorted(spreads) and spreads[1] > 1.2 * spreads[0] and spreads[2] < 0.95 * spreads[3]
+    # Every rho keeps each invoice's own distribution: the mean stays 20 x 100 x 0.5.
+    assert all(week_1(rho).mean() == pytest.approx(1000, rel=0.03) for rho in (0.0, 0.3, 0.7))
+
+
+def test_the_forecast_ties_a_customers_invoices_with_its_rho():
+    cdf = np.tile([0, 0.5, 1.0], (20, 1))
+    items = items_frame(["EUR"] * 20, [100.0] * 20, customer=["A"] * 20)
+
+    def width(rho):
+        sums = forecast_sums(cdf, WEEKS_2, items, draws=2000, seed=3, rho=rho)
+        return np.subtract(*np.quantile(sums.draws[:, 0, 0], [0.9, 0.1]))
+
+    assert width(0.0) < width(0.5) < width(1.0) == 2000
+
+
+def copula_history(rho: float, books: int = 40, seed: int = 0):
+    """Past forecasts drawn by the copula itself: 40 books (cutoffs) of 25 customers with 1-8 invoices over
+    4 weeks, each with its own cdf; returns cdf, actual 1-based paid period (inf after the horizon),
+    amounts, book and customer codes."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 9, books * 25)
+    customer = np.repeat(np.arange(books * 25), sizes)
+    book = customer // 25
+    cdf = random_cdf(len(customer), period_edges(4, "week"), rng)
+    amounts = rng.uniform(10, 1000, len(customer))
+    # One draw; each invoice in its own column of the sums, so its paid period can be read off.
+    paid = simulate_receipts(cdf, np.ones(len(customer)), np.arange(len(customer)), draws=1, seed=seed + 1,
+                             shared=customer, rho=rho)[0, :, :, 0]
+    period = np.where(paid.any(axis=1), paid.argmax(axis=1) + 1.0, np.inf)
+    return cdf, period, amounts, book, customer
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 1.0])
+def test_fitted_rho_recovers_the_rho_that_drew_the_history(rho):
+    estimates = [fitted_customer_rho(*copula_history(rho, seed=seed)) for seed in range(3)]
+    assert np.mean(estimates) == pytest.approx(rho, abs=0.2)
+
+
+def test_customer_rho_of_a_model_is_its_fitted_rho_or_the_default():
+    class Model:
+        pass
+
+    model = Model()
+    assert customer_rho_of(model) == DEFAULT_CUSTOMER_RHO == 0.0
+    model.cash_rho_ = 0.35
+    assert customer_rho_of(model) == 0.35

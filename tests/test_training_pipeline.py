@@ -10,7 +10,7 @@ import pytest
 from ledger.synthetic import generate_ledger
 from training.backtest import ModelSettings
 from training.pipeline import MODEL_NAMES, backtest_ledger, train_and_register, write_backtest
-from training.tracking import champion_version, load_champion
+from training.tracking import champion_run, champion_version, load_champion
 
 SMALL = ModelSettings(n_estimators=60, timing_horizon_weeks=20)
 
@@ -29,7 +29,13 @@ def backtest_run(ledger):
 def test_metrics_json_follows_the_contract(backtest_run, tmp_path):
     metrics_path, report_path = write_backtest(backtest_run, tmp_path)
     metrics = json.loads(metrics_path.read_text())
-    assert set(metrics["late_payment"]["model"]) == {"roc_auc", "pr_auc", "brier", "ece"}
+    assert set(metrics["late_payment"]["model"]) == {"roc_auc", "pr_auc", "brier", "ece", "per_origin"}
+    per_origin = metrics["late_payment"]["model"]["per_origin"]
+    assert [o["origin"] for o in per_origin] == metrics["cutoffs"]
+    assert sum(o["rows"] for o in per_origin) == metrics["rows"]["late_payment"]
+    for origin in per_origin:  # each origin's reliability table covers its rows, bins in order
+        assert sum(b["rows"] for b in origin["reliability"]) == origin["rows"]
+        assert all(b["bin_low"] <= b["mean_p"] <= b["bin_high"] for b in origin["reliability"])
     assert set(metrics["late_payment"]["baselines"]) == {"class_prior", "customer_late_rate"}
     timing = metrics["receipt_timing"]["model"]
     assert {"mae_days", "pinball_p10", "pinball_p50", "pinball_p90", "coverage_p10_p90"} <= set(timing)
@@ -79,6 +85,9 @@ def test_train_registers_and_only_a_better_model_takes_the_champion_alias(ledger
     assert champion_version(uri, MODEL_NAMES["late"]) == first.versions["late"]
     champion = load_champion(uri, MODEL_NAMES["late"])
     assert champion.predict_proba(ledger_rows(ledger)).shape[1] == 2
+    logged = champion_run(uri, MODEL_NAMES["late"])["params"]  # the settings the fit chose, for the audit
+    assert logged["chosen.calibration"] in {"isotonic", "platt"}
+    assert int(logged["chosen.n_estimators"]) <= SMALL.n_estimators and "chosen.num_leaves" in logged
 
     worse = ModelSettings(n_estimators=3, learning_rate=0.01, timing_horizon_weeks=20)
     second = train_and_register(ledger, uri, settings=worse, origins=1)

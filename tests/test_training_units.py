@@ -34,6 +34,17 @@ def test_ece_is_zero_when_calibrated_and_large_when_not():
     assert m.ece(y, np.full(10, 0.9)) == pytest.approx(0.7)
 
 
+def test_reliability_table_bins_rows_by_predicted_probability():
+    y = np.array([0, 1, 0, 0, 1, 1])
+    p = np.array([0.05, 0.15, 0.12, 0.55, 0.58, 1.0])
+    table = m.reliability(y, p, bins=10)
+    assert [(b["bin_low"], b["rows"]) for b in table] == [(0.0, 1), (0.1, 2), (0.5, 2), (0.9, 1)]
+    assert table[1]["bin_high"] == pytest.approx(0.2)
+    assert table[1]["mean_p"] == pytest.approx(0.135) and table[1]["observed"] == pytest.approx(0.5)
+    # ECE is the row-weighted gap of this table: (0.05 + 2 * 0.365 + 2 * 0.065 + 0) / 6
+    assert m.ece(y, p) == pytest.approx((0.05 + 2 * 0.365 + 2 * 0.065) / 6)
+
+
 def test_invoice_labels_are_censored_at_the_origin():
     day = pd.Timestamp
     frame = pd.DataFrame({

@@ -21,10 +21,24 @@ from models.boosting import NotEnoughLabels, TimeCalibratedClassifier
 from models.deterioration import DeteriorationModel
 from models.late_payment import LatePaymentModel, known_late
 from models.receipt_timing import ReceiptTimingModel
+from rules.forecast import (
+    CASH_RHO_ATTRIBUTE,
+    DEFAULT_CUSTOMER_RHO,
+    customer_rho_of,
+    fitted_customer_rho,
+    simulate_receipts,
+)
 from training import metrics as m
 from training.datasets import Datasets, censor_customer_labels, censor_invoice_labels
 
 HORIZON_WEEKS = 13
+# The backtest's cash band: 500 draws (the band's quantiles to about +-2% of the week's spread) with a fixed
+# seed; the copula's rho is fitted on the latest training cutoffs with 13 weeks of known outcomes (about a
+# second on 30,000 rows, plus one more fit of the timing model).
+CASH_BAND_DRAWS = 500
+CASH_BAND_SEED = 0
+RHO_CUTOFFS = 4
+RHO_MAX_ROWS = 30_000
 MONOTONE = {"days_past_due": 1, "has_broken_promise": 1, "max_days_past_due": 1}
 
 
@@ -39,15 +53,19 @@ class ModelSettings:
     timing_period_days: int = 7
     timing_max_rows: int = 1_500_000
     random_state: int = 0
+    features: tuple[str, ...] | None = None  # the invoice models' inputs; None: invoice_model_features()
+
+    def invoice_features(self) -> list[str]:
+        return invoice_model_features() if self.features is None else list(self.features)
 
     def late_model(self) -> LatePaymentModel:
-        classifier = TimeCalibratedClassifier(features=invoice_model_features(), monotone=MONOTONE,
+        classifier = TimeCalibratedClassifier(features=self.invoice_features(), monotone=MONOTONE,
                                               n_estimators=self.n_estimators, learning_rate=self.learning_rate,
                                               random_state=self.random_state)
         return LatePaymentModel(classifier, late_grace_days=self.late_grace_days)
 
     def timing_model(self) -> ReceiptTimingModel:
-        return ReceiptTimingModel(features=invoice_model_features(), horizon_weeks=self.timing_horizon_weeks,
+        return ReceiptTimingModel(features=self.invoice_features(), horizon_weeks=self.timing_horizon_weeks,
                                   period_days=self.timing_period_days,
                                   max_rows=self.timing_max_rows, n_estimators=self.n_estimators,
                                   learning_rate=self.learning_rate, random_state=self.random_state)
@@ -101,7 +119,7 @@ def fit_models(invoices: pd.DataFrame, customers: pd.DataFrame, settings: ModelS
     skipped: dict = {}
     return FittedModels(
         late=fit_or_skip("late", late_model, late_rows, late_y, skipped),
-        timing=fit_or_skip("timing", timing_model, invoices, timing_y, skipped),
+        timing=with_cash_rho(fit_or_skip("timing", timing_model, invoices, timing_y, skipped), invoices),
         deterioration=fit_or_skip("deterioration", deterioration_model, customer_rows, customer_y, skipped),
         late_baselines={
             "class_prior": ClassPriorBaseline(grace).fit(late_rows, late_y),
@@ -137,6 +155,7 @@ class OriginResult:
     deterioration: pd.DataFrame
     skipped: dict = field(default_factory=dict)
     fitted: FittedModels | None = None
+    cash_band: pd.DataFrame | None = None  # the model's simulated p10 and p90 of `cash` per week
 
 
 def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.DataFrame,
@@ -158,6 +177,7 @@ def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.
         timing[name] = baseline.predict_days(invoices)
 
     cash = weekly_cash(fitted, invoices)
+    cash_band = weekly_cash_band(fitted, invoices)
 
     rows = customers[customers["deteriorates"].notna()]
     deterioration = pd.DataFrame({
@@ -168,7 +188,7 @@ def evaluate_origin(fitted: FittedModels, invoices: pd.DataFrame, customers: pd.
     for name, baseline in fitted.deterioration_baselines.items():
         deterioration[name] = baseline.predict_proba(rows)[:, 1]
         deterioration[f"{name}_flag"] = baseline.flag(rows)
-    return OriginResult(origin, late, timing, cash, deterioration, dict(fitted.skipped), fitted)
+    return OriginResult(origin, late, timing, cash, deterioration, dict(fitted.skipped), fitted, cash_band)
 
 
 def _proba(model, rows: pd.DataFrame) -> np.ndarray:
@@ -191,6 +211,72 @@ def weekly_cash(fitted: FittedModels, invoices: pd.DataFrame, weeks: int = HORIZ
         step = baseline.predict_cdf(invoices, edges)
         table[name] = (np.diff(step, axis=1) * amount[:, None]).sum(axis=0)
     return pd.DataFrame(table, index=pd.RangeIndex(1, weeks + 1, name="week"))
+
+
+def weekly_cash_band(fitted: FittedModels, invoices: pd.DataFrame, weeks: int = HORIZON_WEEKS,
+                     draws: int = CASH_BAND_DRAWS, rho: float | None = None) -> pd.DataFrame:
+    """The model's 10% and 90% quantiles of the receipts per horizon week (the amounts of `weekly_cash`),
+    simulated by the forecast's sampler with a customer's invoices tied by the copula: `rho`, else the one
+    fitted with the timing model on its training window."""
+    index = pd.RangeIndex(1, weeks + 1, name="week")
+    if fitted.timing is None:
+        return pd.DataFrame(np.nan, index=index, columns=["p10", "p90"])
+    cdf = fitted.timing.predict_cdf(invoices, np.arange(weeks + 1) * 7.0)
+    rho = customer_rho_of(fitted.timing) if rho is None else rho
+    simulated = simulate_receipts(cdf, invoices["open_amount_base"].to_numpy(dtype=float), draws=draws,
+                                  seed=CASH_BAND_SEED, shared=invoices["customer_id"].to_numpy(), rho=rho)[:, 0, :, 0]
+    return pd.DataFrame({"p10": np.quantile(simulated, 0.1, axis=0), "p90": np.quantile(simulated, 0.9, axis=0)},
+                        index=index)
+
+
+def with_cash_rho(timing: ReceiptTimingModel | None, invoices: pd.DataFrame) -> ReceiptTimingModel | None:
+    """The fitted receipt-timing model with the cash forecast's customer copula rho fitted on its training
+    rows set on it (`rules.forecast.CASH_RHO_ATTRIBUTE`), so the rho travels with the model to the daily
+    run's forecast; None stays None."""
+    if timing is not None:
+        setattr(timing, CASH_RHO_ATTRIBUTE, fitted_cash_rho(timing, invoices))
+    return timing
+
+
+def fitted_cash_rho(timing: ReceiptTimingModel, invoices: pd.DataFrame, weeks: int = HORIZON_WEEKS) -> float:
+    """The customer copula's rho, out of sample inside the training window: a copy of the timing model's
+    recipe fitted on the cutoffs before the latest `RHO_CUTOFFS` complete ones (`rho_cutoffs`), labels
+    censored at the first of those, forecasts them; rho is where its simulated spread meets the actual
+    (`customer_rho_on`). The model's own fit would judge rows it learnt: in sample it leaves too little
+    error (rho 0 on the IBM sample and the demo ledger, whose out-of-sample bands need more)."""
+    chosen = rho_cutoffs(invoices, weeks)
+    earlier = invoices[invoices["cutoff"] < min(chosen)] if chosen else invoices.iloc[:0]
+    if earlier.empty:
+        return DEFAULT_CUSTOMER_RHO
+    earlier = censor_invoice_labels(earlier, min(chosen))
+    try:
+        shadow = clone(timing).fit(earlier, earlier[["days_to_pay", "paid"]])
+    except NotEnoughLabels:
+        return DEFAULT_CUSTOMER_RHO
+    return customer_rho_on(shadow, invoices[invoices["cutoff"].isin(chosen)], weeks)
+
+
+def rho_cutoffs(invoices: pd.DataFrame, weeks: int = HORIZON_WEEKS) -> list[pd.Timestamp]:
+    """The latest `RHO_CUTOFFS` cutoffs whose `weeks` weeks of outcomes are all known in the labels given
+    (each invoice paid, or still open `weeks` weeks on), fewer when they exceed `RHO_MAX_ROWS` rows."""
+    known = (invoices["paid"] | (invoices["days_to_pay"] >= 7 * weeks)).groupby(invoices["cutoff"]).all()
+    sizes = invoices.groupby("cutoff").size()[known[known].index][::-1]
+    return sorted(sizes.index[:max(1, min(RHO_CUTOFFS, int((sizes.cumsum() <= RHO_MAX_ROWS).sum())))])
+
+
+def customer_rho_on(model, rows: pd.DataFrame, weeks: int = HORIZON_WEEKS) -> float:
+    """`rules.forecast.fitted_customer_rho` of the model's cdfs on `rows` (open invoices at past cutoffs
+    whose `weeks` weeks of outcomes are known): the book's weekly receipts at each cutoff judged, the
+    copula's units a customer at a cutoff."""
+    if rows.empty:
+        return DEFAULT_CUSTOMER_RHO
+    cdf = model.predict_cdf(rows, np.arange(weeks + 1) * 7.0)
+    # A payment on the cutoff's day (0 days) counts in the first week.
+    paid_period = np.where(rows["paid"], np.maximum(np.ceil(rows["days_to_pay"] / 7), 1), np.inf)
+    books = rows.groupby("cutoff", sort=False).ngroup().to_numpy()
+    customers = rows.groupby(["customer_id", "cutoff"], sort=False).ngroup().to_numpy()
+    return fitted_customer_rho(cdf, paid_period, rows["open_amount_base"].to_numpy(dtype=float), books,
+                               customers, seed=CASH_BAND_SEED)
 
 
 @dataclass
@@ -243,6 +329,7 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
     deterioration = pd.concat([r.deterioration for r in result.per_origin])
 
     late_metrics = {name: probability_metrics(late["y"], late[name]) for name in late.columns if name != "y"}
+    late_metrics["model"]["per_origin"] = [origin_calibration(r.origin, r.late) for r in result.per_origin]
     paid = timing[timing["paid"]]
     timing_model = {
         "mae_days": m.mae(paid["actual"], paid["p50"]),
@@ -252,6 +339,10 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
         "coverage_p10_p90": m.coverage_censored(timing["actual"], timing["paid"], timing["p10"], timing["p90"]),
         "wape_week": weekly_wape(cash_by_origin, "model"),
         "wape_13w": pooled_wape(cash_by_origin, "model"),
+        "band_coverage_week": weekly_band_coverage(result.per_origin).tolist(),
+        "band_coverage": float(np.mean(weekly_band_coverage(result.per_origin))),
+        "band_customer_rho": [customer_rho_of(r.fitted.timing) if r.fitted is not None and r.fitted.timing is not None
+                              else None for r in result.per_origin],
     }
     timing_baselines = {}
     for name in result.per_origin[0].timing.columns.drop(["actual", "paid", "p10", "p50", "p90"]):
@@ -288,6 +379,23 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
 def probability_metrics(y: pd.Series, p: pd.Series) -> dict:
     """ROC AUC, PR AUC, Brier and ECE of probabilities."""
     return {"roc_auc": m.roc_auc(y, p), "pr_auc": m.pr_auc(y, p), "brier": m.brier(y, p), "ece": m.ece(y, p)}
+
+
+def origin_calibration(origin: pd.Timestamp, late: pd.DataFrame) -> dict:
+    """One origin's late-payment model: its rows, ROC AUC, ECE and reliability table (empty when skipped)."""
+    scored = late["model"].notna().all() and len(late) > 0
+    return {"origin": f"{origin:%Y-%m-%d}", "rows": len(late), "roc_auc": m.roc_auc(late["y"], late["model"]),
+            "ece": m.ece(late["y"], late["model"]),
+            "reliability": m.reliability(late["y"], late["model"]) if scored else []}
+
+
+def weekly_band_coverage(per_origin: Sequence[OriginResult]) -> np.ndarray:
+    """Per horizon week, the share of origins whose actual receipts fell within the model's simulated
+    [p10, p90] (nominal 80%); NaN without a band."""
+    inside = [((r.cash["actual"] >= r.cash_band["p10"]) & (r.cash["actual"] <= r.cash_band["p90"])).to_numpy()
+              if r.cash_band is not None and r.cash_band["p10"].notna().all() else np.full(len(r.cash), np.nan)
+              for r in per_origin]
+    return np.mean(inside, axis=0)
 
 
 def weekly_wape(cash_by_origin: list[pd.DataFrame], column: str) -> list[float]:

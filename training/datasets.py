@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,17 +45,20 @@ def backtest_origins(cutoffs: Sequence[pd.Timestamp], observation_end: pd.Timest
 
 
 def build_datasets(ledger: Ledger, cutoffs: Sequence[pd.Timestamp], config: FeatureConfig | None = None,
-                   progress: bool = False, observation_end: pd.Timestamp | None = None) -> Datasets:
+                   progress: bool = False, observation_end: pd.Timestamp | None = None,
+                   peers: Mapping[pd.Timestamp, pd.DataFrame] | None = None) -> Datasets:
     """Invoice and customer snapshots at `cutoffs`, plus the columns training needs: due date, the
     deterioration event date and a `deteriorates` label under one name; rows in key order (`in_key_order`).
 
     `observation_end` defaults to the ledger's last event; a part of a ledger (one bucket) passes the whole
-    ledger's, so that its labels are censored where the whole ledger's are."""
+    ledger's, so that its labels are censored where the whole ledger's are, and the peer sums of all
+    customers per cutoff (`features.peer_sums_at`, added over the buckets)."""
     config = config or FeatureConfig()
     end = last_event_date(ledger) if observation_end is None else pd.Timestamp(observation_end)
-    invoices = build_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress)
+    invoices = build_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress, peers=peers)
     invoices["due_date"] = invoices["cutoff"] + (invoices["days_to_due"] - invoices["days_past_due"]) * DAY
-    customers = build_customer_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress)
+    customers = build_customer_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress,
+                                         peers=peers)
     label = f"deteriorates_{config.deterioration_horizon_days}d"
     customers["deteriorates"] = customers[label]
     customers["deterioration_date"] = next_deterioration_date(ledger, customers[["customer_id", "cutoff"]], config)

@@ -137,12 +137,31 @@ def partition_cutoffs(summary: PartitionSummary, cutoffs: Sequence[pd.Timestamp]
 
 
 def bucket_datasets(path: str | Path, bucket: int, cutoffs: Sequence[pd.Timestamp], observation_end: pd.Timestamp,
-                    config: FeatureConfig, until: pd.Timestamp | None = None) -> Datasets:
+                    config: FeatureConfig, until: pd.Timestamp | None = None,
+                    peers: Mapping[pd.Timestamp, pd.DataFrame] | None = None) -> Datasets:
     """One bucket's training rows (a Dask task): `build_datasets` on the bucket with the whole ledger's
-    cutoffs and end of observation."""
+    cutoffs, end of observation and peer sums per cutoff."""
     from training.datasets import build_datasets
 
-    return build_datasets(partition_ledger(path, bucket, until), cutoffs, config, observation_end=observation_end)
+    return build_datasets(partition_ledger(path, bucket, until), cutoffs, config, observation_end=observation_end,
+                          peers=peers)
+
+
+def bucket_peer_sums(path: str | Path, bucket: int, cutoffs: Sequence[pd.Timestamp], config: FeatureConfig,
+                     until: pd.Timestamp | None = None) -> dict[pd.Timestamp, pd.DataFrame]:
+    """One bucket's peer sums at each cutoff (a Dask task; `features.peer_sums_at`)."""
+    from features import peer_sums_at
+
+    ledger = partition_ledger(path, bucket, until)
+    return {cutoff: peer_sums_at(ledger, cutoff, config) for cutoff in cutoffs}
+
+
+def added_peer_sums_by_cutoff(parts: Sequence[Mapping[pd.Timestamp, pd.DataFrame]],
+                              cutoffs: Sequence[pd.Timestamp]) -> dict[pd.Timestamp, pd.DataFrame]:
+    """Per cutoff, the buckets' peer sums added up: those of the whole ledger (integer sums, exact)."""
+    from features import added_peer_sums
+
+    return {cutoff: added_peer_sums([part[cutoff] for part in parts if cutoff in part]) for cutoff in cutoffs}
 
 
 def stratum_labels(rows: pd.DataFrame, kind: str) -> np.ndarray:
@@ -249,9 +268,14 @@ def sample_from_partitions(client, path: str | Path, *, config: FeatureConfig, s
     if not cutoffs:
         raise LedgerError(Problem("invoices", None, None, "less than the warm-up months of history: no cutoff "
                                   "to build training rows at"), title="cannot train")
-    parts = {s.bucket: client.submit(bucket_datasets, str(path), s.bucket, bucket_cutoffs, extent.observation_end,
-                                     config, until, pure=False)
-             for s in summaries if (bucket_cutoffs := partition_cutoffs(s, cutoffs))}
+    active = {s.bucket: bucket_cutoffs for s in summaries if (bucket_cutoffs := partition_cutoffs(s, cutoffs))}
+    # Peer features need every customer: each bucket's peer sums per cutoff first, added here, then shared.
+    peer_parts = client.gather([client.submit(bucket_peer_sums, str(path), bucket, bucket_cutoffs, config, until,
+                                              pure=False) for bucket, bucket_cutoffs in active.items()])
+    [peers] = client.scatter([added_peer_sums_by_cutoff(peer_parts, cutoffs)], broadcast=True, hash=False)
+    parts = {bucket: client.submit(bucket_datasets, str(path), bucket, bucket_cutoffs, extent.observation_end,
+                                   config, until, peers, pure=False)
+             for bucket, bucket_cutoffs in active.items()}
     sizes = dict(zip(parts, client.gather([client.submit(stratum_sizes, part, pure=False)
                                            for part in parts.values()]), strict=True))
     totals = {kind: int(sum(size[kind].sum() for size in sizes.values())) for kind in STRATUM_LABELS}

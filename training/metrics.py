@@ -46,6 +46,15 @@ def calibration_table(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.D
     return table.reset_index(drop=True)[["bin_low", "rows", "mean_predicted", "observed"]]
 
 
+def reliability(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
+    """The reliability table as records, one per non-empty equal-width bin: its edges, rows, mean
+    predicted probability and observed rate (the bins `ece` averages over)."""
+    table = calibration_table(y_true, p, bins)
+    return [{"bin_low": float(row.bin_low), "bin_high": float(row.bin_low + 1 / bins), "rows": int(row.rows),
+             "mean_p": float(row.mean_predicted), "observed": float(row.observed)}
+            for row in table.itertuples()]
+
+
 def ece(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error: row-weighted mean |observed - predicted| over equal-width bins."""
     table = calibration_table(y_true, p, bins)

@@ -84,16 +84,23 @@ def chosen_origins(cutoffs: list[pd.Timestamp], observation_end: pd.Timestamp, o
 
 def write_backtest(run: BacktestRun, out: Path) -> tuple[Path, Path]:
     """`metrics.json` and `report.html` in `out`, each written whole or not at all."""
+    from training.model_card import model_cards
+
     out.mkdir(parents=True, exist_ok=True)
+    cards = model_cards(run)
     metrics = run.result.metrics | {"ledger_fingerprint": run.ledger_fingerprint(),
-                                    "seconds": {k: round(v, 2) for k, v in run.seconds.items()}}
+                                    "seconds": {k: round(v, 2) for k, v in run.seconds.items()},
+                                    "model_cards": cards}
     metrics_path = _write_atomically(out / "metrics.json", json.dumps(_json_safe(metrics), indent=2))
-    report_path = _write_atomically(out / "report.html", report_html(run))
+    report_path = _write_atomically(out / "report.html", report_html(run, cards))
     return metrics_path, report_path
 
 
-def report_html(run: BacktestRun) -> str:
-    """The readable backtest report: tables of every metric and the plots DESIGN §6 asks for."""
+def report_html(run: BacktestRun, cards: list[dict] | None = None) -> str:
+    """The readable backtest report: tables of every metric, the plots DESIGN §6 asks for and a model card
+    per model (`training.model_card`)."""
+    from training.model_card import card_html, model_cards
+
     metrics, results = run.result.metrics, run.result.per_origin
     late = pd.concat([o.late for o in results])
     timing = pd.concat([o.timing for o in results])
@@ -121,6 +128,11 @@ def report_html(run: BacktestRun) -> str:
          "plots": [("ROC", r.roc_plot(deterioration["y"], {"model": deterioration["model"]})),
                    ("Lift by decile", r.lift_plot(deterioration["y"], deterioration["model"],
                                                   "Deterioration: lift by decile"))]},
+        {"title": "Model cards",
+         "note": "Per model: what it predicts and must not be used for, its data, features and settings, and its "
+                 "metrics next to the baselines with 95% intervals from a bootstrap over customers.",
+         "table": "".join(card_html(card) for card in (model_cards(run) if cards is None else cards)),
+         "plots": []},
     ]
     return r.render_report(metrics, sections, run.ledger_fingerprint())
 

@@ -28,8 +28,11 @@ th { background: #f3f3f3; }
 .note { color: #555; font-size: 0.9em; }
 </style></head><body>
 <h1>ar-risk backtest</h1>
-<p class="note">Ledger {{ fingerprint }}; rolling origin with test cutoffs {{ cutoffs | join(", ") }};
-training on earlier cutoffs only, with labels censored at each origin. Rows: {{ rows }}.</p>
+<p class="note">Ledger {{ fingerprint }}; {% if protocol == "at_issue" %}at issue: each invoice scored once, on
+its invoice date; trained on the invoices issued by {{ cutoffs | join(", ") }} (the earliest share), with labels as
+known then, tested on the later ones with outcomes seen in full.{% else %}rolling origin with test cutoffs
+{{ cutoffs | join(", ") }}; training on earlier cutoffs only, with labels censored at each origin.{% endif %}
+Rows: {{ rows }}.</p>
 {% for section in sections %}
 <h2>{{ section.title }}</h2>
 <p class="note">{{ section.note }}</p>
@@ -48,14 +51,20 @@ def render_report(metrics: Mapping, sections: list[dict], fingerprint: str) -> s
     """The HTML page; `sections` are dicts with title, note, table (HTML) and plots [(caption, base64 PNG)]."""
     rows = ", ".join(f"{name} {count:,}" for name, count in metrics.get("rows", {}).items())
     return TEMPLATE.render(sections=sections, cutoffs=metrics.get("cutoffs", []), rows=rows,
-                           fingerprint=fingerprint)
+                           fingerprint=fingerprint, protocol=metrics.get("protocol", "month_end"))
 
 
 def metrics_table(model_metrics: Mapping, baselines: Mapping[str, Mapping]) -> str:
     """Model and baselines side by side, one column per metric (lists shown as their mean)."""
     rows = {"model": model_metrics, **{f"baseline: {name}": values for name, values in baselines.items()}}
-    frame = pd.DataFrame({name: {k: _scalar(v) for k, v in values.items()} for name, values in rows.items()}).T
+    frame = pd.DataFrame({name: {k: _scalar(v) for k, v in values.items() if not _records(v)}
+                          for name, values in rows.items()}).T
     return frame.to_html(float_format=lambda v: f"{v:.4f}", na_rep="-", border=0)
+
+
+def _records(value) -> bool:
+    """A list of tables (e.g. the late model's `per_origin`): no single number to show in the table."""
+    return isinstance(value, list | tuple) and any(isinstance(v, dict) for v in value)
 
 
 def _scalar(value):
@@ -89,6 +98,8 @@ def calibration_plot(y: np.ndarray, scores: Mapping[str, np.ndarray]) -> str:
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], color="#999", linestyle="--", label="perfect")
     for name, p in scores.items():
+        if np.isnan(np.asarray(p, dtype=float)).any():  # an untrained model has no scores
+            continue
         table = calibration_table(y, p)
         ax.plot(table["mean_predicted"], table["observed"], marker="o", label=name)
     ax.set(xlabel="mean predicted P(late)", ylabel="observed late share", title="Calibration")
@@ -101,7 +112,7 @@ def roc_plot(y: np.ndarray, scores: Mapping[str, np.ndarray]) -> str:
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], color="#999", linestyle="--")
     for name, p in scores.items():
-        if len(np.unique(y)) == 2:
+        if len(np.unique(y)) == 2 and not np.isnan(np.asarray(p, dtype=float)).any():  # an untrained model has none
             fpr, tpr, _ = roc_curve(np.asarray(y, dtype=int), p)
             ax.plot(fpr, tpr, label=name)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
@@ -111,9 +122,12 @@ def roc_plot(y: np.ndarray, scores: Mapping[str, np.ndarray]) -> str:
 
 
 def lift_plot(y: np.ndarray, p: np.ndarray, title: str) -> str:
-    """Observed rate per score decile, 1 = highest scores."""
-    table = lift_by_decile(y, p)
+    """Observed rate per score decile, 1 = highest scores (an empty plot for an untrained model's missing scores)."""
     fig, ax = _figure()
+    if len(y) == 0 or np.isnan(np.asarray(p, dtype=float)).any():
+        ax.set(title=f"{title}: no scores")
+        return _png(fig)
+    table = lift_by_decile(y, p)
     ax.bar(table["decile"], table["observed"], color="#4472c4")
     ax.axhline(np.mean(y), color="#c00", linestyle="--", label="overall")
     ax.set(xlabel="score decile (1 = highest)", ylabel="observed rate", title=title)

@@ -101,11 +101,16 @@ def log_model_run(*, tracking_uri: str, model_name: str, model, params: Mapping,
     exp_id = experiment_id(tracking_uri)
     with mlflow.start_run(experiment_id=exp_id, run_name=model_name):
         mlflow.set_tags({"model": model_name, "ledger_fingerprint": ledger_fingerprint})
-        mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
+        chosen, search = chosen_settings(model)
+        logged = dict(params) | {f"chosen.{key}": value for key, value in chosen.items()}
+        mlflow.log_params({key: str(value)[:500] for key, value in logged.items()})
         mlflow.log_metrics({key: float(value) for key, value in metrics.items() if pd.notna(value)})
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "features.json").write_text(json.dumps(dict(features), indent=2))
             (Path(folder) / "gate.json").write_text(json.dumps(decision.as_dict(), indent=2, default=str))
+            if chosen:
+                (Path(folder) / "chosen_settings.json").write_text(
+                    json.dumps({"chosen": chosen, "candidates": search}, indent=2, default=str))
             mlflow.log_artifacts(folder)
         if report is not None and report.exists():
             mlflow.log_artifact(str(report), artifact_path="backtest")
@@ -120,6 +125,13 @@ def log_model_run(*, tracking_uri: str, model_name: str, model, params: Mapping,
     if decision.promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
     return version
+
+
+def chosen_settings(model) -> tuple[dict, list]:
+    """The settings a model chose inside its fit (tree settings, rounds, calibration) and the table of
+    candidates it chose them from; empty for a model that chooses nothing."""
+    fitted = getattr(model, "classifier_", model)
+    return dict(getattr(fitted, "settings_", {})), list(getattr(fitted, "search_", []))
 
 
 def model_requirements() -> list[str]:
