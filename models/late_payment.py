@@ -8,7 +8,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from models.boosting import TimeCalibratedClassifier, lgbm_params, monotone_vector
+from models.boosting import NotEnoughLabels, TimeCalibratedClassifier, lgbm_params, monotone_vector
 
 # Upper edges (days late) of the late buckets after "on time"; the last bucket is open-ended.
 BUCKET_NAMES = ("on_time", "late_1_30", "late_31_60", "late_61_90", "late_90_plus")
@@ -81,6 +81,10 @@ class LatePaymentModel(ClassifierMixin, BaseEstimator):
         fully_observed = observed > BUCKET_EDGES[-1]
         bucket = known_bucket(days_late, paid, self.late_grace_days)
         late_rows = (bucket > 0) & fully_observed
+        if len(np.unique(bucket[late_rows])) < 2:
+            raise NotEnoughLabels("the late buckets need late invoices of at least two buckets observed "
+                                  f"{BUCKET_EDGES[-1]} days past due; the training window holds "
+                                  f"{int(late_rows.sum())} late invoice(s) observed that long")
         self.bucket_model_ = lgb.LGBMClassifier(**params).fit(encoder.transform(X[late_rows]), bucket[late_rows])
 
         # Unpaid rows enter with their lower bound (over 90 days late): the mean is then slightly low

@@ -291,3 +291,12 @@ def test_contributions_explain_the_raw_log_odds(fitted_late_model):
     np.testing.assert_allclose(bias, bias[0], atol=1e-6)  # one shared expected value
     worst = contributions.loc[sample["customer_risk"].idxmax(), "customer_risk"]
     assert worst > 0  # the riskiest customer's risk pushes P(late) up
+
+
+def test_a_window_without_invoices_observed_90_days_past_due_is_a_clear_refusal():
+    from models.boosting import NotEnoughLabels
+
+    frame, days_late = invoice_frame(n=1500)
+    labels = late_labels(frame, days_late).assign(observed_days_past_due=30.0)  # nothing seen 90 days on
+    with pytest.raises(NotEnoughLabels, match="late buckets need late invoices of at least two buckets"):
+        LatePaymentModel(TimeCalibratedClassifier(features=FEATURES, n_estimators=20)).fit(frame, labels)

@@ -24,18 +24,18 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from features import FeatureConfig, build_customer_snapshots, build_snapshots
+from features import FeatureConfig, build_snapshots
 from features.labels import last_event_date
 from ledger import Ledger, LedgerError, Problem
 from training.backtest import ModelSettings, combined_backtest, evaluate_origin, fit_models
 from training.datasets import (
-    DAY,
     Datasets,
     censor_customer_labels,
     censor_invoice_labels,
+    customer_rows,
+    due_dates,
     in_key_order,
     monthly_cutoffs,
-    next_deterioration_date,
 )
 
 TRAIN_SHARE = 0.7
@@ -65,7 +65,7 @@ def at_issue_rows(ledger: Ledger, config: FeatureConfig | None = None, observati
         snapshots = build_snapshots(ledger, chunk, config, observation_end=end)
         frames.append(snapshots[issued_on_cutoff(snapshots)])
     rows = pd.concat(frames, ignore_index=True)
-    rows["due_date"] = rows["cutoff"] + (rows["days_to_due"] - rows["days_past_due"]) * DAY
+    rows["due_date"] = due_dates(rows)
     return in_key_order(rows, "invoice_id")
 
 
@@ -122,10 +122,7 @@ def backtest_at_issue(ledger: Ledger, *, until: pd.Timestamp | None = None, trai
         ledger = known_at(ledger, until)
     end = last_event_date(ledger)
     rows = at_issue_rows(ledger, config, end, progress) if rows is None else rows
-    customers = build_customer_snapshots(ledger, monthly_cutoffs(ledger), config, observation_end=end)
-    customers["deteriorates"] = customers[f"deteriorates_{config.deterioration_horizon_days}d"]
-    customers["deterioration_date"] = next_deterioration_date(ledger, customers[["customer_id", "cutoff"]], config)
-    customers = in_key_order(customers, "customer_id")
+    customers = customer_rows(ledger, monthly_cutoffs(ledger), config, end)
     datasets = Datasets(rows, customers, end)
     built = time.perf_counter()
 

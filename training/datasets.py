@@ -56,13 +56,25 @@ def build_datasets(ledger: Ledger, cutoffs: Sequence[pd.Timestamp], config: Feat
     config = config or FeatureConfig()
     end = last_event_date(ledger) if observation_end is None else pd.Timestamp(observation_end)
     invoices = build_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress, peers=peers)
-    invoices["due_date"] = invoices["cutoff"] + (invoices["days_to_due"] - invoices["days_past_due"]) * DAY
+    invoices["due_date"] = due_dates(invoices)
+    customers = customer_rows(ledger, cutoffs, config, end, progress, peers)
+    return Datasets(in_key_order(invoices, "invoice_id"), customers, end)
+
+
+def due_dates(invoices: pd.DataFrame) -> pd.Series:
+    """Each snapshot row's due date, from its cutoff and days to or past due."""
+    return invoices["cutoff"] + (invoices["days_to_due"] - invoices["days_past_due"]) * DAY
+
+
+def customer_rows(ledger: Ledger, cutoffs: Sequence[pd.Timestamp], config: FeatureConfig, end: pd.Timestamp,
+                  progress: bool = False, peers: Mapping[pd.Timestamp, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Customer snapshots at `cutoffs` with the deterioration label under one name (`deteriorates`) and the
+    next deterioration date, in key order."""
     customers = build_customer_snapshots(ledger, cutoffs, config, observation_end=end, progress=progress,
                                          peers=peers)
-    label = f"deteriorates_{config.deterioration_horizon_days}d"
-    customers["deteriorates"] = customers[label]
+    customers["deteriorates"] = customers[f"deteriorates_{config.deterioration_horizon_days}d"]
     customers["deterioration_date"] = next_deterioration_date(ledger, customers[["customer_id", "cutoff"]], config)
-    return Datasets(in_key_order(invoices, "invoice_id"), in_key_order(customers, "customer_id"), end)
+    return in_key_order(customers, "customer_id")
 
 
 def in_key_order(rows: pd.DataFrame, key: str) -> pd.DataFrame:
