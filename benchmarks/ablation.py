@@ -24,19 +24,10 @@ IBM_SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "ibm" / "ibm_wa_a
 
 
 def groups() -> dict[str, list[str]]:
-    """The feature groups of issue 19 item 1, by name."""
-    from features import FeatureConfig, feature_names
-    from features.peers import PEER_KINDS
+    """The feature groups of issue 19 item 1, by name (`features.registry.current_state_groups`)."""
+    from features.registry import current_state_groups
 
-    config = FeatureConfig()
-    return {
-        "recency": ["recency_days_late", "recency_late_rate", "recency_days_late_incl_open",
-                    "recency_late_rate_incl_open"],
-        "behaviour change": ["days_late_trend", "late_share_trend"],
-        "overdue share": [f"overdue_share_change_{config.overdue_trend_days}d"],
-        "payment rhythm": ["median_payment_gap_days", "payment_gap_ratio"],
-        "peers": [name for name in feature_names("customer") if any(kind in name for kind in PEER_KINDS)],
-    }
+    return current_state_groups()
 
 
 def feature_sets() -> dict[str, tuple[str, ...]]:

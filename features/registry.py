@@ -125,3 +125,18 @@ def feature_names(level: Level | None = None, config: FeatureConfig | None = Non
 def registry_frame(config: FeatureConfig | None = None) -> pd.DataFrame:
     """The registry as a table (name, level, description), e.g. to log with a model."""
     return pd.DataFrame([vars(f) for f in feature_registry(config).values()])
+
+
+def current_state_groups(config: FeatureConfig | None = None) -> dict[str, list[str]]:
+    """The customer features that describe its current state and its peers (issue 19), by group, the two
+    behaviour trends included (they were there before); `benchmarks/ablation.py` leaves each group out in
+    turn."""
+    config = config or FeatureConfig()
+    return {
+        "recency": ["recency_days_late", "recency_late_rate", "recency_days_late_incl_open",
+                    "recency_late_rate_incl_open"],
+        "behaviour change": ["days_late_trend", "late_share_trend"],
+        "overdue share": [f"overdue_share_change_{config.overdue_trend_days}d"],
+        "payment rhythm": ["median_payment_gap_days", "payment_gap_ratio"],
+        "peers": [name for name in feature_names("customer", config) if any(kind in name for kind in peers.PEER_KINDS)],
+    }

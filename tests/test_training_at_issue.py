@@ -114,7 +114,8 @@ def test_the_report_has_a_model_card_per_model_with_intervals(run):
     cards = {card["model"]: card for card in model_cards(run, draws=20)}
     assert set(cards) == {"late", "timing", "deterioration"}
     late = cards["late"]
-    assert late["protocol"] == "at_issue" and late["features"] and late["settings"]
+    assert late["protocol"] == "at_issue" and late["features"]
+    assert {"chosen.num_leaves", "chosen.calibration"} <= late["settings"].keys()  # what the fit chose
     by_who = {(m["who"], m["metric"]): m for m in late["metrics"]}
     assert {("model", "roc_auc"), ("customer_late_rate", "roc_auc"), ("class_prior", "brier")} <= by_who.keys()
     auc = by_who["model", "roc_auc"]

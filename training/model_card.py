@@ -119,13 +119,13 @@ def scored_table(rows: pd.DataFrame, customer: pd.Series, who: list[str], metric
 
 def model_settings(model) -> dict:
     """The model's plain settings (numbers, strings, booleans), the classifier's inside it included, and
-    the settings its fit chose (`chosen_settings_` when the model records them)."""
+    the settings its fit chose (`settings_` when the model records them)."""
     if model is None:
         return {}
     settings = {key: value for key, value in model.get_params(deep=True).items()
                 if isinstance(value, int | float | str | bool) and not key.endswith("features")}
     for holder in (model, getattr(model, "classifier_", None)):
-        chosen = getattr(holder, "chosen_settings_", None)
+        chosen = getattr(holder, "settings_", None)
         if isinstance(chosen, Mapping):
             settings |= {f"chosen.{key}": value for key, value in chosen.items()}
     return settings
