@@ -2,7 +2,8 @@
 
 The published figures on the IBM sample are measured this way, so ours can stand beside them:
 - every invoice gets one row, its features as known at the end of its invoice date (the cutoff is the
-  invoice date: the invoice itself is known, nothing later is);
+  invoice date: the invoice itself is known, nothing later is). An invoice settled on its own invoice date
+  is no longer open at the end of that day, so it has no row (4 of the IBM sample's 2,466);
 - the invoices are split in time: the earliest `train_share` (70%) by invoice date train, the rest test.
   The split date is the last invoice date of the training part;
 - the models are trained on the training rows with their labels as known on the split date (an invoice
