@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.model_card import USES, bootstrap_interval, card_html, weighted_mae, weighted_roc_auc
+from training.model_card import (
+    USES,
+    bootstrap_interval,
+    card_html,
+    weighted_brier,
+    weighted_mae,
+    weighted_roc_auc,
+)
 
 
 def scored(customers: int, rows_per_customer: int, seed: int = 0) -> pd.DataFrame:
@@ -28,6 +35,10 @@ def test_a_weighted_metric_equals_the_metric_on_repeated_rows():
     weights = np.resize([0.0, 1.0, 2.0, 3.0], len(rows))
     repeated = rows.loc[rows.index.repeat(weights.astype(int))]
     assert auc_of(rows, weights) == pytest.approx(roc_auc_score(repeated["y"], repeated["p"]))
+    tied = rows.assign(p=rows["p"].round(0))  # many ties: each counts half, as in scikit-learn
+    repeated = tied.loc[tied.index.repeat(weights.astype(int))]
+    assert auc_of(tied, weights) == pytest.approx(roc_auc_score(repeated["y"], repeated["p"]))
+    assert weighted_brier(rows["y"].to_numpy(), np.full(len(rows), 0.5), weights) == pytest.approx(0.25)
     assert weighted_mae(np.array([1.0, 5.0]), np.array([2.0, 2.0]), np.array([3.0, 1.0])) == pytest.approx(1.5)
 
 
