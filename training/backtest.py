@@ -331,6 +331,7 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
     late_metrics = {name: probability_metrics(late["y"], late[name]) for name in late.columns if name != "y"}
     late_metrics["model"]["per_origin"] = [origin_calibration(r.origin, r.late) for r in result.per_origin]
     paid = timing[timing["paid"]]
+    band_coverage = weekly_band_coverage(result.per_origin)
     timing_model = {
         "mae_days": m.mae(paid["actual"], paid["p50"]),
         "pinball_p10": m.pinball(paid["actual"], paid["p10"], 0.1),
@@ -339,8 +340,8 @@ def backtest_metrics(result: BacktestResult, datasets: Datasets, top_share: floa
         "coverage_p10_p90": m.coverage_censored(timing["actual"], timing["paid"], timing["p10"], timing["p90"]),
         "wape_week": weekly_wape(cash_by_origin, "model"),
         "wape_13w": pooled_wape(cash_by_origin, "model"),
-        "band_coverage_week": weekly_band_coverage(result.per_origin).tolist(),
-        "band_coverage": float(np.mean(weekly_band_coverage(result.per_origin))),
+        "band_coverage_week": band_coverage.tolist(),
+        "band_coverage": float(np.mean(band_coverage)),
         "band_customer_rho": [customer_rho_of(r.fitted.timing) if r.fitted is not None and r.fitted.timing is not None
                               else None for r in result.per_origin],
     }
