@@ -98,6 +98,8 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "collector": _text(required=False),
             "dunning_block": pa.Column(bool, required=False),
             "industry": _text(required=False),
+            # The customer's parent company (a customer_id of this table), when a group pays centrally.
+            "parent_id": _text(required=False),
         },
         name="customers",
     ),
@@ -121,12 +123,20 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "payments": pa.DataFrameSchema(
         {
             "payment_id": _id(unique=True),
-            "customer_id": _id(),
+            # Missing for a bank statement line whose payer is not identified yet (cash application finds
+            # the customer from `payer_account`, `payer_name` and `remittance_text`).
+            "customer_id": pa.Column(STR, pa.Check(_non_empty, name="str_length"), nullable=True),
             "received_date": _date(),
             "amount": _money(pa.Check.ge(0)),
             "currency": _currency(),
             "amount_base": _money(pa.Check.ge(0)),
             "reference": _text(required=False),
+            # Remittance data, as the bank statement gives it (all optional): the payer's name and account
+            # (IBAN or account number), the memo line, and the statement and entry the line came from.
+            "payer_name": _text(required=False),
+            "payer_account": _text(required=False),
+            "remittance_text": _text(required=False),
+            "statement_ref": _text(required=False),
         },
         name="payments",
     ),

@@ -39,6 +39,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ledger.currencies import ISO_4217
+from ledger.remittance import with_remittance
 from ledger.store import Ledger, write_ledger
 
 DEFAULT_START = pd.Timestamp("2022-01-01")
@@ -222,8 +223,11 @@ class SyntheticConfig(BaseModel):
 
 
 def generate_ledger(customers: int, months: int, seed: int, start: pd.Timestamp = DEFAULT_START,
-                    **overrides: Any) -> tuple[Ledger, dict[str, pd.DataFrame]]:
-    """A synthetic ledger and its ground truth tables, keyed by file name under the ledger directory."""
+                    remittance: bool = False, **overrides: Any) -> tuple[Ledger, dict[str, pd.DataFrame]]:
+    """A synthetic ledger and its ground truth tables, keyed by file name under the ledger directory.
+
+    With `remittance`, payments carry bank-statement remittance data (`ledger.remittance.with_remittance`
+    for the same seed), with its truth as `truth/remittance.parquet`."""
     if customers < 1 or months < 1:
         raise ValueError("customers and months must be at least 1")
     config = SyntheticConfig(**overrides)
@@ -235,6 +239,8 @@ def generate_ledger(customers: int, months: int, seed: int, start: pd.Timestamp 
     ledger, truth = draws.tables(config, rates, calendar, ids, source=f"synthetic seed={seed}")
     truth = {f"truth/{name}.parquet": table for name, table in truth.items()}
     truth["truth/fx_rates.parquet"] = truth_fx_table(config, rates, calendar)
+    if remittance:
+        ledger, truth["truth/remittance.parquet"] = with_remittance(ledger, seed)
     return ledger, truth
 
 

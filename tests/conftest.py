@@ -12,6 +12,13 @@ from ledger.synthetic import generate_ledger
 SCORING_DATE = pd.Timestamp("2023-06-30")
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests (a wheel built and installed, real servers) first, in their order: under `-n 2` the
+    first worker takes them at the start while the other works through the rest, instead of one worker
+    starting them last and the whole run waiting for it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def own_activity_database(tmp_path_factory):
     """Every test reads and writes a throwaway activity store and key, never a developer's out/activity.sqlite."""

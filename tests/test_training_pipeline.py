@@ -8,8 +8,14 @@ import pandas as pd
 import pytest
 
 from ledger.synthetic import generate_ledger
-from training.backtest import ModelSettings
-from training.pipeline import MODEL_NAMES, backtest_ledger, train_and_register, write_backtest
+from training.backtest import ModelSettings, run_backtest
+from training.pipeline import (
+    MODEL_NAMES,
+    BacktestRun,
+    backtest_ledger,
+    register_models,
+    write_backtest,
+)
 from training.tracking import champion_run, champion_version, load_champion
 
 SMALL = ModelSettings(n_estimators=60, timing_horizon_weeks=20)
@@ -78,9 +84,12 @@ def test_a_broken_promise_or_more_days_past_due_never_lowers_p_late(backtest_run
     assert (overdue >= base - 1e-12).all()
 
 
-def test_train_registers_and_only_a_better_model_takes_the_champion_alias(ledger, tmp_path):
+def test_train_registers_and_only_a_better_model_takes_the_champion_alias(ledger, backtest_run, tmp_path):
+    # `register_models` is what `train_and_register` runs after its backtest: the module's backtest is
+    # reused, so the three trainings below cost one feature build between them.
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = train_and_register(ledger, uri, settings=SMALL, origins=1)
+    datasets, origins = backtest_run.datasets, backtest_run.result.origins
+    first = register_models(backtest_run, uri, settings=SMALL)
     assert first.decisions["late"].promote, first.decisions["late"].reason
     assert champion_version(uri, MODEL_NAMES["late"]) == first.versions["late"]
     champion = load_champion(uri, MODEL_NAMES["late"])
@@ -90,18 +99,29 @@ def test_train_registers_and_only_a_better_model_takes_the_champion_alias(ledger
     assert int(logged["chosen.n_estimators"]) <= SMALL.n_estimators and "chosen.num_leaves" in logged
 
     worse = ModelSettings(n_estimators=3, learning_rate=0.01, timing_horizon_weeks=20)
-    second = train_and_register(ledger, uri, settings=worse, origins=1)
+    second = register_models(BacktestRun(ledger, datasets, run_backtest(datasets, origins, worse), {}), uri,
+                             settings=worse)
     assert not second.decisions["late"].promote
     assert "champion" in second.decisions["late"].reason
     assert champion_version(uri, MODEL_NAMES["late"]) == first.versions["late"]
     assert int(second.versions["late"]) == int(first.versions["late"]) + 1  # logged and registered all the same
 
-    # On other data (here: a month less), the champion's recipe is re-backtested on the same origins,
-    # so the same recipe ties with it and does not replace it.
-    until = ledger.invoices["invoice_date"].max() - pd.Timedelta(days=31)
-    third = train_and_register(ledger, uri, settings=SMALL, origins=1, until=until)
+    # On other origins (here: the last one only) the champion's logged metrics do not apply: its recipe is
+    # re-backtested on the candidate's origins, so the same recipe ties with it and does not replace it.
+    third = register_models(BacktestRun(ledger, datasets, run_backtest(datasets, origins[-1:], SMALL), {}), uri,
+                            settings=SMALL)
     assert not third.decisions["late"].promote
     assert "champion" in third.decisions["late"].reason
+
+
+def test_a_backtest_until_a_date_uses_only_what_was_known_by_it(ledger):
+    until = ledger.invoices["invoice_date"].max() - pd.Timedelta(days=62)
+    run = backtest_ledger(ledger, until=until, origins=1, settings=ModelSettings(n_estimators=10,
+                                                                                timing_horizon_weeks=20))
+    assert run.datasets.observation_end <= until
+    assert run.datasets.invoices["cutoff"].max() <= until
+    assert (run.ledger.invoices["invoice_date"] <= until).all()
+    assert len(run.result.origins) == 1
 
 
 def ledger_rows(ledger):

@@ -141,13 +141,10 @@ def test_every_stage_runs_from_a_temporary_folder_and_writes_only_there(installe
     assert_nothing_written_into_the_package(installed, package_files)
 
 
-def test_the_service_starts_from_the_working_folder_named_by_arrisk_home(installed, package_files, trained):
-    serve_until_healthy(installed, {"ARRISK_HOME": str(installed["work"])}, exit_code=None)
-    assert_nothing_written_into_the_package(installed, package_files)
-
-
-def test_the_service_stopped_by_sigterm_exits_0(installed, trained):
+def test_the_service_starts_from_the_working_folder_named_by_arrisk_home_and_sigterm_stops_it_with_0(
+        installed, package_files, trained):
     serve_until_healthy(installed, {"ARRISK_HOME": str(installed["work"])}, exit_code=0)
+    assert_nothing_written_into_the_package(installed, package_files)
 
 
 def test_the_service_starts_from_the_working_folder_without_arrisk_home(installed, package_files, trained):
