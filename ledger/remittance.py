@@ -456,3 +456,21 @@ def joined_kinds(flags: dict[str, np.ndarray]) -> np.ndarray:
         joined = joined + np.where(flags[kind], kind + "|", "")
     return joined.str.rstrip("|").to_numpy(dtype=object)
 
+
+
+def with_cash_to_apply(ledger: Ledger, since: pd.Timestamp) -> Ledger:
+    """The ledger as cash application finds it when the payments received from `since` on have just come
+    in from the bank: they have no applications and no `customer_id` yet, and the documents they settled
+    are open again (no `cleared_date`). For tests and benchmarks of the matcher, with the remittance truth
+    of `with_remittance` as the answer."""
+    payments = ledger.payments
+    arriving = payments["received_date"] >= pd.Timestamp(since)
+    ids = set(payments.loc[arriving, "payment_id"])
+    applications = ledger.payment_applications
+    stripped = applications["payment_id"].isin(ids)
+    reopened = ledger.invoices["invoice_id"].isin(applications.loc[stripped, "invoice_id"])
+    return ledger.replace(
+        payments=payments.assign(customer_id=payments["customer_id"].where(~arriving, None)),
+        payment_applications=applications[~stripped].reset_index(drop=True),
+        invoices=ledger.invoices.assign(cleared_date=ledger.invoices["cleared_date"].where(~reopened)),
+    )

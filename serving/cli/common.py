@@ -23,9 +23,10 @@ from serving.cli.logs import log_to_file, quiet_libraries
 LEDGER = "Ledger: generate, import, check"
 TRAINING = "Training: backtest and train the models"
 REPORTS = "Rules and reports: collections work and monitoring"
+CASH = "Cash application: match payments to open items"
 ACTIVITY = "Collections activity: promises, disputes, contacts, audit"
 SERVING = "Serving: the API and its tokens"
-STAGES = (LEDGER, TRAINING, REPORTS, ACTIVITY, SERVING)
+STAGES = (LEDGER, TRAINING, REPORTS, CASH, ACTIVITY, SERVING)
 
 
 class ByStage(TyperGroup):

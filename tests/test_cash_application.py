@@ -1,0 +1,294 @@
+"""Cash application (`cash_application.apply_cash`, `arrisk cash-apply`): each kind of payment a bank
+statement brings (issue 20, point 1) matched on a small generated ledger whose history the ranker learns
+from, plus bank statements, the policy, leakage and the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cash_application import apply_cash, load_match_policy
+from cash_application.candidates import subset_sums
+from cash_application.matching import deduction_reason, spread_over
+from cash_application.policy import MatchPolicyError
+from features.asof import known_at
+from features.settlement import document_state
+from ledger import write_ledger
+from ledger.synthetic import generate_ledger
+from serving.cli import app
+
+STATEMENTS = Path(__file__).parent / "fixtures" / "statements"
+CAMT = STATEMENTS / "camt053_example.xml"
+AS_OF = pd.Timestamp("2024-03-06")
+START = pd.Timestamp("2023-03-01")
+CASES = ("prefix", "no_prefix", "word_prefix", "typo", "truncated", "multi_invoice", "no_reference", "name_variant",
+         "partial", "deduction", "discount", "overpayment", "duplicate", "unknown_payer")
+runner = CliRunner()
+
+
+def open_items(ledger, as_of: pd.Timestamp) -> pd.DataFrame:
+    state = document_state(known_at(ledger, as_of), as_of, 0.005)
+    return state[state["is_open"] & state["is_invoice"]]
+
+
+def payers(ledger) -> pd.DataFrame:
+    """Per customer: the master name and the account its payments came from most."""
+    paid = ledger.payments.dropna(subset=["customer_id"])
+    account = paid.groupby("customer_id")["payer_account"].agg(lambda s: s.value_counts().index[0])
+    return ledger.customers.set_index("customer_id")[["name", "parent_id"]].join(account.rename("account"))
+
+
+def case_customers(ledger, items: pd.DataFrame) -> list[str]:
+    """Customers outside any group with at least three open invoices of distinct amounts, in one currency."""
+    grouped = set(ledger.customers["parent_id"].dropna())
+    counts = items.groupby("customer_id")["amount"].agg(lambda s: s.round(2).nunique())
+    currencies = ledger.invoices.groupby("customer_id")["currency"].nunique()
+    chosen = [customer for customer, n in counts.items() if n >= 3 and currencies[customer] == 1
+              and customer not in grouped and pd.isna(ledger.customers.set_index("customer_id").at[customer, "parent_id"])]
+    return chosen
+
+
+def crafted_payment(payment_id: str, day: int, amount: float, currency: str, name: str, account: str,
+                    text: str | None) -> dict:
+    return {"payment_id": payment_id, "customer_id": None, "received_date": AS_OF - pd.Timedelta(days=day),
+            "amount": round(amount, 2), "currency": currency, "amount_base": round(amount, 2), "payer_name": name,
+            "payer_account": account, "remittance_text": text, "statement_ref": None}
+
+
+@pytest.fixture(scope="module")
+def matched():
+    """A generated ledger (its history applied), one crafted bank payment per case on a customer of its own,
+    matched once; returns (result rows, expected invoice ids per case, the items used, the ledger)."""
+    ledger, _ = generate_ledger(120, 12, 11, start=START, remittance=True)
+    items = open_items(ledger, AS_OF)
+    who = payers(ledger)
+    customers = case_customers(ledger, items)
+    assert len(customers) >= len(CASES) - 2, "the generated ledger has too few customers with open invoices"
+    rows, expected = [], {}
+    for case, customer in zip(CASES, customers, strict=False):
+        mine = items[items["customer_id"] == customer].sort_values("due_date").drop_duplicates("amount")
+        ids = mine["invoice_id"].tolist()
+        amounts = mine["amount"].tolist()
+        currency = ledger.invoices.set_index("invoice_id").at[ids[0], "currency"]
+        name, account = who.at[customer, "name"], who.at[customer, "account"]
+        one, number = ids[0], ids[0].lstrip("INV")
+        text, amount, paid = f"INV {one}", amounts[0], [one]
+        if case == "prefix":
+            text = one
+        elif case == "no_prefix":
+            text = f"{int(number)}"
+        elif case == "word_prefix":
+            text = f"Rechnung {number}"
+        elif case == "typo":
+            text = f"{number[:-1]}{(int(number[-1]) + 5) % 10}"
+        elif case == "truncated":  # the third number was cut off by the bank: the amount finds it
+            paid = ids[:3]
+            text, amount = f"{ids[0]}, {ids[1]}, {ids[2][:4]}", sum(amounts[:3])
+        elif case == "multi_invoice":
+            paid = ids[:3]
+            text, amount = f"RE {ids[0]} / {ids[1].lstrip('INV')} + {ids[2]}", sum(amounts[:3])
+        elif case == "no_reference":
+            text = "PAYMENT"
+        elif case == "name_variant":  # an account never seen and the name as the bank writes it
+            name, account = name.upper().replace("GMBH", "GESELLSCHAFT MBH") + " ZAHLUNGSVERKEHR", "DE00999999990000000001"
+        elif case == "partial":
+            amount = round(amounts[0] * 0.4, 2)
+        elif case == "deduction":
+            amount = amounts[0] - 300.0 if amounts[0] > 1000 else amounts[0] * 0.85
+        elif case == "discount":
+            amount = round(amounts[0] * 0.98, 2)
+        elif case == "overpayment":
+            amount = amounts[0] + 125.0
+        elif case == "duplicate":
+            rows.append(crafted_payment("BANK-duplicate-original", 3, amount, currency, name, account, text))
+            paid = []
+        elif case == "unknown_payer":
+            name, account, text, paid = "Nobody Known Ltd", "GB00NOBODY0000000000000", "PAYMENT", []
+        rows.append(crafted_payment(f"BANK-{case}", 1, amount, currency, name, account, text))
+        expected[case] = paid
+    payments = pd.concat([ledger.payments, pd.DataFrame(rows)], ignore_index=True)
+    result = apply_cash(ledger.replace(payments=payments), AS_OF)
+    return result, expected, ledger
+
+
+def rows_of(result: pd.DataFrame, payment_id: str) -> pd.DataFrame:
+    return result[result["payment_id"] == payment_id]
+
+
+def applied_set(result: pd.DataFrame, payment_id: str) -> set[str]:
+    return set(rows_of(result, payment_id)["invoice_id"].dropna())
+
+
+@pytest.mark.parametrize("case", ["prefix", "no_prefix", "word_prefix", "multi_invoice"])
+def test_invoice_numbers_quoted_in_any_form_are_applied_without_review(matched, case):
+    result, expected, _ = matched
+    rows = rows_of(result, f"BANK-{case}")
+    assert applied_set(result, f"BANK-{case}") == set(expected[case])
+    assert set(rows["decision"]) == {"auto"}
+    assert rows["identified_by"].iat[0] == "account"
+    assert rows["amount"].sum() == pytest.approx(rows["payment_amount"].iat[0])
+
+
+@pytest.mark.parametrize("case", ["typo", "truncated", "no_reference"])
+def test_a_wrong_cut_or_missing_reference_still_finds_the_invoices(matched, case):
+    result, expected, _ = matched
+    assert applied_set(result, f"BANK-{case}") == set(expected[case])
+    assert set(rows_of(result, f"BANK-{case}")["decision"]) <= {"auto", "proposed"}
+
+
+def test_a_payer_name_that_differs_from_the_master_identifies_the_customer(matched):
+    result, expected, ledger = matched
+    rows = rows_of(result, "BANK-name_variant")
+    assert rows["identified_by"].iat[0] == "name"
+    assert applied_set(result, "BANK-name_variant") == set(expected["name_variant"])
+
+
+def test_a_short_payment_keeps_its_residual_with_a_suggested_reason(matched):
+    result, _, _ = matched
+    reasons = {case: rows_of(result, f"BANK-{case}") for case in ("partial", "deduction", "discount")}
+    for case, rows in reasons.items():
+        assert rows["decision"].iat[0] in {"auto", "proposed"}, case
+        assert rows["residual"].iat[0] < 0, case
+    assert reasons["partial"]["deduction_reason"].iat[0] == "partial payment"
+    assert reasons["discount"]["deduction_reason"].iat[0] == "cash discount"
+    assert reasons["deduction"]["deduction_reason"].iat[0] in {"short payment", "bank charges"}
+    # A payment applies no more than it brought.
+    for rows in reasons.values():
+        assert rows["amount"].sum() == pytest.approx(rows["payment_amount"].iat[0])
+
+
+def test_an_overpayment_leaves_the_surplus_unapplied(matched):
+    result, expected, _ = matched
+    rows = rows_of(result, "BANK-overpayment")
+    assert applied_set(result, "BANK-overpayment") == set(expected["overpayment"])
+    assert rows["residual"].iat[0] == pytest.approx(125.0)
+    assert rows["amount"].sum() == pytest.approx(rows["payment_amount"].iat[0] - 125.0)
+
+
+def test_a_duplicate_payment_is_left_unmatched_and_names_the_original(matched):
+    result, expected, _ = matched
+    original, copy = rows_of(result, "BANK-duplicate-original"), rows_of(result, "BANK-duplicate")
+    assert applied_set(result, "BANK-duplicate-original") == {*rows_of(result, "BANK-duplicate-original")["invoice_id"]}
+    assert original["decision"].iat[0] != "unmatched"
+    assert copy["decision"].tolist() == ["unmatched"]
+    assert copy["reason"].iat[0] == "possible duplicate of payment BANK-duplicate-original"
+
+
+def test_a_payer_nobody_knows_is_unmatched_with_the_reason(matched):
+    result, _, _ = matched
+    rows = rows_of(result, "BANK-unknown_payer")
+    assert rows["decision"].tolist() == ["unmatched"]
+    assert rows["reason"].iat[0].startswith("payer not identified")
+
+
+def test_no_document_is_applied_beyond_its_open_amount(matched):
+    result, _, ledger = matched
+    items = open_items(ledger, AS_OF).set_index("invoice_id")["open_amount"]
+    applied = result.dropna(subset=["invoice_id"]).groupby("invoice_id")["amount"].sum()
+    assert (applied <= items.reindex(applied.index) + 0.005).all()
+
+
+def test_a_parent_company_paying_for_its_subsidiary_is_applied_to_the_subsidiary():
+    ledger, _ = generate_ledger(120, 12, 11, start=START, remittance=True)
+    items = open_items(ledger, AS_OF)
+    who = payers(ledger)
+    subsidiaries = [customer for customer in ledger.customers.dropna(subset=["parent_id"])["customer_id"]
+                    if (items["customer_id"] == customer).any()]
+    subsidiary = subsidiaries[0]
+    parent = who.at[subsidiary, "parent_id"]
+    invoice = items[items["customer_id"] == subsidiary].iloc[0]
+    currency = ledger.invoices.set_index("invoice_id").at[invoice["invoice_id"], "currency"]
+    payment = crafted_payment("BANK-parent", 1, invoice["open_amount"], currency, who.at[parent, "name"],
+                              who.at[parent, "account"], f"Rechnung {invoice['invoice_id']}")
+    result = apply_cash(ledger.replace(payments=pd.concat([ledger.payments, pd.DataFrame([payment])],
+                                                          ignore_index=True)), AS_OF)
+    rows = rows_of(result, "BANK-parent")
+    assert rows["invoice_id"].tolist() == [invoice["invoice_id"]]
+    assert rows["customer_id"].tolist() == [subsidiary]
+
+
+def test_a_bank_statement_read_twice_adds_its_payments_once_and_they_are_matched(tmp_path: Path):
+    ledger, _ = generate_ledger(60, 12, 5, start=START, remittance=True)
+    customers = pd.concat([ledger.customers, ledger.customers.iloc[[0]].assign(customer_id="CACME", name="Acme GmbH",
+                                                                              parent_id=None)], ignore_index=True)
+    new = ledger.invoices.iloc[[0, 0]].assign(
+        invoice_id=["INV-1001", "INV-1002"], customer_id="CACME", currency="EUR", amount=[700.0, 490.0],
+        amount_base=[700.0, 490.0], invoice_date=pd.Timestamp("2024-02-01"), due_date=pd.Timestamp("2024-03-02"),
+        cleared_date=pd.NaT)
+    ledger = ledger.replace(customers=customers, invoices=pd.concat([ledger.invoices, new], ignore_index=True))
+    once = apply_cash(ledger, AS_OF, statements=[CAMT])
+    twice = apply_cash(ledger, AS_OF, statements=[CAMT, CAMT])
+    bank = once[once["payment_id"].str.startswith("BANK-")]
+    assert bank["payment_id"].nunique() == 5  # the camt.053 fixture's five credits
+    pd.testing.assert_frame_equal(once, twice)
+    acme = bank[bank["invoice_id"].isin(["INV-1001", "INV-1002"])]
+    assert set(acme["invoice_id"]) == {"INV-1001", "INV-1002"}
+    assert acme["identified_by"].iat[0] == "name"
+
+
+def test_nothing_received_or_issued_after_as_of_is_matched():
+    ledger, _ = generate_ledger(60, 12, 5, start=START, remittance=True)
+    from ledger.remittance import with_cash_to_apply
+
+    ledger = with_cash_to_apply(ledger, pd.Timestamp("2024-02-01"))
+    as_of = pd.Timestamp("2024-02-15")
+    result = apply_cash(ledger, as_of)
+    assert (result["received_date"] <= as_of).all()
+    issued = ledger.invoices.set_index("invoice_id")["invoice_date"]
+    assert (result["invoice_id"].dropna().map(issued) <= as_of).all()
+    # The same date gives the same answer whatever the ledger holds after it.
+    later_cut = known_at(ledger, as_of)
+    pd.testing.assert_frame_equal(result, apply_cash(later_cut, as_of))
+
+
+def test_subset_search_finds_the_set_and_stops_at_its_bound():
+    cents = np.array([1_000, 2_500, 4_000, -700, 9_999, 3_300])
+    found = subset_sums(5_800, cents, tolerance=0, max_items=8, max_nodes=1_000)
+    assert set(found) == {(1, 5), (1, 2, 3)}  # 2500 + 3300; 2500 + 4000 - 700 (a credit memo)
+    assert subset_sums(5_800, cents, tolerance=0, max_items=2, max_nodes=1_000) == [(1, 5)]
+    assert subset_sums(5_801, cents, tolerance=1, max_items=8, max_nodes=1_000)
+    assert subset_sums(5_800, cents, tolerance=0, max_items=8, max_nodes=1) == []
+    assert subset_sums(999_999, cents, tolerance=0, max_items=8, max_nodes=1_000) == []
+
+
+def test_a_payment_is_spread_oldest_first_and_credit_memos_are_taken_in_full():
+    assert spread_over(1_000, [600, -200, 800]) == [600, -200, 600]
+    assert spread_over(2_000, [600, 800]) == [600, 800]  # 600 left over: unapplied
+    policy = load_match_policy()
+    assert deduction_reason(200, 10_000, policy) == "cash discount"
+    assert deduction_reason(1_500, 1_000_000, policy) == "bank charges"
+    assert deduction_reason(60_000, 100_000, policy) == "partial payment"
+    assert deduction_reason(20_000, 100_000, policy) == "short payment"
+
+
+def test_a_bad_policy_is_named(tmp_path: Path):
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("auto_threshold: 0.4\nproposal_threshold: 0.9\n")
+    with pytest.raises(MatchPolicyError, match="policy.yaml: .*proposal_threshold must not be above"):
+        load_match_policy(bad)
+    bad.write_text("auto_treshold: 0.9\n")
+    with pytest.raises(MatchPolicyError, match="auto_treshold"):
+        load_match_policy(bad)
+
+
+def test_cash_apply_writes_the_proposals_and_refuses_a_bad_date(tmp_path: Path):
+    ledger, _ = generate_ledger(60, 12, 5, start=START, remittance=True)
+    from ledger.remittance import with_cash_to_apply
+
+    folder = tmp_path / "ledger"
+    write_ledger(with_cash_to_apply(ledger, pd.Timestamp("2024-02-01")), folder)
+    out = tmp_path / "cash.csv"
+    result = runner.invoke(app, ["cash-apply", "--ledger", str(folder), "--as-of", "2024-02-29", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert {"payment_id", "customer_id", "invoice_id", "amount", "confidence", "decision", "rule", "residual",
+            "deduction_reason"} <= set(table.columns)
+    assert set(table["decision"]) <= {"auto", "proposed", "unmatched"}
+    assert (table["decision"] == "auto").mean() > 0.5
+    bad = runner.invoke(app, ["cash-apply", "--ledger", str(folder), "--as-of", "29.02.2024"])
+    assert bad.exit_code == 1
+    assert "--as-of: expected a date as YYYY-MM-DD" in bad.output
