@@ -292,3 +292,17 @@ def test_cash_apply_writes_the_proposals_and_refuses_a_bad_date(tmp_path: Path):
     bad = runner.invoke(app, ["cash-apply", "--ledger", str(folder), "--as-of", "29.02.2024"])
     assert bad.exit_code == 1
     assert "--as-of: expected a date as YYYY-MM-DD" in bad.output
+
+
+def test_cash_from_an_unidentified_payer_stays_in_the_aging_and_the_company_total():
+    from rules.aging import UNIDENTIFIED, aging_report, company_total
+    from tests.ledgers import tiny_ledger
+
+    ledger = tiny_ledger()
+    bank_line = pd.DataFrame([{"payment_id": "BANK-1", "customer_id": None, "received_date": pd.Timestamp("2024-03-08"),
+                               "amount": 75.0, "currency": "EUR", "amount_base": 75.0}])
+    with_line = ledger.replace(payments=pd.concat([ledger.payments, bank_line], ignore_index=True))
+    before, after = (aging_report(book, pd.Timestamp("2024-03-10")) for book in (ledger, with_line))
+    unidentified = after[after["customer_id"] == UNIDENTIFIED]
+    assert unidentified["Unapplied"].tolist() == [-75.0]
+    assert company_total(after)["Total"].sum() == pytest.approx(company_total(before)["Total"].sum() - 75.0)
