@@ -8,9 +8,10 @@ to `max_items` items whose total equals the payment (`amount_set`).
 
 How the subset search is bounded: only the `max_open_items` oldest items take part; amounts are integer
 cents, and an index from amount to positions closes a set in one lookup instead of one more level of
-search; a branch is cut as soon as the items left (their positive and negative totals) can no longer
-reach the payment; the search stops after `max_nodes` partial sets or `MAX_SUBSET_SOLUTIONS` sets found.
-Its cost is therefore at most `max_nodes` steps per payment, whatever the size of the customer's book.
+search; sets are searched by size (all pairs, then all triples, ...); a branch is cut as soon as the items
+left (their positive and negative totals) can no longer reach the payment; the search stops after
+`max_nodes` partial sets or `MAX_SUBSET_SOLUTIONS` sets found. Its cost is therefore at most `max_nodes`
+steps per payment, whatever the size of the customer's book.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def cents_of(amounts: np.ndarray | float) -> np.ndarray:
 
 def subset_sums(target: int, cents: np.ndarray, tolerance: int, max_items: int, max_nodes: int,
                 limit: int = MAX_SUBSET_SOLUTIONS) -> list[tuple[int, ...]]:
-    """Sets of two to `max_items` positions whose cents add up to `target` within `tolerance`, older
-    positions first, found by a depth-first search bounded as the module says."""
+    """Sets of two to `max_items` positions whose cents add up to `target` within `tolerance`: all pairs
+    first, then all triples, and so on (iterative deepening, so small sets are never crowded out by deep
+    ones), older positions first within a size; bounded as the module says."""
     values = [int(value) for value in cents]
     index: dict[int, list[int]] = {}
     for position, value in enumerate(values):
@@ -85,27 +87,27 @@ def subset_sums(target: int, cents: np.ndarray, tolerance: int, max_items: int, 
     found: list[tuple[int, ...]] = []
     nodes = 0
 
-    def search(start: int, chosen: tuple[int, ...], total: int) -> None:
+    def search(start: int, chosen: tuple[int, ...], total: int, to_choose: int) -> None:
         nonlocal nodes
-        need = target - total
-        if chosen:
+        if to_choose == 1:
+            need = target - total
             for value in range(need - tolerance, need + tolerance + 1):
-                for position in index.get(value, ()):
-                    if position >= start and len(found) < limit:
-                        found.append((*chosen, position))
-        if len(chosen) + 2 > max_items:
+                found.extend((*chosen, position) for position in index.get(value, ()) if position >= start)
             return
-        for position in range(start, len(values)):
+        for position in range(start, len(values) - to_choose + 1):
             if nodes >= max_nodes or len(found) >= limit:
                 return
-            # With one item still to come after this one, the totals reachable lie in this range.
+            # The totals still reachable from here (every item left could be taken) must hold the target.
             if not total + negative_left[position] - tolerance <= target <= total + positive_left[position] + tolerance:
                 return
             nodes += 1
-            search(position + 1, (*chosen, position), total + values[position])
+            search(position + 1, (*chosen, position), total + values[position], to_choose - 1)
 
-    search(0, (), 0)
-    return found
+    for size in range(2, max_items + 1):
+        if nodes >= max_nodes or len(found) >= limit:
+            break
+        search(0, (), 0, size)
+    return found[:limit]
 
 
 def candidate_sets(target: int, items: OpenItems, quoted: np.ndarray, policy: MatchPolicy) -> dict[tuple[int, ...], str]:

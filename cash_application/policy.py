@@ -31,7 +31,7 @@ class MatchPolicy(BaseModel):
     discount_tolerance: float = Field(0.5, ge=0, description="Tolerance of an amount after discount.")
     max_items: int = Field(8, ge=1, le=12, description="Most open items in one candidate set.")
     max_open_items: int = Field(40, ge=1, le=200, description="Oldest open items the subset search looks at.")
-    max_nodes: int = Field(20_000, ge=100, description="Partial sets the subset search visits per payment.")
+    max_nodes: int = Field(5_000, ge=100, description="Partial sets the subset search visits per payment.")
     name_score_threshold: float = Field(88, ge=50, le=100, description="Payer-name similarity that identifies.")
 
     @model_validator(mode="after")
