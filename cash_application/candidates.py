@@ -92,7 +92,9 @@ def subset_sums(target: int, cents: np.ndarray, tolerance: int, max_items: int, 
         if to_choose == 1:
             need = target - total
             for value in range(need - tolerance, need + tolerance + 1):
-                found.extend((*chosen, position) for position in index.get(value, ()) if position >= start)
+                hits = index.get(value)
+                if hits:
+                    found.extend((*chosen, position) for position in hits if position >= start)
             return
         for position in range(start, len(values) - to_choose + 1):
             if nodes >= max_nodes or len(found) >= limit:
@@ -112,7 +114,8 @@ def subset_sums(target: int, cents: np.ndarray, tolerance: int, max_items: int, 
 
 def candidate_sets(target: int, items: OpenItems, quoted: np.ndarray, policy: MatchPolicy) -> dict[tuple[int, ...], str]:
     """Candidate sets (sorted position tuples) -> the first rule that proposed it, in the order of RULES.
-    The subset search runs only when no rule found a set of exactly the amount."""
+    The subset search runs only when no rule found a set of exactly the amount and the items the memo line
+    quotes (if any) come to less than the payment (a line cut short: the payment pays more than it names)."""
     sets: dict[tuple[int, ...], str] = {}
     tolerance = round(policy.amount_tolerance * 100)
     positions = np.flatnonzero(quoted)
@@ -128,7 +131,9 @@ def candidate_sets(target: int, items: OpenItems, quoted: np.ndarray, policy: Ma
         after = np.floor(items.cents * (1 - rate) + 0.5).astype(np.int64)
         for position in np.flatnonzero((np.abs(after - target) <= discount_tolerance) & (items.cents > 0)).tolist():
             sets.setdefault((position,), "discount")
-    if any(abs(int(items.cents[list(found)].sum()) - target) <= tolerance for found in sets):
+    quoted_total = int(items.cents[positions].sum())
+    if (any(abs(int(items.cents[list(found)].sum()) - target) <= tolerance for found in sets)
+            or (len(positions) and quoted_total >= target - tolerance)):
         return _with_oldest_prefix(sets, target, items, tolerance, policy)
     searched = min(len(items), policy.max_open_items)
     for found in subset_sums(target, items.cents[:searched], tolerance, policy.max_items, policy.max_nodes):

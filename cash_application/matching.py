@@ -107,7 +107,7 @@ def apply_cash(ledger: Ledger, as_of: pd.Timestamp | str, policy: MatchPolicy | 
         searched.append((details, items, sets, len(rows), len(rows) + len(features)))
         rows += features
     features = feature_frame(rows)
-    scores = model.predict_proba(features[list(FEATURES)])[:, 1] if len(rows) else np.empty(0)
+    scores = set_scores(model, features)
     rules = features["rule"].to_numpy()
     out: list[dict] = []
     for base, found in zip(bases, searched, strict=True):
@@ -120,11 +120,19 @@ def apply_cash(ledger: Ledger, as_of: pd.Timestamp | str, policy: MatchPolicy | 
             sets, rescored = payment_candidates(details, now, policy) if len(now) else ([], [])
             rescored = feature_frame(rescored)
             out += resolved_rows(base, details.cents, now, sets,
-                                 model.predict_proba(rescored)[:, 1] if sets else np.empty(0),
+                                 set_scores(model, rescored),
                                  rescored["rule"].to_numpy(), remaining, policy)
             continue
         out += resolved_rows(base, details.cents, items, sets, scores[start:end], rules[start:end], remaining, policy)
     return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def set_scores(model, features: pd.DataFrame) -> np.ndarray:
+    """The ranker's probability that each set is the one paid (the booster itself: one payment's few sets
+    at a time is too small a batch for the scikit-learn wrapper's checks to be worth their cost)."""
+    if features.empty:
+        return np.empty(0)
+    return model.booster_.predict(features[list(FEATURES)].to_numpy(dtype=float))
 
 
 def items_left(items: OpenItems, remaining: dict[str, int]) -> OpenItems:
