@@ -154,6 +154,39 @@ class DunningLetter(Base):
     void_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class CashApplication(Base):
+    """One line of a payment's cash application: a document it settles, as a user confirmed or changed the
+    matcher's proposal, or as the matcher applied it (`auto`); or a rejected proposal (no document).
+
+    The payment's own facts (received date, amount, currency, payer) are kept with each line, so the line
+    reaches a customer's slice of the ledger together with the payment it belongs to. `applied_amount` is
+    signed like the ledger's applications (negative on a credit memo); `customer_id` is the document's
+    customer (for a rejection, the payer's when known)."""
+
+    __tablename__ = "cash_applications"
+
+    application_id: Mapped[str] = _id(primary_key=True)
+    payment_id: Mapped[str] = _id(index=True)
+    customer_id: Mapped[str] = _id(index=True)
+    invoice_id: Mapped[str | None] = _id(nullable=True)
+    applied_amount: Mapped[Decimal] = mapped_column(Money)
+    applied_date: Mapped[date] = mapped_column(Date)
+    decision: Mapped[str] = mapped_column(String(16))
+    received_date: Mapped[date] = mapped_column(Date)
+    payment_amount: Mapped[Decimal] = mapped_column(Money)
+    payment_amount_base: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    payer_customer_id: Mapped[str | None] = _id(nullable=True)
+    payer_name: Mapped[str | None] = mapped_column(String(200))
+    payer_account: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = _id()
+    recorded_at: Mapped[datetime] = mapped_column(Instant)
+    version: Mapped[int] = mapped_column(Integer)
+    voided_at: Mapped[datetime | None] = mapped_column(Instant)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+
+
 class User(Base):
     """A person who uses the store and their role."""
 

@@ -59,6 +59,7 @@ from activity.models import (
     TEXT_LIMIT,
     AuditEntry,
     Base,
+    CashApplication,
     Contact,
     Dispute,
     DunningLetter,
@@ -91,8 +92,10 @@ UNKEYED_REVISIONS = (None, "0001")
 PROMISE_STATUSES = ("open", "cancelled")
 DISPUTE_STATUSES = ("open", "resolved")
 DUNNING_CHANNELS = ("email", "letter", "call", "legal")  # DESIGN.md §5
+CASH_DECISIONS = ("auto", "confirmed", "changed", "rejected")  # how a payment's application came about
 ROLES = ("collector", "credit", "treasury", "admin")
 MIN_KEY_BYTES = 16
+UNIDENTIFIED_PAYER = "(unidentified payer)"  # the customer of a rejection whose payer is not known
 
 PROMISE_CHANGES = frozenset({"amount", "promised_date", "note", "status"})
 DISPUTE_CHANGES = frozenset({"status", "resolution", "resolved_date", "owner"})
@@ -316,6 +319,57 @@ class ActivityStore:
                         id_column.in_(ids[start:start + 500]))))
         return customers
 
+    # -- cash applications -----------------------------------------------------------------------
+
+    def record_cash_application(self, user: str, *, payment: dict, lines: list[dict], decision: str,
+                                applied_date: date | str, note: str = "", idempotency_key: str | None = None,
+                                now: datetime) -> dict:
+        """Apply a payment to documents (`lines`: invoice_id, customer_id, amount signed like the ledger's
+        applications), all lines in one transaction; or, with `decision` "rejected" and no lines, record that
+        a user rejected the proposal. `payment`: payment_id, received_date, amount, amount_base, currency and
+        optionally payer_customer_id, payer_name, payer_account. A payment with live applications in the
+        store is refused (`VersionConflict`): void them first."""
+        decision = _choice("decision", decision, CASH_DECISIONS)
+        if (decision == "rejected") != (not lines):
+            raise InvalidInput("lines", "a rejection has no lines" if lines else "at least one line is required")
+        rows = [_cash_values(self.limits, **_cash_fields(payment, line, decision, applied_date, note))
+                for line in (lines or [{"invoice_id": None, "customer_id": payment.get("payer_customer_id")
+                                        or UNIDENTIFIED_PAYER, "amount": 0}])]
+        user, now = _required_text("user", user), _instant(now)
+        fingerprint = request_fingerprint({"operation": "create cash_applications", "user": user,
+                                           "rows": [{key: json_value(value) for key, value in row.items()}
+                                                    for row in rows]})
+        payment_id = rows[0]["payment_id"]
+
+        def insert(session: Session) -> dict:
+            applied = session.scalars(select(CashApplication.application_id).where(
+                CashApplication.payment_id == payment_id, CashApplication.void_reason.is_(None),
+                CashApplication.decision != "rejected")).first()
+            if applied is not None:
+                raise VersionConflict(f"payment {payment_id!r} is already applied ({applied}); void its "
+                                      "applications first")
+            written = []
+            for values in rows:
+                record = CashApplication(**values, application_id=_new_id("CAP"), created_by=user, recorded_at=now,
+                                         version=1)
+                session.add(record)
+                session.flush()
+                session.refresh(record)
+                after = record_dict(record)
+                audit.append_entry(session, self.audit_key, user=user, action="create",
+                                   table=CashApplication.__tablename__, record_id=primary_key(record), before=None,
+                                   after=after, now=now)
+                written.append(after)
+            return {"payment_id": payment_id, "decision": decision, "lines": written}
+
+        return self._write(user, fingerprint, idempotency_key, now, insert)
+
+    def list_cash_applications(self, customer_id: str | None = None, *, payment_id: str | None = None,
+                               include_voided: bool = False) -> list[dict]:
+        """Recorded cash-application lines (and rejections), of a customer or a payment, oldest first."""
+        rows = self._list(CashApplication, customer_id, CashApplication.applied_date, include_voided)
+        return rows if payment_id is None else [row for row in rows if row["payment_id"] == payment_id]
+
     # -- the ledger's view ----------------------------------------------------------------------
 
     def ledger_tables(self, customer_id: str | None = None) -> dict[str, pd.DataFrame]:
@@ -338,7 +392,10 @@ class ActivityStore:
             contacts = session.scalars(usable(Contact)).all()
             letters = session.scalars(usable(DunningLetter).order_by(None).order_by(
                 DunningLetter.issued_date, DunningLetter.letter_id)).all()
+            applied = session.scalars(usable(CashApplication).where(CashApplication.decision != "rejected")).all()
         return {
+            "payments": _ledger_payments(applied),
+            "payment_applications": _ledger_applications(applied),
             "promises": _ledger_promises(promises),
             "disputes": _ledger_disputes(disputes),
             "contacts": _ledger_contacts(contacts),
@@ -592,8 +649,57 @@ def _letter_values(limits: Limits, *, invoice_id: str, customer_id: str, level: 
     }
 
 
+def _cash_values(limits: Limits, *, payment_id: str, customer_id: str, invoice_id: str | None, applied_amount: Any,
+                 applied_date: Any, decision: str, received_date: Any, payment_amount: Any, payment_amount_base: Any,
+                 currency: str, payer_customer_id: str | None, payer_name: str | None, payer_account: str | None,
+                 note: str) -> dict:
+    decision = _choice("decision", decision, CASH_DECISIONS)
+    received = _business_date(limits, "received_date", received_date)
+    applied = _business_date(limits, "applied_date", applied_date)
+    if applied < received:
+        raise InvalidInput("applied_date", f"{applied} is before the payment's received_date {received}")
+    amount = _signed_money("applied_amount", applied_amount)
+    if (decision == "rejected") != (invoice_id is None) or (decision == "rejected") != (amount == 0):
+        raise InvalidInput("invoice_id", "a rejection names no document and applies nothing; an application "
+                                         "names its document and a non-zero amount")
+    return {
+        "payment_id": _required_text("payment_id", payment_id),
+        "customer_id": _required_text("customer_id", customer_id),
+        "invoice_id": _optional_text("invoice_id", invoice_id),
+        "applied_amount": amount,
+        "applied_date": applied,
+        "decision": decision,
+        "received_date": received,
+        "payment_amount": _money("payment_amount", payment_amount, allow_zero=True),
+        "payment_amount_base": _money("payment_amount_base", payment_amount_base, allow_zero=True),
+        "currency": _currency(currency) or _required_text("currency", currency),
+        "payer_customer_id": _optional_text("payer_customer_id", payer_customer_id),
+        "payer_name": _optional_text("payer_name", payer_name),
+        "payer_account": _optional_text("payer_account", payer_account),
+        "note": _free_text(limits, "note", note),
+    }
+
+
+def _cash_fields(payment: dict, line: dict, decision: str, applied_date: Any, note: str) -> dict:
+    """The fields of one cash-application row from the payment, one line and the decision."""
+    return {"payment_id": payment.get("payment_id"), "customer_id": line.get("customer_id"),
+            "invoice_id": line.get("invoice_id"), "applied_amount": line.get("amount"), "applied_date": applied_date,
+            "decision": decision, "received_date": payment.get("received_date"),
+            "payment_amount": payment.get("amount"), "payment_amount_base": payment.get("amount_base"),
+            "currency": payment.get("currency"), "payer_customer_id": payment.get("payer_customer_id"),
+            "payer_name": payment.get("payer_name"), "payer_account": payment.get("payer_account"), "note": note}
+
+
+def _signed_money(field: str, value: Any) -> Decimal:
+    """An amount of either sign (an application to a credit memo is negative), bounded like `_money`."""
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool) and Decimal(str(value)) < 0:
+        return -_money(field, -Decimal(str(value)), allow_zero=False)
+    return _money(field, value, allow_zero=True)
+
+
 VALIDATORS: dict[type[Base], Callable[..., dict]] = {
     Promise: _promise_values, Dispute: _dispute_values, Contact: _contact_values, DunningLetter: _letter_values,
+    CashApplication: _cash_values,
 }
 
 
@@ -770,6 +876,7 @@ DATE_COLUMNS: dict[type[Base], tuple[str, ...]] = {
     Dispute: ("opened_date", "resolved_date"),
     Contact: ("contact_date", "next_action_date"),
     DunningLetter: ("issued_date",),
+    CashApplication: ("applied_date", "received_date"),
 }
 
 
@@ -822,3 +929,24 @@ def _ledger_dunning_notices(letters: list[DunningLetter]) -> pd.DataFrame:
     frame = _frame(rows, ["invoice_id", "level", "issued_date"], dates=("issued_date",))
     frame["level"] = frame["level"].astype("int64")
     return frame
+
+
+def _ledger_payments(applied: list[CashApplication]) -> pd.DataFrame:
+    """One `payments` row per applied payment, as the store knows it (for a customer's slice of the ledger,
+    which may not hold a payment whose payer was not identified); `with_records` keeps the ledger's own."""
+    first = {}
+    for line in applied:
+        first.setdefault(line.payment_id, line)
+    rows = [{"payment_id": line.payment_id, "customer_id": line.payer_customer_id or line.customer_id,
+             "received_date": line.received_date, "amount": line.payment_amount, "currency": line.currency,
+             "amount_base": line.payment_amount_base, "payer_name": line.payer_name,
+             "payer_account": line.payer_account} for line in first.values()]
+    return _frame(rows, ["payment_id", "customer_id", "received_date", "amount", "currency", "amount_base",
+                         "payer_name", "payer_account"], dates=("received_date",), floats=("amount", "amount_base"))
+
+
+def _ledger_applications(applied: list[CashApplication]) -> pd.DataFrame:
+    rows = [{"payment_id": line.payment_id, "invoice_id": line.invoice_id, "applied_date": line.applied_date,
+             "amount": line.applied_amount} for line in applied]
+    return _frame(rows, ["payment_id", "invoice_id", "applied_date", "amount"], dates=("applied_date",),
+                  floats=("amount",))

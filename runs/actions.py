@@ -2,7 +2,7 @@
 
 A promise, dispute, contact or dunning letter changes what the rules say about that customer (holds,
 escalations, status, the last promise and contact, the next dunning level), not the models'
-probabilities. So after a write only that customer's rows are recomputed: the worklist and dunning
+probabilities; a recorded cash application also takes what it paid off the customer's open documents. So after a write only that customer's rows are recomputed: the worklist and dunning
 rules run on the customer's slice of the ledger (its documents, payments and records, with the activity
 store's) and the run's scores of its open documents; the rows replace the customer's and the worklist is
 ranked again. The rules are per customer, so the rows equal those a full recomputation with the same
@@ -16,7 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.asof import known_at
+from features.settlement import document_state
 from ledger import Ledger
+from rules.aging import MONEY_TOLERANCE
 from rules.dunning import dunning_proposal, proposal_order
 from rules.worklist import ranked, worklist
 from runs.answers import DayView
@@ -57,10 +60,13 @@ def customer_index(ledger: Ledger) -> CustomerIndex:
 
 
 def with_records(ledger: Ledger, records: dict[str, pd.DataFrame]) -> Ledger:
-    """A (customer's) ledger with recorded activity appended to its collections tables."""
+    """A (customer's) ledger with recorded activity appended to its collections tables, and recorded cash
+    applications merged into its payments (`with_cash_records`)."""
     merged = {}
+    if records.get("payments") is not None or records.get("payment_applications") is not None:
+        merged = with_cash_records(ledger, records.get("payments"), records.get("payment_applications"))
     for name, recorded in records.items():
-        if recorded is None or recorded.empty:
+        if recorded is None or recorded.empty or name in ("payments", "payment_applications"):
             continue
         current = getattr(ledger, name)
         # Only the ledger's columns; one the records lack (a notice's known_date) stays missing on their rows.
@@ -69,11 +75,52 @@ def with_records(ledger: Ledger, records: dict[str, pd.DataFrame]) -> Ledger:
     return ledger.replace(**merged) if merged else ledger
 
 
+def with_cash_records(ledger: Ledger, payments: pd.DataFrame | None,
+                      applications: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    """The ledger's payments and applications with the cash applications recorded in the activity store:
+    a recorded payment the ledger lacks is added (a customer's slice lacks a payment whose payer the ledger
+    does not know), one it holds without a customer gets the recorded payer; recorded applications of a
+    payment the ledger has since applied itself are left out (the ledger's own win, never both)."""
+    merged: dict[str, pd.DataFrame] = {}
+    current = ledger.payments
+    if payments is not None and len(payments):
+        payer = payments.drop_duplicates("payment_id").set_index("payment_id")["customer_id"]
+        filled = current["customer_id"].where(current["customer_id"].notna(), current["payment_id"].map(payer))
+        added = payments[~payments["payment_id"].isin(current["payment_id"])]
+        current = current.assign(customer_id=filled)
+        if len(added):
+            current = pd.concat([current, added[added.columns.intersection(current.columns)]], ignore_index=True)
+        merged["payments"] = current
+    if applications is not None and len(applications):
+        ledger_applied = set(ledger.payment_applications["payment_id"])
+        recorded = applications[~applications["payment_id"].isin(ledger_applied)]
+        if len(recorded):
+            merged["payment_applications"] = pd.concat([ledger.payment_applications, recorded], ignore_index=True)
+    return merged
+
+
+def still_open(items: pd.DataFrame, ledger: Ledger, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The scored open documents less what the customer's ledger (with the recorded cash applications) has
+    applied to them since: a document paid in full leaves, one paid in part keeps what it still owes (its
+    probabilities stay the run's)."""
+    if items.empty or ledger.payment_applications.empty:
+        return items
+    state = document_state(known_at(ledger, as_of), as_of, MONEY_TOLERANCE).set_index("invoice_id")
+    owed = items["invoice_id"].map(state["open_amount"])
+    changed = owed.notna() & ((owed - items["open_amount"]).abs() > MONEY_TOLERANCE)
+    if not changed.any():
+        return items
+    share = (owed / items["open_amount"].where(items["open_amount"] != 0)).where(changed, 1.0)
+    items = items.assign(open_amount=items["open_amount"] * share, open_amount_base=items["open_amount_base"] * share)
+    return items[(owed.isna() | (owed.abs() > MONEY_TOLERANCE)).to_numpy()]
+
+
 def customer_rows(view: DayView, ledger: Ledger, customer_id: str,
                   settings: DaySettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The customer's worklist row (none when nothing is overdue) and dunning rows at the view's date, from
     its ledger slice `ledger` (with its recorded actions) and the day's scores."""
-    items = view.scores.iloc[view.by_customer.get(customer_id, np.array([], dtype=int))]
+    items = still_open(view.scores.iloc[view.by_customer.get(customer_id, np.array([], dtype=int))], ledger,
+                       view.as_of)
     customers = view.customers.iloc[[view.customer_position[customer_id]]] \
         if customer_id in view.customer_position.index else view.customers.iloc[[]]
     dunning = dunning_proposal(ledger, view.as_of, settings.dunning_policy)

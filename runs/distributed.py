@@ -110,6 +110,12 @@ def records_of(ledger: Ledger, records: dict[str, pd.DataFrame] | None) -> dict[
         keep = (table["customer_id"].isin(customers) if "customer_id" in table
                 else table["invoice_id"].isin(invoices))
         mine[name] = table[keep]
+    applications = mine.get("payment_applications")
+    if applications is not None and (records or {}).get("payments") is not None:
+        # A payment goes with the documents it pays, whoever's bucket its payer is in (a parent paying).
+        payments = records["payments"]
+        mine["payments"] = payments[payments["customer_id"].isin(customers)
+                                    | payments["payment_id"].isin(applications["payment_id"])]
     return mine
 
 

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from activity import ActivityStore
 
 DATABASE_ENV = "ARRISK_DATABASE_URL"
-ACTIVITY_TABLES = ("promises", "disputes", "contacts", "dunning_notices")
+# What the store adds to the ledger: the collections records, and the payments and applications of confirmed
+# (or automatic) cash applications.
+ACTIVITY_TABLES = ("promises", "disputes", "contacts", "dunning_notices", "payments", "payment_applications")
 
 
 def database_url(environ: Mapping[str, str] | None = None) -> str:

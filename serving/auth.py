@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ledger.errors import BadInput
 from ledger.importing.mappings import yaml_line
 
-SCOPES = ("collector", "team_lead", "credit", "treasury", "admin")
+SCOPES = ("collector", "team_lead", "credit", "treasury", "cash", "admin")
 ADMIN = "admin"
 TEAM_LEAD = "team_lead"
 # A flag written among the scopes of the environment format (`collector+all_portfolios`), not a scope.
@@ -36,7 +36,7 @@ TOKENS_ENV = "ARRISK_API_TOKENS"
 REALM = "ar-risk"
 WWW_AUTHENTICATE = f'Bearer realm="{REALM}"'
 
-Scope = Literal["collector", "team_lead", "credit", "treasury", "admin"]
+Scope = Literal["collector", "team_lead", "credit", "treasury", "cash", "admin"]
 HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 ENTRY_SEPARATORS = re.compile(r"[,\n]")
 

@@ -122,6 +122,7 @@ CollectorOrCredit = Annotated[Principal, Depends(require("collector", "credit"))
 Credit = Annotated[Principal, Depends(require("credit"))]
 CreditOrTreasury = Annotated[Principal, Depends(require("credit", "treasury"))]
 Treasury = Annotated[Principal, Depends(require("treasury"))]
+Cash = Annotated[Principal, Depends(require("cash"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

@@ -314,6 +314,50 @@ class RecordVoid(BaseModel):
     reason: Text = Field(min_length=1, description="Why the record is voided (kept in the audit log).")
 
 
+class CashLineIn(BaseModel):
+    invoice_id: Id
+    amount: Decimal = Field(gt=0, description="Amount applied, unsigned (a credit memo's line is applied as one).")
+
+
+class CashApplicationIn(BaseModel):
+    payment_id: Id
+    applied_date: datetime.date | None = Field(None, description="Date of the application; default: the day served.")
+    lines: list[CashLineIn] | None = Field(None, min_length=1, max_length=200, description=(
+        "The documents and amounts; omitted: the matcher's current proposal for the payment, confirmed as it is."))
+    note: Text = ""
+
+
+class CashRejectionIn(BaseModel):
+    payment_id: Id
+    applied_date: datetime.date | None = Field(None, description="Date of the rejection; default: the day served.")
+    note: Text = Field(min_length=1, description="Why the proposal is wrong (kept in the audit log).")
+
+
+class CashProposal(Row):
+    """A payment still unapplied with the matcher's proposal: its lines (invoice_id, customer_id, amount),
+    confidence, decision and rule, or the reason it is unmatched."""
+
+    payment_id: str
+    decision: str
+
+
+class CashRecorded(BaseModel):
+    """What the store recorded for a payment: its lines (one per document; a rejection's one line has none)."""
+
+    payment_id: str
+    decision: str
+    lines: list[ActivityRecord]
+
+
+class CashAutoResult(BaseModel):
+    """The payments recorded as applied automatically, and those refused with the reason."""
+
+    as_of: datetime.date
+    rows: list[CashRecorded]
+    count: int
+    refused: list[dict[str, str]]
+
+
 # ---- frames to rows ------------------------------------------------------------------------------------
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

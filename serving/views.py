@@ -178,6 +178,7 @@ class ServingState:
         self._date_locks: dict[pd.Timestamp, threading.Lock] = {}
         self._index: CustomerIndex | None = None
         self._ledger: tuple[Ledger, int] | None = None
+        self._cash: dict[tuple[pd.Timestamp, int], pd.DataFrame] = {}
         self.warm = threading.Event()  # set when `warm_up` ended
 
     # ---- dates --------------------------------------------------------------------------------------
@@ -315,6 +316,23 @@ class ServingState:
         for as_of in dates:
             self.view(as_of)
         return record
+
+    # ---- cash application -----------------------------------------------------------------------------
+
+    def cash_proposals(self, as_of: datetime.date | None = None) -> tuple[pd.Timestamp, pd.DataFrame]:
+        """The matcher's proposals for the payments still unapplied on `as_of` in the ledger with everything
+        recorded (`cash_application.apply_cash`); kept until something new is recorded."""
+        from cash_application import apply_cash
+
+        day = self.checked_as_of(as_of)
+        key = (day, self.audit_mark())
+        with self._lock:
+            cached = self._cash.get(key)
+        if cached is None:
+            cached = apply_cash(self.ledger, day)
+            with self._lock:
+                self._cash = {key: cached}
+        return day, cached
 
     # ---- reads ----------------------------------------------------------------------------------------
 

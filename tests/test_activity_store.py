@@ -26,8 +26,8 @@ from activity.store import (
 from ledger.schema import SCHEMAS
 from tests.stores import NOW, new_store
 
-TABLES = {"promises", "disputes", "contacts", "dunning_letters", "users", "portfolios", "idempotency_keys",
-          "audit_log", "audit_head", "alembic_version"}
+TABLES = {"promises", "disputes", "contacts", "dunning_letters", "cash_applications", "users", "portfolios",
+          "idempotency_keys", "audit_log", "audit_head", "alembic_version"}
 
 
 def make_promise(store: ActivityStore, **overrides) -> dict:

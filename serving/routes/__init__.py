@@ -12,6 +12,7 @@ from serving.middleware import InternalErrors
 from serving.routes import (
     activity,
     admin,
+    cash,
     customers,
     deterioration,
     forecast,
@@ -32,7 +33,7 @@ DESCRIPTION = (
     "request body is validated.")
 ROUTERS = (health.router, scores.router, worklist.router, customers.router, deterioration.router,
            forecast.router, rule_reports.router, monitoring.router, *activity.routers, admin.router,
-           runs.router)
+           runs.router, cash.router)
 
 
 def create_api() -> FastAPI:
