@@ -692,8 +692,13 @@ def _cash_fields(payment: dict, line: dict, decision: str, applied_date: Any, no
 
 def _signed_money(field: str, value: Any) -> Decimal:
     """An amount of either sign (an application to a credit memo is negative), bounded like `_money`."""
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool) and Decimal(str(value)) < 0:
-        return -_money(field, -Decimal(str(value)), allow_zero=False)
+    if isinstance(value, int | float | Decimal | str) and not isinstance(value, bool):
+        try:
+            negative = Decimal(str(value).strip()) < 0
+        except InvalidOperation:
+            negative = False  # `_money` names what is wrong with it
+        if negative:
+            return -_money(field, -Decimal(str(value).strip()), allow_zero=False)
     return _money(field, value, allow_zero=True)
 
 
@@ -939,10 +944,12 @@ def _ledger_payments(applied: list[CashApplication]) -> pd.DataFrame:
         first.setdefault(line.payment_id, line)
     rows = [{"payment_id": line.payment_id, "customer_id": line.payer_customer_id or line.customer_id,
              "received_date": line.received_date, "amount": line.payment_amount, "currency": line.currency,
-             "amount_base": line.payment_amount_base, "payer_name": line.payer_name,
-             "payer_account": line.payer_account} for line in first.values()]
-    return _frame(rows, ["payment_id", "customer_id", "received_date", "amount", "currency", "amount_base",
-                         "payer_name", "payer_account"], dates=("received_date",), floats=("amount", "amount_base"))
+             "amount_base": line.payment_amount_base, "reference": None, "payer_name": line.payer_name,
+             "payer_account": line.payer_account, "remittance_text": None, "statement_ref": None}
+            for line in first.values()]
+    return _frame(rows, ["payment_id", "customer_id", "received_date", "amount", "currency", "amount_base", "reference",
+                         "payer_name", "payer_account", "remittance_text", "statement_ref"], dates=("received_date",),
+                  floats=("amount", "amount_base"))
 
 
 def _ledger_applications(applied: list[CashApplication]) -> pd.DataFrame:

@@ -116,7 +116,7 @@ class ScopesFirstRoute(APIRoute):
         return scopes_first
 
 
-AnyRole = Annotated[Principal, Depends(require("collector", "credit", "treasury"))]
+AnyRole = Annotated[Principal, Depends(require("collector", "credit", "treasury", "cash"))]
 Collector = Annotated[Principal, Depends(require("collector"))]
 CollectorOrCredit = Annotated[Principal, Depends(require("collector", "credit"))]
 Credit = Annotated[Principal, Depends(require("credit"))]

@@ -22,7 +22,7 @@ from tests.conftest import SCORING_DATE
 from tests.service_app import service_app
 
 AS_OF = f"{SCORING_DATE:%Y-%m-%d}"
-ROLES = ("own", "other", "lead", "credit", "treasury", "admin", "none")
+ROLES = ("own", "other", "lead", "credit", "treasury", "cash", "admin", "none")
 TOKENS = {role: f"arr_access_{role}_token_0123456789abcdef" for role in ROLES if role != "none"}
 AUDIT_KEY = "access-test-audit-key-0123456789abcdef"
 
@@ -47,7 +47,7 @@ def client(scoring_ledger, champion_store, collectors, tmp_path_factory):
     (folder / "reports" / "kpis.html").write_text("<!doctype html><title>KPIs</title>")
     ana, bob = collectors
     scopes = {"own": f"collector:{ana}", "other": f"collector:{bob}", "lead": "team_lead:", "credit": "credit:",
-              "treasury": "treasury:", "admin": "admin:"}
+              "treasury": "treasury:", "cash": "cash:", "admin": "admin:"}
     entries = []
     for role, token in TOKENS.items():
         scope, collector = scopes[role].split(":")
@@ -86,44 +86,50 @@ def created(client, kind: str, own, role: str = "own") -> dict:
 
 
 # What each role gets on each route, asked about the `own` collector's customer and records.
-#                  own  other lead credit treasury admin none
-COLLECTOR_ONLY = (200, 403, 200, 403, 403, 200, 401)
-PORTFOLIO_READ = (200, 403, 200, 200, 403, 200, 401)
-EVERY_SCOPE = (200, 200, 200, 200, 200, 200, 401)
+#                  own  other lead credit treasury cash admin none
+COLLECTOR_ONLY = (200, 403, 200, 403, 403, 403, 200, 401)
+PORTFOLIO_READ = (200, 403, 200, 200, 403, 403, 200, 401)
+EVERY_SCOPE = (200, 200, 200, 200, 200, 200, 200, 401)
 STATUS = {
-    ("get", "/health"): (200,) * 7,
+    ("get", "/health"): (200,) * 8,
     ("get", "/info"): EVERY_SCOPE,
     ("post", "/score"): PORTFOLIO_READ,
     ("get", "/worklist"): COLLECTOR_ONLY,
     ("get", "/customers/{customer_id}/risk"): PORTFOLIO_READ,
     ("get", "/customers/{customer_id}"): PORTFOLIO_READ,
-    ("get", "/deterioration"): (403, 403, 403, 200, 403, 200, 401),
-    ("get", "/forecast"): (403, 403, 403, 403, 200, 200, 401),
+    ("get", "/deterioration"): (403, 403, 403, 200, 403, 403, 200, 401),
+    ("get", "/forecast"): (403, 403, 403, 403, 200, 403, 200, 401),
     ("get", "/aging"): EVERY_SCOPE,  # everyone may, a collector sees its portfolio's rows
-    ("get", "/dunning"): (200, 200, 200, 403, 403, 200, 401),  # filtered to the portfolio
-    ("get", "/reports"): (403, 403, 403, 200, 200, 200, 401),
-    ("get", "/reports/{name}"): (403, 403, 403, 200, 200, 200, 401),
-    ("post", "/promises"): (201, 403, 201, 403, 403, 201, 401),
+    ("get", "/dunning"): (200, 200, 200, 403, 403, 403, 200, 401),  # filtered to the portfolio
+    ("get", "/reports"): (403, 403, 403, 200, 200, 403, 200, 401),
+    ("get", "/reports/{name}"): (403, 403, 403, 200, 200, 403, 200, 401),
+    ("post", "/promises"): (201, 403, 201, 403, 403, 403, 201, 401),
     ("patch", "/promises/{promise_id}"): COLLECTOR_ONLY,
     ("get", "/promises"): PORTFOLIO_READ,
-    ("post", "/disputes"): (201, 403, 201, 201, 403, 201, 401),
+    ("post", "/disputes"): (201, 403, 201, 201, 403, 403, 201, 401),
     # credit may change disputes, but only those it opened: this one is the own collector's.
-    ("patch", "/disputes/{dispute_id}"): (200, 403, 200, 403, 403, 200, 401),
+    ("patch", "/disputes/{dispute_id}"): (200, 403, 200, 403, 403, 403, 200, 401),
     ("get", "/disputes"): PORTFOLIO_READ,
-    ("post", "/contacts"): (201, 403, 201, 403, 403, 201, 401),
+    ("post", "/contacts"): (201, 403, 201, 403, 403, 403, 201, 401),
     ("patch", "/contacts/{contact_id}"): COLLECTOR_ONLY,
     ("get", "/contacts"): PORTFOLIO_READ,
-    ("post", "/dunning-letters"): (201, 403, 201, 403, 403, 201, 401),
+    ("post", "/dunning-letters"): (201, 403, 201, 403, 403, 403, 201, 401),
     ("get", "/dunning-letters"): PORTFOLIO_READ,
-    ("patch", "/admin/records/{table}/{record_id}"): (403, 403, 403, 403, 403, 200, 401),
-    ("post", "/admin/records/{table}/{record_id}/void"): (403, 403, 403, 403, 403, 200, 401),
-    ("get", "/audit/verify"): (403, 403, 403, 403, 403, 200, 401),
-    ("get", "/kpis"): (403, 403, 403, 200, 200, 200, 401),
+    ("patch", "/admin/records/{table}/{record_id}"): (403, 403, 403, 403, 403, 403, 200, 401),
+    ("post", "/admin/records/{table}/{record_id}/void"): (403, 403, 403, 403, 403, 403, 200, 401),
+    ("get", "/audit/verify"): (403, 403, 403, 403, 403, 403, 200, 401),
+    ("get", "/kpis"): (403, 403, 403, 200, 200, 403, 200, 401),
     ("get", "/runs"): EVERY_SCOPE,
     # This service computes on demand from a ledger: an admin's run is refused as a conflict (409).
-    ("post", "/runs"): (403, 403, 403, 403, 403, 409, 401),
-    ("get", "/runs/jobs/{job_id}"): (403, 403, 403, 403, 403, 404, 401),
-    ("post", "/runs/reload"): (403, 403, 403, 403, 403, 200, 401),
+    ("post", "/runs"): (403, 403, 403, 403, 403, 403, 409, 401),
+    ("get", "/runs/jobs/{job_id}"): (403, 403, 403, 403, 403, 403, 404, 401),
+    ("post", "/runs/reload"): (403, 403, 403, 403, 403, 403, 200, 401),
+    ("get", "/cash/proposals"): (403, 403, 403, 403, 403, 200, 200, 401),
+    ("get", "/cash/applications"): (403, 403, 403, 403, 403, 200, 200, 401),
+    # Every payment of this ledger is applied: asking to apply or reject one it lacks is a 404.
+    ("post", "/cash/applications"): (403, 403, 403, 403, 403, 404, 404, 401),
+    ("post", "/cash/rejections"): (403, 403, 403, 403, 403, 404, 404, 401),
+    ("post", "/cash/auto"): (403, 403, 403, 403, 403, 201, 201, 401),
 }
 
 
@@ -142,8 +148,13 @@ def request_for(client, own, method: str, path: str) -> tuple[str, dict | None]:
         body = {"as_of": AS_OF, "invoice_ids": [own.invoice_id]}
     elif method == "post" and path == "/runs":
         body = {"as_of": AS_OF}
-    elif method == "post" and path == "/runs/reload":
+    elif method == "post" and path in ("/runs/reload", "/cash/auto"):
         body = None
+    elif method == "post" and path.startswith("/cash/"):
+        body = {"payment_id": "no-such-payment", "note": "wrong customer",
+                "lines": [{"invoice_id": own.invoice_id, "amount": "1.00"}]}
+        if path == "/cash/rejections":
+            del body["lines"]
     elif method == "post" and not path.startswith("/admin"):
         body = {"/promises": {"customer_id": own.customer_id, "amount": "10.00", "made_date": AS_OF,
                               "promised_date": AS_OF},

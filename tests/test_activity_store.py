@@ -367,6 +367,8 @@ def test_ledger_tables_follow_the_ledger_schemas(store):
     for level, issued in ((1, date(2024, 2, 1)), (2, date(2024, 2, 15)), (1, date(2024, 2, 20))):
         store.record_dunning_letter("alice", invoice_id="INV-1", customer_id="C001", level=level,
                                     issued_date=issued, now=NOW)
+    store.record_cash_application("carla", payment=BANK_PAYMENT, lines=CASH_LINES, decision="confirmed",
+                                  applied_date=date(2024, 3, 9), now=NOW)
 
     tables = store.ledger_tables()
     for name, frame in tables.items():
@@ -410,3 +412,63 @@ def test_concurrent_writers_keep_one_unbroken_chain(database_url, store):
     assert count_rows(store, "contacts") == 20
     assert count_rows(store, "audit_log") == 20
     assert verify_audit(store) == []
+
+
+# -- cash applications -------------------------------------------------------------------------------
+
+BANK_PAYMENT = {"payment_id": "BANK-1", "received_date": date(2024, 3, 8), "amount": "300.00", "amount_base": "300.00",
+                "currency": "EUR", "payer_name": "ACME GMBH", "payer_account": "DE02120300000000202051"}
+CASH_LINES = [{"invoice_id": "INV-1", "customer_id": "C001", "amount": "350.00"},
+              {"invoice_id": "CM-1", "customer_id": "C001", "amount": "-50.00"}]
+
+
+def test_a_cash_application_records_its_lines_together_audited_and_joins_the_ledger(store):
+    written = store.record_cash_application("carla", payment=BANK_PAYMENT, lines=CASH_LINES, decision="confirmed",
+                                            applied_date=date(2024, 3, 9), now=NOW)
+    assert [line["applied_amount"] for line in written["lines"]] == ["350.00", "-50.00"]
+    assert {line["created_by"] for line in written["lines"]} == {"carla"}
+    assert verify_audit(store) == []
+    tables = store.ledger_tables("C001")
+    assert sorted(tables["payment_applications"]["amount"]) == [-50.0, 350.0]
+    payment = tables["payments"].iloc[0]
+    assert (payment["payment_id"], payment["customer_id"], payment["amount"]) == ("BANK-1", "C001", 300.0)
+    assert store.ledger_tables("C002")["payment_applications"].empty
+
+
+def test_a_payment_is_applied_once_until_its_lines_are_voided(store):
+    first = store.record_cash_application("carla", payment=BANK_PAYMENT, lines=CASH_LINES[:1], decision="confirmed",
+                                          applied_date=date(2024, 3, 9), now=NOW)
+    with pytest.raises(VersionConflict, match="BANK-1' is already applied"):
+        store.record_cash_application("dave", payment=BANK_PAYMENT, lines=CASH_LINES[:1], decision="changed",
+                                      applied_date=date(2024, 3, 9), now=NOW)
+    store.void("root", "cash_applications", first["lines"][0]["application_id"], 1, reason="wrong invoice", now=NOW)
+    again = store.record_cash_application("dave", payment=BANK_PAYMENT, lines=CASH_LINES[:1], decision="changed",
+                                          applied_date=date(2024, 3, 9), now=NOW)
+    assert again["decision"] == "changed"
+    assert len(store.ledger_tables()["payment_applications"]) == 1
+    assert verify_audit(store) == []
+
+
+def test_a_rejection_names_no_document_and_does_not_apply(store):
+    rejected = store.record_cash_application("carla", payment=BANK_PAYMENT, lines=[], decision="rejected",
+                                             applied_date=date(2024, 3, 9), note="not ours", now=NOW)
+    assert rejected["lines"][0]["invoice_id"] is None and rejected["lines"][0]["applied_amount"] == "0.00"
+    assert store.ledger_tables()["payment_applications"].empty
+    # A rejection does not block applying the payment later.
+    store.record_cash_application("carla", payment=BANK_PAYMENT, lines=CASH_LINES[:1], decision="changed",
+                                  applied_date=date(2024, 3, 9), now=NOW)
+
+
+@pytest.mark.parametrize(("lines", "decision", "applied", "field"), [
+    (CASH_LINES, "rejected", date(2024, 3, 9), "lines"),
+    ([], "confirmed", date(2024, 3, 9), "lines"),
+    (CASH_LINES, "confirmed", date(2024, 3, 7), "applied_date"),
+    ([{"invoice_id": "INV-1", "customer_id": "C001", "amount": "0"}], "confirmed", date(2024, 3, 9), "invoice_id"),
+    (CASH_LINES, "maybe", date(2024, 3, 9), "decision"),
+])
+def test_bad_cash_applications_are_refused_naming_the_field(store, lines, decision, applied, field):
+    with pytest.raises(InvalidInput) as refused:
+        store.record_cash_application("carla", payment=BANK_PAYMENT, lines=lines, decision=decision,
+                                      applied_date=applied, now=NOW)
+    assert refused.value.field == field
+    assert count_rows(store, "cash_applications") == 0
