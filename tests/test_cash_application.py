@@ -306,3 +306,31 @@ def test_cash_from_an_unidentified_payer_stays_in_the_aging_and_the_company_tota
     unidentified = after[after["customer_id"] == UNIDENTIFIED]
     assert unidentified["Unapplied"].tolist() == [-75.0]
     assert company_total(after)["Total"].sum() == pytest.approx(company_total(before)["Total"].sum() - 75.0)
+
+
+def test_a_confirmed_payer_is_recognised_by_its_account_next_time():
+    from runs.actions import with_records
+
+    ledger, _ = generate_ledger(60, 12, 5, start=START, remittance=True)
+    items = open_items(ledger, AS_OF)
+    customer = case_customers(ledger, items)[0]
+    first, second = items[items["customer_id"] == customer].sort_values("due_date")["invoice_id"].iloc[:2]
+    owed = items.set_index("invoice_id")["open_amount"]
+    currency = ledger.invoices.set_index("invoice_id").at[first, "currency"]
+    stranger = ("Holding Verwaltung KG", "CH9300762011623852957")
+    pays_first = crafted_payment("BANK-a", 5, owed[first], currency, *stranger, "PAYMENT")
+    with_first = ledger.replace(payments=pd.concat([ledger.payments, pd.DataFrame([pays_first])], ignore_index=True))
+    assert rows_of(apply_cash(with_first, AS_OF), "BANK-a")["identified_by"].tolist() == ["none"]
+
+    # A cash-application user applies it to the customer's invoice (as the activity store hands it back).
+    recorded = {"payments": pd.DataFrame([{**pays_first, "customer_id": customer}]),
+                "payment_applications": pd.DataFrame([{"payment_id": "BANK-a", "invoice_id": first,
+                                                       "applied_date": AS_OF - pd.Timedelta(days=4),
+                                                       "amount": owed[first]}])}
+    confirmed = with_records(with_first, recorded)
+    pays_second = crafted_payment("BANK-b", 1, owed[second], currency, *stranger, "PAYMENT")
+    later = confirmed.replace(payments=pd.concat([confirmed.payments, pd.DataFrame([pays_second])], ignore_index=True))
+    result = apply_cash(later, AS_OF)
+    assert "BANK-a" not in set(result["payment_id"])  # applied now
+    rows = rows_of(result, "BANK-b")
+    assert rows["identified_by"].tolist() == ["account"] and rows["invoice_id"].tolist() == [second]
