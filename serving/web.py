@@ -32,15 +32,18 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader
 
 from activity.store import InvalidInput
+from cash_application.confirm import payment_facts, proposal_lines
 from configs.settings import Settings
 from ledger import LedgerError
-from ledger.errors import NotFound
+from ledger.errors import ArRiskError, NotFound
 from ledger.schema import CONTACT_CHANNELS
 from rules.aging import overdue_bucket_ranges
 from rules.worklist import filtered_worklist
 from runs.reasons import feature_descriptions
 from serving.access import check_collector, check_customer, visible_customers
 from serving.auth import Forbidden, NotPermitted, Unauthorized
+from serving.cash import proposal_rows, with_rejections
+from serving.cash import record as record_cash
 from serving.deps import Service, recording_time
 from serving.sessions import LoginThrottle, Session, SessionStore, same_secret
 
@@ -55,6 +58,7 @@ BUCKETS = overdue_bucket_ranges()
 SORTABLE = ("rank", "customer_id", "status", "money_at_risk_base", "overdue_amount_base", "max_days_past_due",
             "next_dunning_action")
 WORKLIST_ROWS = 500  # a page shows at most this many rows; filters narrow it down
+DECISIONS = ("auto", "proposed", "unmatched")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
@@ -280,13 +284,16 @@ def logout(request: Request, service: Service, csrf: Annotated[str, Form()] = ""
 @router.get("/")
 @page
 def home(request: Request, service: Service) -> Response:
-    """The user's first page: the worklist for collectors, the forecast for treasury, else a customer search."""
-    session = signed_in(service, request)
+    """The user's first page: the worklist for collectors, the forecast for treasury, the unapplied payments for
+    cash application, else a customer search."""
+    session = signed_in(service, request, "collector", "credit", "treasury", "cash")
     principal = session.principal
     if principal.has("collector"):
         return redirect("/worklist")
     if principal.has("treasury") and not principal.has("credit"):
         return redirect("/forecast")
+    if principal.has("cash") and not principal.has("credit"):
+        return redirect("/cash")
     return render("home.html", **session_context(session))
 
 
@@ -511,6 +518,100 @@ def record_contact(request: Request, service: Service, customer_id: str, csrf: A
     values = {"csrf": csrf, "as_of": as_of, "contact_date": contact_date, "channel": channel,
               "outcome": outcome, "note": note, "next_action_date": next_action_date}
     return record(request, service, customer_id, "contact", values, ("collector",))
+
+
+# ---- cash application ----------------------------------------------------------------------------------
+
+CASH_ROWS = 500
+
+
+@router.get("/cash")
+@page
+def cash(request: Request, service: Service, as_of: str | None = None, decision: str = "", saved: str = "") -> Response:
+    """Unapplied payments with the matcher's proposals, largest first; confirm, change or reject (cash)."""
+    session = signed_in(service, request, "cash")
+    return cash_page(service, session, parse_as_of(service, as_of), decision, saved=saved)
+
+
+def cash_page(service: Any, session: Session, when: pd.Timestamp, decision: str = "", saved: str = "",
+              error: str = "", status: int = 200) -> Response:
+    if decision not in ("", *DECISIONS):
+        raise BadRequest(f"decision {decision[:20]!r} is not one of {', '.join(DECISIONS)}")
+    state = service.state
+    _, proposals = state.cash_proposals(when.date())
+    rows = with_rejections(proposal_rows(proposals, decision or None), state.store.list_cash_applications())
+    return render("cash.html", status, **session_context(session), as_of=when, decision=decision, rows=rows[:CASH_ROWS],
+                  count=len(rows), limit=CASH_ROWS, saved=saved, error=error)
+
+
+def cash_lines(text_value: str) -> list[tuple[str, float]]:
+    """'INV1=100.00, INV2=50' as (invoice_id, amount) lines; `BadRequest` naming the part it cannot read."""
+    lines = []
+    for part in [part.strip() for part in text_value.split(",") if part.strip()]:
+        invoice_id, _, amount = part.partition("=")
+        try:
+            lines.append((invoice_id.strip(), float(amount.replace(" ", ""))))
+        except ValueError:
+            raise BadRequest(f"{part[:60]!r}: expected DOCUMENT=AMOUNT, such as INV000123=100.00") from None
+    if not lines:
+        raise BadRequest("no document given: expected DOCUMENT=AMOUNT, such as INV000123=100.00")
+    return lines
+
+
+def cash_action(request: Request, service: Any, payment_id: str, csrf: str, as_of: str,
+                act: Callable[[Any, Session, pd.Timestamp], str]) -> Response:
+    """Check the session, scope and CSRF token, run `act` (which records and says what it did), and go back
+    to the list; what the ledger or the store refuses is shown above the list (422)."""
+    session = signed_in(service, request, "cash")
+    check_csrf(session.csrf, csrf)
+    when = parse_as_of(service, as_of)
+    try:
+        done = act(service.state, session, when)
+    except (ArRiskError, InvalidInput) as error:
+        return cash_page(service, session, when, error=f"{payment_id}: {error}", status=422)
+    return redirect("/cash?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": done}))
+
+
+@router.post("/cash/{payment_id}/confirm")
+@page
+def confirm_cash(request: Request, service: Service, payment_id: str, csrf: Annotated[str, Form()] = "",
+                 as_of: Annotated[str, Form()] = "") -> Response:
+    """Apply the payment as the matcher proposes (cash)."""
+    def act(state: Any, session: Session, when: pd.Timestamp) -> str:
+        lines = proposal_lines(state.cash_proposals(when.date())[1], payment_id)
+        if not lines:
+            raise NotFound(f"payment {payment_id!r} has no proposal on {when:%Y-%m-%d}")
+        record_cash(state, session.principal.user, payment_id, lines, "confirmed", when, "", None)
+        return f"{payment_id} applied as proposed"
+
+    return cash_action(request, service, payment_id, csrf, as_of, act)
+
+
+@router.post("/cash/{payment_id}/change")
+@page
+def change_cash(request: Request, service: Service, payment_id: str, csrf: Annotated[str, Form()] = "",
+                as_of: Annotated[str, Form()] = "", lines: Annotated[str, Form()] = "") -> Response:
+    """Apply the payment to the documents and amounts typed (cash)."""
+    def act(state: Any, session: Session, when: pd.Timestamp) -> str:
+        record_cash(state, session.principal.user, payment_id, cash_lines(lines), "changed", when, "", None)
+        return f"{payment_id} applied as changed"
+
+    return cash_action(request, service, payment_id, csrf, as_of, act)
+
+
+@router.post("/cash/{payment_id}/reject")
+@page
+def reject_cash(request: Request, service: Service, payment_id: str, csrf: Annotated[str, Form()] = "",
+                as_of: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "") -> Response:
+    """Record that the proposal is wrong, with why (cash)."""
+    def act(state: Any, session: Session, when: pd.Timestamp) -> str:
+        state.store.record_cash_application(session.principal.user, payment=payment_facts(state.ledger, payment_id),
+                                            lines=[], decision="rejected", applied_date=when.date(), note=note,
+                                            now=recording_time())
+        state.recorded({})
+        return f"proposal for {payment_id} rejected"
+
+    return cash_action(request, service, payment_id, csrf, as_of, act)
 
 
 # ---- forecast ------------------------------------------------------------------------------------------

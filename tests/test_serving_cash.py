@@ -134,3 +134,32 @@ def test_cash_application_needs_the_cash_scope(served):
     assert client.get("/v1/cash/proposals", headers=headers(COLLECTOR)).status_code == 403
     assert client.post("/v1/cash/applications", json={"payment_id": "BANK-1"}, headers=headers(COLLECTOR)).status_code == 403
     assert client.get("/v1/cash/proposals").status_code == 401
+
+
+def web_login(client) -> str:
+    """Log the cash token in to the web pages; the CSRF token of the page it lands on."""
+    import re
+
+    form = client.get("/v1/ui/login").text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form).group(1)
+    landed = client.post("/v1/ui/login", data={"token": CASH, "csrf": csrf})
+    assert landed.status_code == 200 and "Cash application" in landed.text, landed.text[:300]
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', landed.text).group(1)
+
+
+def test_the_cash_page_lists_proposals_and_confirms_one(served):
+    client, invoice = served
+    csrf = web_login(client)
+    page = client.get(f"/v1/ui/cash?as_of={AS_OF:%Y-%m-%d}")
+    assert page.status_code == 200
+    assert 'data-payment="BANK-1"' in page.text and invoice["invoice_id"] in page.text
+    refused = client.post("/v1/ui/cash/BANK-2/change", data={"csrf": csrf, "as_of": f"{AS_OF:%Y-%m-%d}",
+                                                             "lines": f"{invoice['invoice_id']}=500"})
+    assert refused.status_code == 422 and "more than payment BANK-2" in refused.text
+    done = client.post("/v1/ui/cash/BANK-1/confirm", data={"csrf": csrf, "as_of": f"{AS_OF:%Y-%m-%d}"})
+    assert done.status_code == 200 and "BANK-1 applied as proposed" in done.text
+    assert 'data-payment="BANK-1"' not in done.text
+    forged = client.post("/v1/ui/cash/BANK-2/reject", data={"csrf": "0" * 64, "as_of": f"{AS_OF:%Y-%m-%d}",
+                                                            "note": "x"})
+    assert forged.status_code == 403
+    assert client.get("/v1/cash/applications?payment_id=BANK-1", headers=headers()).json()["count"] == 1

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import datetime
 
-import pandas as pd
 from fastapi import APIRouter, Query
 
-from cash_application.confirm import checked_lines, payment_facts, proposal_lines
+from cash_application.confirm import payment_facts, proposal_lines
 from ledger.errors import ArRiskError, NotFound
+from serving.cash import proposal_rows, record, with_rejections
 from serving.deps import Cash, ScopesFirstRoute, State, recording_time
 from serving.routes.activity import IdempotencyKey, checked_idempotency_key
 from serving.schemas import (
@@ -22,53 +22,10 @@ from serving.schemas import (
     CashRejectionIn,
     IdInQuery,
     Rows,
-    plain,
 )
-from serving.views import ServingState
 
 router = APIRouter(prefix="/cash", tags=["cash application"], route_class=ScopesFirstRoute)
 DECISIONS = ("auto", "proposed", "unmatched")
-
-
-def proposal_rows(proposals: pd.DataFrame, decision: str | None) -> list[dict]:
-    """One row per payment, its lines nested, largest payment first."""
-    rows = []
-    for payment_id, lines in proposals.groupby("payment_id", sort=False):
-        first = lines.iloc[0]
-        if decision is not None and first["decision"] != decision:
-            continue
-        applied = lines.dropna(subset=["invoice_id"])
-        rows.append({
-            "payment_id": payment_id, "received_date": plain(first["received_date"]),
-            "payment_amount": plain(first["payment_amount"]), "currency": first["currency"],
-            "customer_id": plain(first["customer_id"]), "identified_by": first["identified_by"],
-            "decision": first["decision"], "confidence": plain(first["confidence"]), "rule": plain(first["rule"]),
-            "residual": plain(first["residual"]), "deduction_reason": plain(first["deduction_reason"]),
-            "reason": plain(first["reason"]),
-            "lines": [{"invoice_id": row.invoice_id, "customer_id": row.customer_id, "amount": plain(row.amount)}
-                      for row in applied.itertuples(index=False)],
-        })
-    return sorted(rows, key=lambda row: -(row["payment_amount"] or 0.0))
-
-
-def with_rejections(rows: list[dict], recorded: list[dict]) -> list[dict]:
-    """The rows with `rejected_by` and `rejection_note` where a user rejected the payment's proposal."""
-    rejected = {line["payment_id"]: line for line in recorded if line["decision"] == "rejected"}
-    for row in rows:
-        if row["payment_id"] in rejected:
-            row["rejected_by"] = rejected[row["payment_id"]]["created_by"]
-            row["rejection_note"] = rejected[row["payment_id"]]["note"]
-    return rows
-
-
-def record(state: ServingState, user: str, payment_id: str, lines: list[tuple[str, float]], decision: str,
-           when: pd.Timestamp, note: str, key: str | None) -> dict:
-    """Check the lines against the ledger served, record them, and answer once the day's views show them."""
-    payment, checked = checked_lines(state.ledger, payment_id, lines, when)
-    written = state.store.record_cash_application(user, payment=payment, lines=checked, decision=decision,
-                                                  applied_date=when.date(), note=note, idempotency_key=key,
-                                                  now=recording_time())
-    return state.recorded(written)
 
 
 @router.get("/proposals", response_model=Rows[CashProposal], response_model_exclude_unset=True,
@@ -114,7 +71,7 @@ def apply_automatic(principal: Cash, state: State, as_of: datetime.date | None =
         try:
             written.append(record(state, principal.user, payment_id, proposal_lines(table, payment_id), "auto",
                                   when, "applied automatically by the matcher", None))
-        except ArRiskError as error:
+        except ArRiskError as error:  # reported in the answer, one payment each
             refused.append({"payment_id": payment_id, "reason": str(error)})
     return {"as_of": when.date(), "rows": written, "count": len(written), "refused": refused}
 
@@ -129,7 +86,7 @@ def reject_proposal(rejection: CashRejectionIn, principal: Cash, state: State,
     written = state.store.record_cash_application(principal.user, payment=payment, lines=[], decision="rejected",
                                                   applied_date=when.date(), note=rejection.note,
                                                   idempotency_key=key, now=recording_time())
-    return written
+    return state.recorded(written)
 
 
 @router.get("/applications", response_model=Rows[CashProposal], response_model_exclude_unset=True,

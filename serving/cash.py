@@ -1,0 +1,53 @@
+"""Cash application for the API and the web pages alike: the matcher's proposals as one row per payment,
+with the rejections users recorded, and a user's application checked against the ledger served, then
+recorded in the activity store."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cash_application.confirm import checked_lines
+from serving.deps import recording_time
+from serving.schemas import plain
+from serving.views import ServingState
+
+
+def proposal_rows(proposals: pd.DataFrame, decision: str | None) -> list[dict]:
+    """One row per payment, its lines nested, largest payment first."""
+    rows = []
+    for payment_id, lines in proposals.groupby("payment_id", sort=False):
+        first = lines.iloc[0]
+        if decision is not None and first["decision"] != decision:
+            continue
+        applied = lines.dropna(subset=["invoice_id"])
+        rows.append({
+            "payment_id": payment_id, "received_date": plain(first["received_date"]),
+            "payment_amount": plain(first["payment_amount"]), "currency": first["currency"],
+            "customer_id": plain(first["customer_id"]), "identified_by": first["identified_by"],
+            "decision": first["decision"], "confidence": plain(first["confidence"]), "rule": plain(first["rule"]),
+            "residual": plain(first["residual"]), "deduction_reason": plain(first["deduction_reason"]),
+            "reason": plain(first["reason"]),
+            "lines": [{"invoice_id": row.invoice_id, "customer_id": row.customer_id, "amount": plain(row.amount)}
+                      for row in applied.itertuples(index=False)],
+        })
+    return sorted(rows, key=lambda row: -(row["payment_amount"] or 0.0))
+
+
+def with_rejections(rows: list[dict], recorded: list[dict]) -> list[dict]:
+    """The rows with `rejected_by` and `rejection_note` where a user rejected the payment's proposal."""
+    rejected = {line["payment_id"]: line for line in recorded if line["decision"] == "rejected"}
+    for row in rows:
+        if row["payment_id"] in rejected:
+            row["rejected_by"] = rejected[row["payment_id"]]["created_by"]
+            row["rejection_note"] = rejected[row["payment_id"]]["note"]
+    return rows
+
+
+def record(state: ServingState, user: str, payment_id: str, lines: list[tuple[str, float]], decision: str,
+           when: pd.Timestamp, note: str, key: str | None) -> dict:
+    """Check the lines against the ledger served, record them, and answer once the day's views show them."""
+    payment, checked = checked_lines(state.ledger, payment_id, lines, when)
+    written = state.store.record_cash_application(user, payment=payment, lines=checked, decision=decision,
+                                                  applied_date=when.date(), note=note, idempotency_key=key,
+                                                  now=recording_time())
+    return state.recorded(written)
