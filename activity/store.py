@@ -73,7 +73,7 @@ from activity.models import (
     record_dict,
 )
 from ledger.currencies import ISO_4217
-from ledger.schema import CONTACT_CHANNELS
+from ledger.schema import CONTACT_CHANNELS, UNIDENTIFIED_PAYER
 
 __all__ = [
     "MAX_AMOUNT",
@@ -95,7 +95,6 @@ DUNNING_CHANNELS = ("email", "letter", "call", "legal")  # DESIGN.md §5
 CASH_DECISIONS = ("auto", "confirmed", "changed", "rejected")  # how a payment's application came about
 ROLES = ("collector", "credit", "treasury", "admin")
 MIN_KEY_BYTES = 16
-UNIDENTIFIED_PAYER = "(unidentified payer)"  # the customer of a rejection whose payer is not known
 
 PROMISE_CHANGES = frozenset({"amount", "promised_date", "note", "status"})
 DISPUTE_CHANGES = frozenset({"status", "resolution", "resolved_date", "owner"})

@@ -21,6 +21,8 @@ CONTACT_CHANNELS = ("call", "email", "letter", "meeting", "portal", "other")
 DELIVERY_CHANNELS = ("paper", "electronic")
 
 REQUIRED_TABLES = ("customers", "invoices", "payments", "payment_applications")
+# Where reports put cash from a payment whose payer is not identified yet (no customer_id).
+UNIDENTIFIED_PAYER = "(unidentified payer)"
 OPTIONAL_TABLES = ("disputes", "promises", "writeoffs", "dunning_notices", "contacts")
 TABLES = REQUIRED_TABLES + OPTIONAL_TABLES
 

@@ -17,6 +17,7 @@ import pandas as pd
 from features.asof import known_at
 from features.settlement import base_rate, days_between, document_state
 from ledger import Ledger
+from ledger.schema import UNIDENTIFIED_PAYER
 
 AGING_LIMITS = (0, 30, 60, 90, 120)
 MONEY_TOLERANCE = 0.005
@@ -24,7 +25,7 @@ UNAPPLIED = "Unapplied"
 TOTAL = "Total"
 COMPANY = "(all customers)"
 # Cash received from a payer not identified yet (no customer_id): one row of its own, in the company total.
-UNIDENTIFIED = "(unidentified payer)"
+UNIDENTIFIED = UNIDENTIFIED_PAYER
 
 Basis = Literal["due_date", "invoice_date"]
 Currency = Literal["base", "document"]

@@ -18,6 +18,9 @@ last period are cut at `start` and `end`.
 - Promise-kept rate = kept / (kept + broken) among promises whose promised date falls in the period,
   judged at the period end (`features.collections`).
 - Dispute rate = disputes opened in the period / invoices issued in the period.
+- Unapplied cash = cash received and not applied at the period end (a payer not identified yet counts under
+  `(unidentified payer)`), and the part of it received more than 30 days before; unapplied share = unapplied
+  cash / (closing AR + unapplied cash), the share of the gross receivables it hides.
 A ratio with a zero or negative denominator is missing, not infinite.
 """
 
@@ -37,8 +40,10 @@ from rules.aging import COMPANY, MONEY_TOLERANCE, aging_detail
 Freq = Literal["month", "quarter"]
 PANDAS_FREQ = {"month": "M", "quarter": "Q"}
 OVER_DAYS = 90
+UNAPPLIED_OLD_DAYS = 30
 ADDITIVE = ["ar_open", "credit_sales", "ar_close", "ar_current", "ar_over_90", "days_late_sum", "paid_invoices",
-            "promises_kept", "promises_resolved", "disputes_opened", "invoices_issued"]
+            "promises_kept", "promises_resolved", "disputes_opened", "invoices_issued", "unapplied_close",
+            "unapplied_over_30"]
 
 
 def kpi_periods(start: pd.Timestamp, end: pd.Timestamp, freq: Freq = "month") -> pd.DataFrame:
@@ -56,7 +61,8 @@ def kpi_periods(start: pd.Timestamp, end: pd.Timestamp, freq: Freq = "month") ->
 
 
 def ar_balances(ledger: Ledger, as_of: pd.Timestamp, tolerance: float = MONEY_TOLERANCE) -> pd.DataFrame:
-    """Per customer at `as_of`: total AR (net of unapplied cash), current AR and AR over 90 days past due."""
+    """Per customer at `as_of`: total AR (net of unapplied cash), current AR, AR over 90 days past due, and the
+    unapplied cash itself (positive) and the part of it received more than 30 days before."""
     detail = aging_detail(ledger, as_of, basis="due_date", currency="base", tolerance=tolerance)
     document = detail["item_type"] != "payment"
     amount = detail["open_amount"]
@@ -64,6 +70,8 @@ def ar_balances(ledger: Ledger, as_of: pd.Timestamp, tolerance: float = MONEY_TO
         "ar": amount,
         "ar_current": amount.where(document & (detail["age_days"] <= 0), 0.0),
         "ar_over_90": amount.where(document & (detail["age_days"] > OVER_DAYS), 0.0),
+        "unapplied": (-amount).where(~document, 0.0),
+        "unapplied_over_30": (-amount).where(~document & (detail["age_days"] > UNAPPLIED_OLD_DAYS), 0.0),
     }).groupby(detail["customer_id"]).sum()
 
 
@@ -71,7 +79,7 @@ def period_components(ledger: Ledger, start: pd.Timestamp, end: pd.Timestamp,
                       tolerance: float = MONEY_TOLERANCE) -> pd.DataFrame:
     """Per customer, the additive parts of every KPI for the period from `start` to `end`."""
     opening = ar_balances(ledger, start - DAY, tolerance)["ar"].rename("ar_open")
-    closing = ar_balances(ledger, end, tolerance).rename(columns={"ar": "ar_close"})
+    closing = ar_balances(ledger, end, tolerance).rename(columns={"ar": "ar_close", "unapplied": "unapplied_close"})
     known = known_at(ledger, end)
     invoices = known.invoices
     issued = invoices[invoices["invoice_date"] >= start]
@@ -143,6 +151,7 @@ def kpi_ratios(parts: pd.DataFrame) -> pd.DataFrame:
         "average_days_late": ratio(parts["days_late_sum"], parts["paid_invoices"]),
         "promise_kept_rate": ratio(parts["promises_kept"], parts["promises_resolved"]),
         "dispute_rate": ratio(parts["disputes_opened"], parts["invoices_issued"]),
+        "unapplied_share": ratio(parts["unapplied_close"], parts["ar_close"] + parts["unapplied_close"]),
     }, index=parts.index)
 
 
@@ -167,5 +176,5 @@ def kpi_report(ledger: Ledger, start: pd.Timestamp, end: pd.Timestamp, freq: Fre
         frames.append(pd.concat([parts, ratios], axis=1).reset_index())
     columns = ["period", "period_start", "period_end", "days", "customer_id", "dso_simple", "dso_countback",
                "bpdso", "add", "cei", "share_over_90", "average_days_late", "promise_kept_rate", "dispute_rate",
-               *ADDITIVE]
+               "unapplied_share", *ADDITIVE]
     return pd.concat(frames, ignore_index=True)[columns]

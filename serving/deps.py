@@ -123,6 +123,7 @@ Credit = Annotated[Principal, Depends(require("credit"))]
 CreditOrTreasury = Annotated[Principal, Depends(require("credit", "treasury"))]
 Treasury = Annotated[Principal, Depends(require("treasury"))]
 Cash = Annotated[Principal, Depends(require("cash"))]
+CashOrFinance = Annotated[Principal, Depends(require("cash", "credit", "treasury"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

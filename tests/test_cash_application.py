@@ -334,3 +334,39 @@ def test_a_confirmed_payer_is_recognised_by_its_account_next_time():
     assert "BANK-a" not in set(result["payment_id"])  # applied now
     rows = rows_of(result, "BANK-b")
     assert rows["identified_by"].tolist() == ["account"] and rows["invoice_id"].tolist() == [second]
+
+
+def test_the_unapplied_cash_report_gives_amount_age_and_reason_per_payment():
+    from cash_application.unapplied import unapplied_cash
+    from ledger.schema import UNIDENTIFIED_PAYER
+    from tests.ledgers import tiny_ledger
+
+    ledger = tiny_ledger()
+    bank_line = pd.DataFrame([{"payment_id": "BANK-1", "customer_id": None, "received_date": pd.Timestamp("2024-02-01"),
+                               "amount": 75.0, "currency": "EUR", "amount_base": 75.0}])
+    ledger = ledger.replace(payments=pd.concat([ledger.payments, bank_line], ignore_index=True))
+    proposals = pd.DataFrame([{"payment_id": "BANK-1", "decision": "unmatched", "rule": None, "confidence": np.nan,
+                               "reason": "payer not identified (account, name and memo line match no customer)"}])
+    report = unapplied_cash(ledger, pd.Timestamp("2024-03-10"), proposals).set_index("payment_id")
+    # tiny ledger: P3 (50, C2) has no application; P2 (100) applied 300 - 200 = 100 in full; BANK-1 unidentified.
+    assert list(report.index) == ["BANK-1", "P3"]
+    assert report.loc["BANK-1", "customer_id"] == UNIDENTIFIED_PAYER
+    assert (report.loc["BANK-1", "age_days"], report.loc["BANK-1", "age_bucket"]) == (38, "31-60")
+    assert report.loc["BANK-1", "reason"].startswith("unmatched: payer not identified")
+    assert (report.loc["P3", "unapplied_amount"], report.loc["P3", "reason"]) == (50.0, "not applied")
+    # Before BANK-1 arrived it is not there.
+    assert "BANK-1" not in set(unapplied_cash(ledger, pd.Timestamp("2024-01-31"))["payment_id"])
+
+
+def test_arrisk_unapplied_writes_the_report(tmp_path: Path):
+    from ledger.remittance import with_cash_to_apply
+
+    ledger, _ = generate_ledger(60, 12, 5, start=START, remittance=True)
+    folder = tmp_path / "ledger"
+    write_ledger(with_cash_to_apply(ledger, pd.Timestamp("2024-02-15")), folder)
+    out = tmp_path / "unapplied.csv"
+    result = runner.invoke(app, ["unapplied", "--ledger", str(folder), "--as-of", "2024-02-29", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert len(table) > 0 and (table["unapplied_amount"] > 0).all()
+    assert table["reason"].str.contains("the matcher applies it|awaiting review|unmatched|left after").all()

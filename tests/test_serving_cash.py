@@ -129,6 +129,15 @@ def test_a_changed_application_is_checked_against_what_the_documents_owe(served)
     assert part.json()["decision"] == "changed" and part.json()["lines"][0]["applied_amount"] == "100.00"
 
 
+def test_unapplied_cash_lists_each_payment_with_the_matchers_reason(served):
+    client, _ = served
+    rows = client.get(f"/v1/cash/unapplied?as_of={AS_OF:%Y-%m-%d}", headers=headers()).json()["rows"]
+    by_id = {row["payment_id"]: row for row in rows}
+    assert by_id["BANK-2"]["customer_id"] == "(unidentified payer)" and by_id["BANK-2"]["age_days"] == 1
+    assert by_id["BANK-2"]["reason"].startswith("unmatched: payer not identified")
+    assert by_id["BANK-1"]["reason"].startswith(("the matcher applies it", "awaiting review"))
+
+
 def test_cash_application_needs_the_cash_scope(served):
     client, _ = served
     assert client.get("/v1/cash/proposals", headers=headers(COLLECTOR)).status_code == 403

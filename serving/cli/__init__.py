@@ -4,7 +4,7 @@ each registering its commands on the one app, listed by stage in `arrisk --help`
     ledger.py     generate, import, validate, features
     training.py   backtest, train
     reports.py    aging, dunning, kpis, score, worklist, forecast, report drift | performance | kpis
-    cash.py       cash-apply
+    cash.py       cash-apply, unapplied
     activity.py   activity ..., audit verify
     runs.py       run (the daily run)
     serving.py    serve, token create | list

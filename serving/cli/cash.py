@@ -52,3 +52,24 @@ def cash_apply(
     console.print(f"{len(payments):,} payments: " + ", ".join(f"{counts.get(decision, 0):,} {decision}"
                                                              for decision in ("auto", "proposed", "unmatched")),
                   highlight=False)
+
+
+@app.command("unapplied", rich_help_panel=CASH)
+@reports_errors
+def unapplied(
+    ledger_dir: LedgerDir,
+    as_of: Annotated[str, typer.Option(help="Report date, YYYY-MM-DD.")],
+    match: Annotated[bool, typer.Option(help="Run the matcher for the reason of each unapplied payment.")] = True,
+    out: OutFile = None,
+) -> None:
+    """Unapplied cash: amount, age and reason per payment (or rest of one) not applied to a document."""
+    from cash_application import apply_cash
+    from cash_application.unapplied import unapplied_cash
+
+    checked_out(out)
+    cutoff = parse_date(as_of, "--as-of")
+    ledger = read_ledger(ledger_dir)
+    table = unapplied_cash(ledger, cutoff, apply_cash(ledger, cutoff) if match else None)
+    show_or_write(table, out, f"Unapplied cash as of {cutoff:%Y-%m-%d}")
+    console.print(f"{len(table):,} payments, {table['unapplied_amount_base'].sum():,.2f} unapplied "
+                  f"(company currency), {int((table['age_days'] > 30).sum()):,} older than 30 days", highlight=False)

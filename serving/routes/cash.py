@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from cash_application.confirm import payment_facts, proposal_lines
 from ledger.errors import ArRiskError, NotFound
 from serving.cash import proposal_rows, record, with_rejections
-from serving.deps import Cash, ScopesFirstRoute, State, recording_time
+from serving.deps import Cash, CashOrFinance, ScopesFirstRoute, State, recording_time
 from serving.routes.activity import IdempotencyKey, checked_idempotency_key
 from serving.schemas import (
     CashApplicationIn,
@@ -21,7 +21,9 @@ from serving.schemas import (
     CashRecorded,
     CashRejectionIn,
     IdInQuery,
+    Row,
     Rows,
+    records,
 )
 
 router = APIRouter(prefix="/cash", tags=["cash application"], route_class=ScopesFirstRoute)
@@ -87,6 +89,18 @@ def reject_proposal(rejection: CashRejectionIn, principal: Cash, state: State,
                                                   applied_date=when.date(), note=rejection.note,
                                                   idempotency_key=key, now=recording_time())
     return state.recorded(written)
+
+
+@router.get("/unapplied", response_model=Rows[Row], response_model_exclude_unset=True,
+            summary="Unapplied cash: amount, age and reason per payment (cash, credit, treasury)")
+def unapplied(principal: CashOrFinance, state: State, as_of: datetime.date | None = None) -> Rows[Row]:
+    """Every payment, or rest of one, received by `as_of` and not applied to a document, oldest first, with
+    the matcher's reason (would apply it, awaiting review, or why it is unmatched)."""
+    from cash_application.unapplied import unapplied_cash
+
+    when, table = state.cash_proposals(as_of)
+    rows = records(unapplied_cash(state.ledger, when, table))
+    return Rows[Row](as_of=when.date(), rows=rows, count=len(rows))
 
 
 @router.get("/applications", response_model=Rows[CashProposal], response_model_exclude_unset=True,
