@@ -43,11 +43,33 @@ def with_rejections(rows: list[dict], recorded: list[dict]) -> list[dict]:
     return rows
 
 
+# Short payments that are deductions to work (not a partial payment, which is simply still owed).
+DEDUCTION_REASONS = ("short payment", "bank charges", "cash discount")
+
+
 def record(state: ServingState, user: str, payment_id: str, lines: list[tuple[str, float]], decision: str,
-           when: pd.Timestamp, note: str, key: str | None) -> dict:
-    """Check the lines against the ledger served, record them, and answer once the day's views show them."""
+           when: pd.Timestamp, note: str, key: str | None, proposals: pd.DataFrame | None = None) -> dict:
+    """Check the lines against the ledger served, record them, and answer once the day's views show them.
+    Applying the matcher's proposal (`proposals` given) for a payment it found short by a deduction also
+    opens a dispute with reason `deduction: <reason>` for what the last document is left short, so the rest
+    is worked, not chased."""
     payment, checked = checked_lines(state.ledger, payment_id, lines, when)
     written = state.store.record_cash_application(user, payment=payment, lines=checked, decision=decision,
                                                   applied_date=when.date(), note=note, idempotency_key=key,
                                                   now=recording_time())
+    deduction = proposed_deduction(proposals, payment_id) if proposals is not None else None
+    if deduction is not None:
+        reason, short = deduction
+        last = checked[-1]
+        written["deduction"] = state.store.create_dispute(
+            user, invoice_id=last["invoice_id"], customer_id=last["customer_id"], opened_date=when.date(),
+            reason_code=f"deduction: {reason}", amount=f"{short:.2f}", now=recording_time())
     return state.recorded(written)
+
+
+def proposed_deduction(proposals: pd.DataFrame, payment_id: str) -> tuple[str, float] | None:
+    """(reason, amount) when the matcher found the payment short by a deduction; None otherwise."""
+    rows = proposals[proposals["payment_id"] == payment_id]
+    if rows.empty or rows["deduction_reason"].iat[0] not in DEDUCTION_REASONS:
+        return None
+    return rows["deduction_reason"].iat[0], round(-float(rows["residual"].iat[0]), 2)

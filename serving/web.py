@@ -578,10 +578,11 @@ def confirm_cash(request: Request, service: Service, payment_id: str, csrf: Anno
                  as_of: Annotated[str, Form()] = "") -> Response:
     """Apply the payment as the matcher proposes (cash)."""
     def act(state: Any, session: Session, when: pd.Timestamp) -> str:
-        lines = proposal_lines(state.cash_proposals(when.date())[1], payment_id)
+        proposals = state.cash_proposals(when.date())[1]
+        lines = proposal_lines(proposals, payment_id)
         if not lines:
             raise NotFound(f"payment {payment_id!r} has no proposal on {when:%Y-%m-%d}")
-        record_cash(state, session.principal.user, payment_id, lines, "confirmed", when, "", None)
+        record_cash(state, session.principal.user, payment_id, lines, "confirmed", when, "", None, proposals)
         return f"{payment_id} applied as proposed"
 
     return cash_action(request, service, payment_id, csrf, as_of, act)

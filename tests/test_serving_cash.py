@@ -17,13 +17,28 @@ CASH, COLLECTOR, ADMIN = "arr_cash_application_token_0123", "arr_cash_collector_
 AS_OF = pd.Timestamp("2023-06-15")
 
 
-def overdue_invoice(ledger) -> pd.Series:
-    """The largest overdue invoice on AS_OF of a customer with at least two overdue invoices."""
+def overdue_invoices(ledger) -> pd.DataFrame:
+    """Overdue invoices on AS_OF of customers with at least two of them, largest first."""
     state = document_state(known_at(ledger, AS_OF), AS_OF, 0.005)
     overdue = state[state["is_open"] & state["is_invoice"] & (state["due_date"] < AS_OF - pd.Timedelta(days=10))]
     counts = overdue["customer_id"].value_counts()
     several = overdue[overdue["customer_id"].isin(counts[counts >= 2].index)]
-    return several.sort_values("open_amount").iloc[-1]
+    return several.sort_values("open_amount", ascending=False)
+
+
+def overdue_invoice(ledger) -> pd.Series:
+    """The largest overdue invoice on AS_OF of a customer with at least two overdue invoices."""
+    return overdue_invoices(ledger).iloc[0]
+
+
+def short_paid_invoice(ledger) -> pd.Series:
+    """An overdue invoice of another customer, of more than 2,000, in the same currency as the first."""
+    candidates = overdue_invoices(ledger)
+    first = candidates.iloc[0]
+    currency = ledger.invoices.set_index("invoice_id")["currency"]
+    others = candidates[(candidates["customer_id"] != first["customer_id"]) & (candidates["open_amount"] > 2000)
+                        & (candidates["invoice_id"].map(currency) == currency[first["invoice_id"]])]
+    return others.iloc[0]
 
 
 @pytest.fixture()
@@ -31,15 +46,24 @@ def served(scoring_ledger, champion_store, tmp_path):
     """The scoring ledger plus two bank payments not applied yet: one paying an overdue invoice in full and
     quoting it, one from a payer nobody knows; and a client of the service on it."""
     from ledger import write_ledger
+    from ledger.remittance import with_remittance
 
+    # The ranker learns what memo lines are worth from past payments: give them the bank's remittance data.
+    scoring_ledger, _ = with_remittance(scoring_ledger, 5)
     invoice = overdue_invoice(scoring_ledger)
     customer = scoring_ledger.customers.set_index("customer_id").loc[invoice["customer_id"]]
     currency = scoring_ledger.invoices.set_index("invoice_id").at[invoice["invoice_id"], "currency"]
+    short = short_paid_invoice(scoring_ledger)
+    short_customer = scoring_ledger.customers.set_index("customer_id").loc[short["customer_id"]]
     bank = pd.DataFrame([
         {"payment_id": "BANK-1", "customer_id": None, "received_date": AS_OF - pd.Timedelta(days=1),
          "amount": round(float(invoice["open_amount"]), 2), "currency": currency,
          "amount_base": round(float(invoice["open_amount_base"]), 2), "payer_name": str(customer["name"]).upper(),
          "payer_account": "DE00123456780000000001", "remittance_text": f"Rechnung {invoice['invoice_id']}"},
+        {"payment_id": "BANK-3", "customer_id": None, "received_date": AS_OF - pd.Timedelta(days=1),
+         "amount": round(float(short["open_amount"]) - 300, 2), "currency": currency,
+         "amount_base": round(float(short["open_amount"]) - 300, 2), "payer_name": str(short_customer["name"]),
+         "payer_account": "DE00123456780000000003", "remittance_text": f"RE {short['invoice_id']}"},
         {"payment_id": "BANK-2", "customer_id": None, "received_date": AS_OF - pd.Timedelta(days=1),
          "amount": 123.45, "currency": currency, "amount_base": 123.45, "payer_name": "Nobody Known Ltd",
          "payer_account": "GB00NOBODY000000000000", "remittance_text": "PAYMENT"},
@@ -56,7 +80,7 @@ def served(scoring_ledger, champion_store, tmp_path):
         patch.setenv("ARRISK_REPORTS", str(tmp_path / "reports"))
         patch.delenv("ARRISK_TOKENS_FILE", raising=False)
         with TestClient(service_app(), raise_server_exceptions=False) as client:
-            yield client, invoice
+            yield client, invoice, short
 
 
 def headers(token: str = CASH) -> dict[str, str]:
@@ -75,7 +99,7 @@ def proposals(client) -> dict[str, dict]:
 
 
 def test_a_confirmed_application_is_audited_and_the_next_worklist_sees_the_invoice_paid(served):
-    client, invoice = served
+    client, invoice, _ = served
     before = worklist_row(client, invoice["customer_id"])
     assert before is not None and before["overdue_amount_base"] >= invoice["open_amount_base"] - 0.01
 
@@ -104,7 +128,7 @@ def test_a_confirmed_application_is_audited_and_the_next_worklist_sees_the_invoi
 
 
 def test_an_unknown_payer_is_unmatched_and_a_rejection_is_shown_with_its_reason(served):
-    client, _ = served
+    client, _, _ = served
     unknown = proposals(client)["BANK-2"]
     assert unknown["decision"] == "unmatched" and unknown["reason"].startswith("payer not identified")
     rejected = client.post("/v1/cash/rejections", json={"payment_id": "BANK-1", "note": "paid for another company",
@@ -115,7 +139,7 @@ def test_an_unknown_payer_is_unmatched_and_a_rejection_is_shown_with_its_reason(
 
 
 def test_a_changed_application_is_checked_against_what_the_documents_owe(served):
-    client, invoice = served
+    client, invoice, _ = served
     too_much = {"payment_id": "BANK-2", "applied_date": f"{AS_OF:%Y-%m-%d}",
                 "lines": [{"invoice_id": invoice["invoice_id"], "amount": "500.00"}]}
     response = client.post("/v1/cash/applications", json=too_much, headers=headers())
@@ -129,8 +153,23 @@ def test_a_changed_application_is_checked_against_what_the_documents_owe(served)
     assert part.json()["decision"] == "changed" and part.json()["lines"][0]["applied_amount"] == "100.00"
 
 
+def test_confirming_a_short_payment_opens_a_deduction_for_what_is_left(served):
+    client, _, short = served
+    proposal = proposals(client)["BANK-3"]
+    assert proposal["decision"] != "unmatched", proposal["reason"]
+    assert proposal["residual"] == pytest.approx(-300.0) and proposal["deduction_reason"] == "short payment"
+    confirmed = client.post("/v1/cash/applications", json={"payment_id": "BANK-3", "applied_date": f"{AS_OF:%Y-%m-%d}"},
+                            headers=headers())
+    assert confirmed.status_code == 201, confirmed.text
+    deduction = confirmed.json()["deduction"]
+    assert (deduction["invoice_id"], deduction["reason_code"], deduction["amount"]) == (
+        short["invoice_id"], "deduction: short payment", "300.00")
+    disputes = client.get(f"/v1/disputes?customer_id={short['customer_id']}", headers=headers(ADMIN)).json()["rows"]
+    assert [row["reason_code"] for row in disputes] == ["deduction: short payment"]
+
+
 def test_unapplied_cash_lists_each_payment_with_the_matchers_reason(served):
-    client, _ = served
+    client, _, _ = served
     rows = client.get(f"/v1/cash/unapplied?as_of={AS_OF:%Y-%m-%d}", headers=headers()).json()["rows"]
     by_id = {row["payment_id"]: row for row in rows}
     assert by_id["BANK-2"]["customer_id"] == "(unidentified payer)" and by_id["BANK-2"]["age_days"] == 1
@@ -139,7 +178,7 @@ def test_unapplied_cash_lists_each_payment_with_the_matchers_reason(served):
 
 
 def test_cash_application_needs_the_cash_scope(served):
-    client, _ = served
+    client, _, _ = served
     assert client.get("/v1/cash/proposals", headers=headers(COLLECTOR)).status_code == 403
     assert client.post("/v1/cash/applications", json={"payment_id": "BANK-1"}, headers=headers(COLLECTOR)).status_code == 403
     assert client.get("/v1/cash/proposals").status_code == 401
@@ -157,7 +196,7 @@ def web_login(client) -> str:
 
 
 def test_the_cash_page_lists_proposals_and_confirms_one(served):
-    client, invoice = served
+    client, invoice, _ = served
     csrf = web_login(client)
     page = client.get(f"/v1/ui/cash?as_of={AS_OF:%Y-%m-%d}")
     assert page.status_code == 200

@@ -51,6 +51,7 @@ def apply_payment(application: CashApplicationIn, principal: Cash, state: State,
     the lines apply more than the payment; 409 when the payment is already applied."""
     key = checked_idempotency_key(idempotency_key)
     when = state.checked_as_of(application.applied_date, "applied_date")
+    table = None
     if application.lines is None:
         _, table = state.cash_proposals(when.date())
         lines, decision = proposal_lines(table, application.payment_id), "confirmed"
@@ -58,7 +59,7 @@ def apply_payment(application: CashApplicationIn, principal: Cash, state: State,
             raise NotFound(f"payment {application.payment_id!r} has no proposal on {when:%Y-%m-%d}; give the lines")
     else:
         lines, decision = [(line.invoice_id, float(line.amount)) for line in application.lines], "changed"
-    return record(state, principal.user, application.payment_id, lines, decision, when, application.note, key)
+    return record(state, principal.user, application.payment_id, lines, decision, when, application.note, key, table)
 
 
 @router.post("/auto", response_model=CashAutoResult, status_code=201,
@@ -72,7 +73,7 @@ def apply_automatic(principal: Cash, state: State, as_of: datetime.date | None =
     for payment_id in table.loc[table["decision"] == "auto", "payment_id"].unique():
         try:
             written.append(record(state, principal.user, payment_id, proposal_lines(table, payment_id), "auto",
-                                  when, "applied automatically by the matcher", None))
+                                  when, "applied automatically by the matcher", None, table))
         except ArRiskError as error:  # reported in the answer, one payment each
             refused.append({"payment_id": payment_id, "reason": str(error)})
     return {"as_of": when.date(), "rows": written, "count": len(written), "refused": refused}
