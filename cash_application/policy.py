@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from configs import config_path
+from configs import config_path, validated_policy
 from ledger.errors import BadInput
 
 DEFAULT_POLICY = config_path("cash_application", "default.yaml")
@@ -45,13 +44,4 @@ class MatchPolicy(BaseModel):
 
 def load_match_policy(path: str | Path = DEFAULT_POLICY) -> MatchPolicy:
     """Read and validate a cash-application policy YAML; `MatchPolicyError` names the file and the problem."""
-    path = Path(path)
-    try:
-        return MatchPolicy.model_validate(yaml.safe_load(path.read_text()) or {})
-    except OSError as error:
-        raise MatchPolicyError(f"{path}: cannot read ({error.strerror or error})") from None
-    except yaml.YAMLError as error:
-        raise MatchPolicyError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in error.errors())
-        raise MatchPolicyError(f"{path}: {problems}") from None
+    return validated_policy(path, MatchPolicy, MatchPolicyError)

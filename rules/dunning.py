@@ -19,11 +19,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from configs import validated_policy
 from features.asof import known_at
 from features.collections import PENDING, open_disputes, promise_status
 from features.settlement import days_between, document_state
@@ -90,17 +90,7 @@ class DunningPolicy(BaseModel):
 
 def load_policy(path: str | Path) -> DunningPolicy:
     """Read and validate a dunning policy YAML; `PolicyError` names the file and the problem."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-        return DunningPolicy.model_validate(raw)
-    except OSError as error:
-        raise PolicyError(f"{path}: cannot read ({error.strerror or error})") from None
-    except yaml.YAMLError as error:
-        raise PolicyError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in error.errors())
-        raise PolicyError(f"{path}: {problems}") from None
+    return validated_policy(path, DunningPolicy, PolicyError)
 
 
 def policy_levels(policy: DunningPolicy) -> pd.DataFrame:

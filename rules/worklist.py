@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from configs import config_path
+from configs import config_path, validated_policy
 from features.asof import known_at
 from features.collections import BROKEN, promise_status
 from ledger import Ledger
@@ -60,16 +59,7 @@ class WorklistFilterError(BadInput, ValueError):
 
 def load_worklist_policy(path: str | Path = DEFAULT_POLICY) -> WorklistPolicy:
     """The policy in a YAML file, or a `WorklistPolicyError` naming the file and the bad keys."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise WorklistPolicyError(f"{path}: cannot read the policy: {error}") from None
-    try:
-        return WorklistPolicy.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in error.errors())
-        raise WorklistPolicyError(f"{path}: {problems}") from None
+    return validated_policy(path, WorklistPolicy, WorklistPolicyError)
 
 
 def money_at_risk(open_amount_base: pd.Series, p_unpaid: pd.Series) -> pd.Series:

@@ -275,12 +275,19 @@ def test_a_bad_policy_is_named(tmp_path: Path):
         load_match_policy(bad)
 
 
-def test_cash_apply_writes_the_proposals_and_refuses_a_bad_date(tmp_path: Path):
-    ledger, _ = generate_ledger(60, 12, 5, start=START, remittance=True)
+@pytest.fixture(scope="module")
+def arriving(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ledger folder whose payments from 2024-02-01 on have just come in from the bank."""
     from ledger.remittance import with_cash_to_apply
 
-    folder = tmp_path / "ledger"
+    ledger, _ = generate_ledger(60, 12, 5, start=START, remittance=True)
+    folder = tmp_path_factory.mktemp("arriving") / "ledger"
     write_ledger(with_cash_to_apply(ledger, pd.Timestamp("2024-02-01")), folder)
+    return folder
+
+
+def test_cash_apply_writes_the_proposals_and_refuses_a_bad_date(arriving: Path, tmp_path: Path):
+    folder = arriving
     out = tmp_path / "cash.csv"
     result = runner.invoke(app, ["cash-apply", "--ledger", str(folder), "--as-of", "2024-02-29", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -358,14 +365,9 @@ def test_the_unapplied_cash_report_gives_amount_age_and_reason_per_payment():
     assert "BANK-1" not in set(unapplied_cash(ledger, pd.Timestamp("2024-01-31"))["payment_id"])
 
 
-def test_arrisk_unapplied_writes_the_report(tmp_path: Path):
-    from ledger.remittance import with_cash_to_apply
-
-    ledger, _ = generate_ledger(60, 12, 5, start=START, remittance=True)
-    folder = tmp_path / "ledger"
-    write_ledger(with_cash_to_apply(ledger, pd.Timestamp("2024-02-15")), folder)
+def test_arrisk_unapplied_writes_the_report(arriving: Path, tmp_path: Path):
     out = tmp_path / "unapplied.csv"
-    result = runner.invoke(app, ["unapplied", "--ledger", str(folder), "--as-of", "2024-02-29", "--out", str(out)])
+    result = runner.invoke(app, ["unapplied", "--ledger", str(arriving), "--as-of", "2024-02-29", "--out", str(out)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert len(table) > 0 and (table["unapplied_amount"] > 0).all()
