@@ -33,6 +33,13 @@ def proposal_rows(proposals: pd.DataFrame, decision: str | None) -> list[dict]:
     return sorted(rows, key=lambda row: -(row["payment_amount"] or 0.0))
 
 
+def automatic_payments(proposals: pd.DataFrame, recorded: list[dict]) -> list[str]:
+    """The payments decided `auto` whose proposal no user has rejected (a live rejection in `recorded`)."""
+    rejected = {line["payment_id"] for line in recorded if line["decision"] == "rejected"}
+    automatic = proposals.loc[proposals["decision"] == "auto", "payment_id"].unique()
+    return [payment_id for payment_id in automatic if payment_id not in rejected]
+
+
 def with_rejections(rows: list[dict], recorded: list[dict]) -> list[dict]:
     """The rows with `rejected_by` and `rejection_note` where a user rejected the payment's proposal."""
     rejected = {line["payment_id"]: line for line in recorded if line["decision"] == "rejected"}

@@ -203,3 +203,12 @@ def test_the_cash_page_lists_proposals_and_confirms_one(served):
     assert done.status_code == 200 and "BANK-WEB applied as proposed" in done.text
     assert 'data-payment="BANK-WEB"' not in done.text
     assert client.get("/v1/cash/applications?payment_id=BANK-WEB", headers=headers()).json()["count"] == 1
+
+
+def test_a_rejected_proposal_is_never_applied_automatically():
+    from serving.cash import automatic_payments
+
+    proposals = pd.DataFrame({"payment_id": ["P1", "P1", "P2", "P3"], "decision": ["auto", "auto", "auto", "proposed"]})
+    rejected = [{"payment_id": "P2", "decision": "rejected"}, {"payment_id": "P3", "decision": "confirmed"}]
+    assert automatic_payments(proposals, rejected) == ["P1"]
+    assert automatic_payments(proposals, []) == ["P1", "P2"]

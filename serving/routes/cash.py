@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 
 from cash_application.confirm import payment_facts, proposal_lines
 from ledger.errors import ArRiskError, NotFound
-from serving.cash import proposal_rows, record, with_rejections
+from serving.cash import automatic_payments, proposal_rows, record, with_rejections
 from serving.deps import Cash, CashOrFinance, ScopesFirstRoute, State, recording_time
 from serving.routes.activity import IdempotencyKey, checked_idempotency_key
 from serving.schemas import (
@@ -67,10 +67,11 @@ def apply_payment(application: CashApplicationIn, principal: Cash, state: State,
 def apply_automatic(principal: Cash, state: State, as_of: datetime.date | None = None) -> dict:
     """The payments the matcher clears without review (confidence from the policy's `auto_threshold`) are
     recorded as applied, audited under the caller's name with decision `auto`, one payment per transaction;
-    a payment the ledger or the store no longer allows is listed under `refused` with the reason."""
+    a payment whose proposal a user rejected is left alone, and one the ledger or the store no longer allows
+    is listed under `refused` with the reason."""
     when, table = state.cash_proposals(as_of)
     written, refused = [], []
-    for payment_id in table.loc[table["decision"] == "auto", "payment_id"].unique():
+    for payment_id in automatic_payments(table, state.store.list_cash_applications()):
         try:
             written.append(record(state, principal.user, payment_id, proposal_lines(table, payment_id), "auto",
                                   when, "applied automatically by the matcher", None, table))
