@@ -20,8 +20,11 @@ of `KINDS`; `expected_residual`, its amount minus what it applies (> 0 for over-
 `overpayment` flags every payment with more cash than it applies (the ledger's own unapplied cash too).
 What the ledger itself says about a payment is flagged too: `partial` (an invoice it pays stays short of
 its amount after it: instalments and short payments) and `deduction` (it nets a credit memo, or the
-short-paid rest of an invoice it pays is written off the day it is applied). A cash discount cannot be
-told from a deduction in the ledger (it has no discount terms), so there is no `discount` flag.
+short-paid rest of an invoice it pays is written off the day it is applied). `discount` flags a payment
+made net of a cash discount: a `discount_share` of the payments that settle one invoice alone, in full, are
+lowered by one of `discount_rates` of it, their application with them, and the discount is booked as the
+invoice's write-off on the day it is applied (how a cash discount posting clears the rest); such a payment
+is not also flagged `deduction`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from ledger.validation import TOLERANCE
 
 DUPLICATE_PREFIX = "PAYX-"
 KINDS = ("plain", "no_prefix", "word_prefix", "multi_invoice", "typo", "truncated", "no_reference",
-         "parent_payer", "name_variant", "partial", "deduction", "overpayment", "duplicate")
+         "parent_payer", "name_variant", "partial", "deduction", "discount", "overpayment", "duplicate")
 ID_STYLES = ("full", "digits", "number")  # INV000123, 000123, 123
 WORD_PREFIXES = ("Rechnung ", "Invoice ", "RE ", "Inv no ", "Rg.Nr. ", "Facture ", "Re: ")
 SEPARATORS = (" ", ", ", "/", "; ", " + ")
@@ -77,12 +80,15 @@ class RemittanceConfig:
     duplicate_share: float = 0.01  # payments sent twice (the copy applies to nothing)
     duplicate_days: int = 3  # the copy arrives 0 to this many days later
     unidentified_share: float = 0.0  # payments whose payer is not identified yet (customer_id missing)
+    discount_share: float = 0.03  # of payments settling one invoice alone and in full: net of a cash discount
+    discount_rates: tuple[float, ...] = (0.02, 0.03)  # the discounts taken, as shares of the invoice
 
 
 def with_remittance(ledger: Ledger, seed: int, config: RemittanceConfig | None = None) -> tuple[Ledger, pd.DataFrame]:
     """The ledger with remittance data on every payment, overpayments, duplicates and parent companies,
     and the truth frame (one row per payment); the same for the same ledger, seed and config."""
     config = config or RemittanceConfig()
+    ledger, discounted = with_discounts(ledger, config, stream(seed, "discounts"))
     customers = ledger.customers
     payments = ledger.payments.reset_index(drop=True)
     n = len(payments)
@@ -105,7 +111,8 @@ def with_remittance(ledger: Ledger, seed: int, config: RemittanceConfig | None =
     remitted = payments.assign(amount=amount, amount_base=amount_base, payer_name=name, payer_account=account,
                                remittance_text=text)
     kinds = text_kinds | {"parent_payer": (payer != customer) & (payer >= 0), "name_variant": name_varied,
-                          "partial": partial, "deduction": deduction,
+                          "partial": partial & ~discounted, "deduction": deduction & ~discounted,
+                          "discount": discounted,
                           "overpayment": amount - applied > TOLERANCE, "duplicate": np.zeros(n, dtype=bool)}
 
     copied = duplicate_positions(amount, config.duplicate_share, stream(seed, "duplicates"))
@@ -117,7 +124,7 @@ def with_remittance(ledger: Ledger, seed: int, config: RemittanceConfig | None =
 
     all_kinds = {kind: np.concatenate([flags, flags[copied]]) for kind, flags in kinds.items()}
     all_kinds["duplicate"][n:] = True
-    for kind in ("partial", "deduction", "overpayment"):
+    for kind in ("partial", "deduction", "discount", "overpayment"):
         all_kinds[kind][n:] = False
     truth = pd.DataFrame({
         "payment_id": every["payment_id"].to_numpy(dtype=object),
@@ -392,6 +399,36 @@ def settlement_kinds(ledger: Ledger, payment_ids: pd.Series) -> tuple[np.ndarray
     return per_payment(short), per_payment(deducted)
 
 
+def with_discounts(ledger: Ledger, config: RemittanceConfig, rng: np.random.Generator) -> tuple[Ledger, np.ndarray]:
+    """The ledger with a `discount_share` of the payments that settle one invoice alone and in full (its one
+    application, no write-off) made net of a cash discount: payment and application lowered by the discount,
+    which is written off the invoice the day it is applied; and per payment (ledger order) whether it was."""
+    payments, applications, invoices = ledger.payments, ledger.payment_applications, ledger.invoices
+    per_payment = applications.groupby("payment_id")["invoice_id"].agg(["size", "first"])
+    per_invoice = applications.groupby("invoice_id").size()
+    facts = invoices.set_index("invoice_id")
+    invoice = payments["payment_id"].map(per_payment["first"])
+    alone = (payments["payment_id"].map(per_payment["size"]) == 1) & invoice.map(per_invoice).eq(1)
+    alone &= invoice.map(facts["doc_type"]).eq("invoice") & ~invoice.isin(ledger.writeoffs["invoice_id"])
+    alone &= (payments["amount"] - invoice.map(facts["amount"])).abs().le(TOLERANCE)
+    chosen = (alone & (rng.random(len(payments)) < config.discount_share)).to_numpy()
+    rate = rng.choice(np.asarray(config.discount_rates, dtype=float), len(payments))
+    discount = np.round(payments["amount"].to_numpy(dtype=float) * rate, 2)
+    amount = np.where(chosen, np.round(payments["amount"].to_numpy(dtype=float) - discount, 2), payments["amount"])
+    scale = np.divide(amount, payments["amount"].to_numpy(dtype=float), out=np.ones(len(payments)),
+                      where=payments["amount"].to_numpy(dtype=float) > 0)
+    lowered = pd.Series(amount, index=payments["payment_id"].to_numpy())[chosen]
+    applied = applications["payment_id"].map(lowered)
+    booked = applications[applications["payment_id"].isin(lowered.index)]
+    writeoffs = pd.DataFrame({"invoice_id": booked["invoice_id"].to_numpy(), "date": booked["applied_date"].to_numpy(),
+                              "amount": (booked["amount"] - booked["payment_id"].map(lowered)).round(2).to_numpy()})
+    return ledger.replace(
+        payments=payments.assign(amount=amount, amount_base=np.round(payments["amount_base"] * scale, 2)),
+        payment_applications=applications.assign(amount=applied.fillna(applications["amount"])),
+        writeoffs=pd.concat([ledger.writeoffs, writeoffs], ignore_index=True) if len(writeoffs) else ledger.writeoffs,
+    ), chosen
+
+
 def cumulative_per_group(values: np.ndarray, group: np.ndarray, *order: np.ndarray) -> np.ndarray:
     """Per row: the sum of `values` over the rows of its group up to and including it, rows ordered
     within a group by the `order` keys (first key first)."""
@@ -460,17 +497,22 @@ def joined_kinds(flags: dict[str, np.ndarray]) -> np.ndarray:
 
 def with_cash_to_apply(ledger: Ledger, since: pd.Timestamp) -> Ledger:
     """The ledger as cash application finds it when the payments received from `since` on have just come
-    in from the bank: they have no applications and no `customer_id` yet, and the documents they settled
-    are open again (no `cleared_date`). For tests and benchmarks of the matcher, with the remittance truth
-    of `with_remittance` as the answer."""
+    in from the bank: they have no applications and no `customer_id` yet, the documents they settled are
+    open again (no `cleared_date`), and what was written off those documents from `since` on (a discount or
+    deduction booked when the payment was applied) is not booked yet. For tests and benchmarks of the
+    matcher, with the remittance truth of `with_remittance` as the answer."""
     payments = ledger.payments
     arriving = payments["received_date"] >= pd.Timestamp(since)
     ids = set(payments.loc[arriving, "payment_id"])
     applications = ledger.payment_applications
     stripped = applications["payment_id"].isin(ids)
     reopened = ledger.invoices["invoice_id"].isin(applications.loc[stripped, "invoice_id"])
+    writeoffs = ledger.writeoffs
+    booked_later = writeoffs["invoice_id"].isin(applications.loc[stripped, "invoice_id"]) & (
+        writeoffs["date"] >= pd.Timestamp(since))
     return ledger.replace(
         payments=payments.assign(customer_id=payments["customer_id"].where(~arriving, None)),
         payment_applications=applications[~stripped].reset_index(drop=True),
+        writeoffs=writeoffs[~booked_later].reset_index(drop=True),
         invoices=ledger.invoices.assign(cleared_date=ledger.invoices["cleared_date"].where(~reopened)),
     )

@@ -47,7 +47,10 @@ def test_result_validates_and_leaves_invoices_and_applications_alone(small):
     original, ledger, truth = small
     assert ledger.validate() is ledger
     pd.testing.assert_frame_equal(ledger.invoices, original.invoices)
-    pd.testing.assert_frame_equal(ledger.payment_applications, original.payment_applications)
+    # Only the applications of payments net of a cash discount change (test below).
+    discounted = set(truth.loc[flagged(truth, "discount").to_numpy(), "payment_id"])
+    kept = ~original.payment_applications["payment_id"].isin(discounted)
+    pd.testing.assert_frame_equal(ledger.payment_applications[kept], original.payment_applications[kept])
     assert set(original.payments["payment_id"]) <= set(ledger.payments["payment_id"])
     assert list(truth["payment_id"]) == list(ledger.payments["payment_id"])
     for column in ("payer_name", "payer_account", "statement_ref"):
@@ -145,6 +148,26 @@ def test_residual_is_amount_minus_applied_and_positive_for_over_and_duplicate_pa
     extra = flagged(truth, "overpayment") | flagged(truth, "duplicate")
     assert (truth.loc[extra, "expected_residual"] > 0).all()
     assert (truth.loc[~extra, "expected_residual"].abs() < 0.005).all()
+
+
+def test_a_cash_discount_lowers_payment_and_application_and_writes_the_discount_off(small):
+    original, ledger, truth = small
+    discounted = truth.loc[flagged(truth, "discount").to_numpy(), "payment_id"]
+    assert len(discounted) > 0
+    applications = ledger.payment_applications.set_index("payment_id").loc[discounted]
+    paid = ledger.payments.set_index("payment_id").loc[discounted, "amount"]
+    invoice = ledger.invoices.set_index("invoice_id").loc[applications["invoice_id"], "amount"].to_numpy()
+    written = ledger.writeoffs.set_index("invoice_id").loc[applications["invoice_id"]]
+    assert (applications["amount"].to_numpy() == paid.to_numpy()).all()
+    rate = 1 - paid.to_numpy() / invoice
+    assert ((abs(rate - 0.02) < 0.0005) | (abs(rate - 0.03) < 0.0005)).all()
+    assert (abs(written["amount"].to_numpy() + paid.to_numpy() - invoice) < 0.005).all()
+    assert (written["date"].to_numpy() == applications["applied_date"].to_numpy()).all()
+    assert not flagged(truth, "deduction")[flagged(truth, "discount")].any()
+    # Before: each settled its invoice alone, in full, with nothing written off.
+    before = original.payments.set_index("payment_id").loc[discounted, "amount"].to_numpy()
+    assert (abs(before - invoice) < 0.005).all()
+    assert not original.writeoffs["invoice_id"].isin(applications["invoice_id"]).any()
 
 
 def test_partial_and_deduction_follow_the_ledger(small):
