@@ -116,3 +116,17 @@ def test_a_cleared_date_the_settlements_contradict_is_named_per_row(tmp_path):
         import_ledger([rewritten_invoices(tmp_path, moved)], "generic_csv")
     assert [(problem.where, problem.column) for problem in caught.value.problems] == [("invoices", "cleared_date")]
     assert "expected the date of the last application or write-off" in caught.value.problems[0].message
+
+
+def test_a_bank_payment_without_customer_or_application_is_unapplied_cash_with_its_remittance_data(tmp_path):
+    shutil.copytree(TEMPLATE, tmp_path, dirs_exist_ok=True)
+    payments = pd.read_csv(tmp_path / "payments.csv")
+    line = {"payment_id": "BANK-X", "customer_id": None, "received_date": "2024-03-08", "amount": 75.0,
+            "currency": "EUR", "amount_base": 75.0, "payer_name": "ACME GMBH", "payer_account": "DE02120300000000202051",
+            "remittance_text": "Rechnung I2", "statement_ref": "ST-1/1"}
+    pd.concat([payments, pd.DataFrame([line])]).to_csv(tmp_path / "payments.csv", index=False)
+    ledger = import_ledger([tmp_path], "generic_csv")
+    bank = ledger.payments.set_index("payment_id").loc["BANK-X"]
+    assert pd.isna(bank["customer_id"]) and bank["payer_name"] == "ACME GMBH" and bank["remittance_text"] == "Rechnung I2"
+    assert "BANK-X" not in set(ledger.payment_applications["payment_id"])
+    assert ledger.payments.loc[ledger.payments["payment_id"] != "BANK-X", "payer_name"].isna().all()
