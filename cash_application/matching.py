@@ -95,7 +95,7 @@ def apply_cash(ledger: Ledger, as_of: pd.Timestamp | str, policy: MatchPolicy | 
         bases.append({"payment_id": payment.payment_id, "received_date": payment.received_date,
                       "payment_amount": payment.amount, "currency": payment.currency, "customer_id": customer,
                       "identified_by": who["identified_by"].iat[position]})
-        reason = _unmatched_reason(duplicates.iat[position], customer, model)
+        reason = _unmatched_reason(duplicates.iat[position], customer)
         items = None if reason else by_group.get((groups.get(customer, customer), payment.currency))
         if items is None:
             searched.append(reason or f"no open items of customer {customer}'s group in {payment.currency}")
@@ -107,7 +107,7 @@ def apply_cash(ledger: Ledger, as_of: pd.Timestamp | str, policy: MatchPolicy | 
         searched.append((details, items, sets, len(rows), len(rows) + len(features)))
         rows += features
     features = feature_frame(rows)
-    scores = set_scores(model, features)
+    scores = set_scores(model, features, policy)
     rules = features["rule"].to_numpy()
     out: list[dict] = []
     for base, found in zip(bases, searched, strict=True):
@@ -120,19 +120,37 @@ def apply_cash(ledger: Ledger, as_of: pd.Timestamp | str, policy: MatchPolicy | 
             sets, rescored = payment_candidates(details, now, policy) if len(now) else ([], [])
             rescored = feature_frame(rescored)
             out += resolved_rows(base, details.cents, now, sets,
-                                 set_scores(model, rescored),
+                                 set_scores(model, rescored, policy),
                                  rescored["rule"].to_numpy(), remaining, policy)
             continue
         out += resolved_rows(base, details.cents, items, sets, scores[start:end], rules[start:end], remaining, policy)
     return pd.DataFrame(out, columns=list(COLUMNS))
 
 
-def set_scores(model, features: pd.DataFrame) -> np.ndarray:
-    """The ranker's probability that each set is the one paid (the booster itself: one payment's few sets
-    at a time is too small a batch for the scikit-learn wrapper's checks to be worth their cost)."""
+def set_scores(model, features: pd.DataFrame, policy: MatchPolicy) -> np.ndarray:
+    """The confidence that each set is the one paid: the ranker's probability (the booster itself: one
+    payment's few sets at a time is too small a batch for the scikit-learn wrapper's checks to be worth their
+    cost; none without a ranker), raised to the policy's floor for the quoted-reference rules."""
     if features.empty:
         return np.empty(0)
-    return model.booster_.predict(features[list(FEATURES)].to_numpy(dtype=float))
+    learnt = (model.booster_.predict(features[list(FEATURES)].to_numpy(dtype=float)) if model is not None
+              else np.zeros(len(features)))
+    return np.maximum(learnt, rule_floors(features, policy))
+
+
+def rule_floors(features: pd.DataFrame, policy: MatchPolicy) -> np.ndarray:
+    """Per set: the least confidence the rules give it. A set of exactly the open items the memo line quotes
+    (every item quoted without a typo, no quoted item left out) gets `reference_exact_confidence` when it is
+    exactly the amount and `reference_short_confidence` when it is paid short; the one item of exactly the
+    amount, when no other candidate set is exactly it, `amount_unique_confidence`; any other set none."""
+    quoted = ((features["exact_refs"] == features["items"]) & (features["fuzzy_refs"] == 0)
+              & (features["quoted_elsewhere"] == 0)).to_numpy()
+    exact = features["exact_amount"].to_numpy(dtype=bool)
+    short = features["short"].to_numpy(dtype=bool)
+    unique = exact & (features["items"] == 1).to_numpy() & (features["exact_sets"] == 1).to_numpy()
+    return np.where(quoted & exact, policy.reference_exact_confidence,
+                    np.where(quoted & short, policy.reference_short_confidence,
+                             np.where(unique, policy.amount_unique_confidence, 0.0)))
 
 
 def items_left(items: OpenItems, remaining: dict[str, int]) -> OpenItems:
@@ -187,13 +205,11 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame else pd.Series(None, index=frame.index, dtype=object)
 
 
-def _unmatched_reason(duplicate: object, customer: object, model: object) -> str | None:
+def _unmatched_reason(duplicate: object, customer: object) -> str | None:
     if isinstance(duplicate, str):
         return f"possible duplicate of payment {duplicate}"
     if not isinstance(customer, str):
         return "payer not identified (account, name and memo line match no customer)"
-    if model is None:
-        return "too few past applications in the ledger to learn from"
     return None
 
 

@@ -32,6 +32,12 @@ class MatchPolicy(BaseModel):
     max_open_items: int = Field(40, ge=1, le=200, description="Oldest open items the subset search looks at.")
     max_nodes: int = Field(5_000, ge=100, description="Partial sets the subset search visits per payment.")
     name_score_threshold: float = Field(88, ge=50, le=100, description="Payer-name similarity that identifies.")
+    reference_exact_confidence: float = Field(0.99, ge=0, le=1, description=(
+        "Least confidence of a set that is exactly the open items the memo line quotes and exactly the amount."))
+    reference_short_confidence: float = Field(0.6, ge=0, le=1, description=(
+        "Least confidence of a set that is exactly the quoted open items, paid short."))
+    amount_unique_confidence: float = Field(0.8, ge=0, le=1, description=(
+        "Least confidence of the one open item of exactly the amount, when no other set is exactly it."))
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> MatchPolicy:

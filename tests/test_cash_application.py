@@ -44,11 +44,12 @@ def payers(ledger) -> pd.DataFrame:
 
 def case_customers(ledger, items: pd.DataFrame) -> list[str]:
     """Customers outside any group with at least three open invoices of distinct amounts, in one currency."""
-    grouped = set(ledger.customers["parent_id"].dropna())
+    parents = ledger.customers.get("parent_id", pd.Series(None, index=ledger.customers.index))
+    grouped = set(parents.dropna())
     counts = items.groupby("customer_id")["amount"].agg(lambda s: s.round(2).nunique())
     currencies = ledger.invoices.groupby("customer_id")["currency"].nunique()
     chosen = [customer for customer, n in counts.items() if n >= 3 and currencies[customer] == 1
-              and customer not in grouped and pd.isna(ledger.customers.set_index("customer_id").at[customer, "parent_id"])]
+              and customer not in grouped and pd.isna(parents[ledger.customers["customer_id"] == customer].iat[0])]
     return chosen
 
 
@@ -372,3 +373,49 @@ def test_arrisk_unapplied_writes_the_report(arriving: Path, tmp_path: Path):
     table = pd.read_csv(out)
     assert len(table) > 0 and (table["unapplied_amount"] > 0).all()
     assert table["reason"].str.contains("the matcher applies it|awaiting review|unmatched|left after").all()
+
+
+def test_without_memo_lines_in_the_history_a_quoted_invoice_is_still_matched_by_the_rules():
+    ledger, _ = generate_ledger(60, 12, 5, start=START)  # past payments carry no remittance data
+    items = open_items(ledger, AS_OF)
+    customer = case_customers(ledger, items)[0]
+    mine = items[items["customer_id"] == customer].sort_values("due_date")
+    exact, short = mine["invoice_id"].iloc[0], mine["invoice_id"].iloc[1]
+    owed = items.set_index("invoice_id")["open_amount"]
+    currency = ledger.invoices.set_index("invoice_id").at[exact, "currency"]
+    name = ledger.customers.set_index("customer_id").at[customer, "name"]
+    bank = pd.DataFrame([
+        crafted_payment("BANK-exact", 2, owed[exact], currency, name, "DE00000000000000000077", f"Invoice {exact}"),
+        crafted_payment("BANK-short", 1, owed[short] * 0.7, currency, name, "DE00000000000000000077", f"RE {short}"),
+    ])
+    result = apply_cash(ledger.replace(payments=pd.concat([ledger.payments, bank], ignore_index=True)), AS_OF)
+    assert rows_of(result, "BANK-exact")[["invoice_id", "decision"]].values.tolist() == [[exact, "auto"]]
+    short_rows = rows_of(result, "BANK-short")
+    assert short_rows["invoice_id"].tolist() == [short] and short_rows["decision"].iat[0] in {"proposed", "auto"}
+    assert short_rows["residual"].iat[0] < 0
+
+
+def test_a_ledger_with_too_few_applications_to_learn_from_still_applies_by_the_rules():
+    from tests.ledgers import tiny_ledger
+
+    ledger = tiny_ledger()  # three payments: no ranker can be trained
+    # Invoice numbers as an ERP prints them (the memo line's numbers are read from three digits on).
+    renamed = {"I3": "INV-1003", "I4": "INV-1004"}
+    ledger = ledger.replace(invoices=ledger.invoices.replace({"invoice_id": renamed}),
+                            disputes=ledger.disputes.replace({"invoice_id": renamed}))
+    bank = pd.DataFrame([
+        {"payment_id": "BANK-1", "customer_id": None, "received_date": pd.Timestamp("2024-03-08"), "amount": 800.0,
+         "currency": "EUR", "amount_base": 800.0, "payer_name": "Bolt SA", "payer_account": "FR76300060000112345678",
+         "remittance_text": "Facture 1003"},
+        {"payment_id": "BANK-2", "customer_id": None, "received_date": pd.Timestamp("2024-03-08"), "amount": 300.0,
+         "currency": "EUR", "amount_base": 300.0, "payer_name": "BOLT S.A.", "payer_account": None,
+         "remittance_text": "virement"},
+    ])
+    result = apply_cash(ledger.replace(payments=pd.concat([ledger.payments, bank], ignore_index=True)),
+                        pd.Timestamp("2024-03-10"))
+    rows = rows_of(result, "BANK-1")
+    assert rows[["customer_id", "invoice_id", "decision", "rule"]].values.tolist() == [["C2", "INV-1003", "auto",
+                                                                                         "reference"]]
+    # No reference: the one open item of exactly the amount is proposed for review, not applied.
+    rows = rows_of(result, "BANK-2")
+    assert rows[["invoice_id", "decision", "rule"]].values.tolist() == [["INV-1004", "proposed", "amount"]]
