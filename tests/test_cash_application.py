@@ -419,3 +419,32 @@ def test_a_ledger_with_too_few_applications_to_learn_from_still_applies_by_the_r
     # No reference: the one open item of exactly the amount is proposed for review, not applied.
     rows = rows_of(result, "BANK-2")
     assert rows[["invoice_id", "decision", "rule"]].values.tolist() == [["INV-1004", "proposed", "amount"]]
+
+
+def test_the_commands_see_applications_recorded_in_the_activity_store(arriving: Path, tmp_path: Path, monkeypatch):
+    from cash_application.confirm import checked_lines
+    from ledger import read_ledger
+    from serving.activity import open_store
+
+    url = f"sqlite:///{tmp_path / 'activity.sqlite'}"
+    monkeypatch.setenv("ARRISK_DATABASE_URL", url)
+    monkeypatch.setenv("ARRISK_AUDIT_KEY", "cash-cli-test-audit-key-0123456789abcdef")
+    out = tmp_path / "cash.csv"
+    ask = ["cash-apply", "--ledger", str(arriving), "--as-of", "2024-02-29", "--out", str(out)]
+    assert runner.invoke(app, ask).exit_code == 0
+    first = pd.read_csv(out)
+    payment_id = first.loc[first["decision"] == "auto", "payment_id"].iloc[0]
+    lines = first.loc[first["payment_id"] == payment_id, ["invoice_id", "amount"]].itertuples(index=False, name=None)
+    payment, checked = checked_lines(read_ledger(arriving), payment_id, list(lines), pd.Timestamp("2024-02-29"))
+    store = open_store(url)
+    try:
+        store.record_cash_application("carla", payment=payment, lines=checked, decision="confirmed",
+                                      applied_date="2024-02-29", now=pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime())
+    finally:
+        store.close()
+    assert runner.invoke(app, ask).exit_code == 0
+    assert payment_id not in set(pd.read_csv(out)["payment_id"])
+    unapplied = tmp_path / "unapplied.csv"
+    assert runner.invoke(app, ["unapplied", "--ledger", str(arriving), "--as-of", "2024-02-29", "--no-match",
+                               "--out", str(unapplied)]).exit_code == 0
+    assert payment_id not in set(pd.read_csv(unapplied)["payment_id"])

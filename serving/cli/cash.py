@@ -1,5 +1,6 @@
 """Cash application: `arrisk cash-apply` proposes, for every payment not yet applied, the open items it
-pays, with a confidence and a decision (`cash_application.apply_cash`)."""
+pays, with a confidence and a decision (`cash_application.apply_cash`); `arrisk unapplied` lists the cash not
+applied. Both read the ledger with what the activity store recorded (applications confirmed over the API)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from serving.cli.common import (
     show_or_write,
 )
 from serving.cli.errors import reports_errors
+from serving.cli.reports import with_recorded_activity
 
 SHOWN = ["payment_id", "customer_id", "invoice_id", "amount", "confidence", "decision", "rule", "reason"]
 
@@ -45,7 +47,8 @@ def cash_apply(
     cutoff = parse_date(as_of, "--as-of")
     with about_option("--policy"):
         match_policy = load_match_policy(policy or DEFAULT_POLICY)
-    table = apply_cash(read_ledger(ledger_dir), cutoff, match_policy, statements=statement or ())
+    table = apply_cash(with_recorded_activity(read_ledger(ledger_dir)), cutoff, match_policy,
+                       statements=statement or ())
     show_or_write(table if out is not None else table[SHOWN], out, f"Cash application as of {cutoff:%Y-%m-%d}")
     payments = table.drop_duplicates("payment_id")
     counts = payments["decision"].value_counts()
@@ -68,7 +71,7 @@ def unapplied(
 
     checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
-    ledger = read_ledger(ledger_dir)
+    ledger = with_recorded_activity(read_ledger(ledger_dir))
     table = unapplied_cash(ledger, cutoff, apply_cash(ledger, cutoff) if match else None)
     show_or_write(table, out, f"Unapplied cash as of {cutoff:%Y-%m-%d}")
     console.print(f"{len(table):,} payments, {table['unapplied_amount_base'].sum():,.2f} unapplied "

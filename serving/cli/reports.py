@@ -396,7 +396,7 @@ def scores_on_cluster(ledger_dir: Path, cutoff: pd.Timestamp, out: Path | None, 
 
 
 def with_recorded_activity(ledger: Ledger) -> Ledger:
-    """The ledger plus the promises, disputes, contacts and letters recorded in the activity store;
+    """The ledger plus the promises, disputes, contacts, letters and cash applications recorded in the activity store;
     records it cannot use (bad values an older version stored) are skipped with a one-line warning."""
     from serving.activity import ledger_with_recorded_activity
 
