@@ -33,6 +33,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from activity.store import InvalidInput
 from cash_application.confirm import payment_facts, proposal_lines
+from cash_application.matching import DECISIONS
 from configs.settings import Settings
 from ledger import LedgerError
 from ledger.errors import ArRiskError, NotFound
@@ -58,7 +59,6 @@ BUCKETS = overdue_bucket_ranges()
 SORTABLE = ("rank", "customer_id", "status", "money_at_risk_base", "overdue_amount_base", "max_days_past_due",
             "next_dunning_action")
 WORKLIST_ROWS = 500  # a page shows at most this many rows; filters narrow it down
-DECISIONS = ("auto", "proposed", "unmatched")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)

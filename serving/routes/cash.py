@@ -27,9 +27,6 @@ from serving.schemas import (
 )
 
 router = APIRouter(prefix="/cash", tags=["cash application"], route_class=ScopesFirstRoute)
-DECISIONS = ("auto", "proposed", "unmatched")
-
-
 @router.get("/proposals", response_model=Rows[CashProposal], response_model_exclude_unset=True,
             summary="Unapplied payments with the matcher's proposals, largest first (cash)")
 def proposals(principal: Cash, state: State, as_of: datetime.date | None = None,
