@@ -16,6 +16,9 @@ from ledger import Ledger
 from ledger.errors import BadInput, Conflict, NotFound
 from ledger.validation import TOLERANCE
 
+# Short payments that are deductions to work (not a partial payment, which is simply still owed).
+DEDUCTION_REASONS = ("short payment", "bank charges", "cash discount")
+
 
 class ApplicationRefused(BadInput, ValueError):
     """A cash application the ledger does not allow (names the payment, document and what is wrong)."""
@@ -81,3 +84,18 @@ def proposal_lines(proposals: pd.DataFrame, payment_id: str) -> list[tuple[str, 
     payment is unmatched or not in it)."""
     rows = proposals[(proposals["payment_id"] == payment_id) & proposals["invoice_id"].notna()]
     return list(zip(rows["invoice_id"], rows["amount"].abs(), strict=True))
+
+
+def automatic_payments(proposals: pd.DataFrame, recorded: list[dict]) -> list[str]:
+    """The payments decided `auto` whose proposal no user has rejected (a live rejection in `recorded`)."""
+    rejected = {line["payment_id"] for line in recorded if line["decision"] == "rejected"}
+    automatic = proposals.loc[proposals["decision"] == "auto", "payment_id"].unique()
+    return [payment_id for payment_id in automatic if payment_id not in rejected]
+
+
+def proposed_deduction(proposals: pd.DataFrame, payment_id: str) -> tuple[str, float] | None:
+    """(reason, amount) when the matcher found the payment short by a deduction; None otherwise."""
+    rows = proposals[proposals["payment_id"] == payment_id]
+    if rows.empty or rows["deduction_reason"].iat[0] not in DEDUCTION_REASONS:
+        return None
+    return rows["deduction_reason"].iat[0], round(-float(rows["residual"].iat[0]), 2)

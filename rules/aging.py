@@ -24,8 +24,6 @@ MONEY_TOLERANCE = 0.005
 UNAPPLIED = "Unapplied"
 TOTAL = "Total"
 COMPANY = "(all customers)"
-# Cash received from a payer not identified yet (no customer_id): one row of its own, in the company total.
-UNIDENTIFIED = UNIDENTIFIED_PAYER
 
 Basis = Literal["due_date", "invoice_date"]
 Currency = Literal["base", "document"]
@@ -121,7 +119,8 @@ def _unapplied_payments(known: Ledger, as_of: pd.Timestamp, currency: Currency, 
     keep = (unapplied.abs() > tolerance).to_numpy()
     payments = payments[keep]
     return pd.DataFrame({
-        "customer_id": payments["customer_id"].fillna(UNIDENTIFIED).to_numpy(),
+        # Cash from a payer not identified yet: a row of its own, in the company total.
+        "customer_id": payments["customer_id"].fillna(UNIDENTIFIED_PAYER).to_numpy(),
         "currency": payments["currency"].to_numpy() if currency == "document" else known.base_currency,
         "item_type": "payment",
         "item_id": payments["payment_id"].to_numpy(),

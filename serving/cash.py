@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cash_application.confirm import checked_lines
+from cash_application.confirm import checked_lines, proposed_deduction
 from serving.deps import recording_time
 from serving.schemas import plain
 from serving.views import ServingState
@@ -33,13 +33,6 @@ def proposal_rows(proposals: pd.DataFrame, decision: str | None) -> list[dict]:
     return sorted(rows, key=lambda row: -(row["payment_amount"] or 0.0))
 
 
-def automatic_payments(proposals: pd.DataFrame, recorded: list[dict]) -> list[str]:
-    """The payments decided `auto` whose proposal no user has rejected (a live rejection in `recorded`)."""
-    rejected = {line["payment_id"] for line in recorded if line["decision"] == "rejected"}
-    automatic = proposals.loc[proposals["decision"] == "auto", "payment_id"].unique()
-    return [payment_id for payment_id in automatic if payment_id not in rejected]
-
-
 def with_rejections(rows: list[dict], recorded: list[dict]) -> list[dict]:
     """The rows with `rejected_by` and `rejection_note` where a user rejected the payment's proposal."""
     rejected = {line["payment_id"]: line for line in recorded if line["decision"] == "rejected"}
@@ -48,10 +41,6 @@ def with_rejections(rows: list[dict], recorded: list[dict]) -> list[dict]:
             row["rejected_by"] = rejected[row["payment_id"]]["created_by"]
             row["rejection_note"] = rejected[row["payment_id"]]["note"]
     return rows
-
-
-# Short payments that are deductions to work (not a partial payment, which is simply still owed).
-DEDUCTION_REASONS = ("short payment", "bank charges", "cash discount")
 
 
 def record(state: ServingState, user: str, payment_id: str, lines: list[tuple[str, float]], decision: str,
@@ -72,11 +61,3 @@ def record(state: ServingState, user: str, payment_id: str, lines: list[tuple[st
             user, invoice_id=last["invoice_id"], customer_id=last["customer_id"], opened_date=when.date(),
             reason_code=f"deduction: {reason}", amount=f"{short:.2f}", now=recording_time())
     return state.recorded(written)
-
-
-def proposed_deduction(proposals: pd.DataFrame, payment_id: str) -> tuple[str, float] | None:
-    """(reason, amount) when the matcher found the payment short by a deduction; None otherwise."""
-    rows = proposals[proposals["payment_id"] == payment_id]
-    if rows.empty or rows["deduction_reason"].iat[0] not in DEDUCTION_REASONS:
-        return None
-    return rows["deduction_reason"].iat[0], round(-float(rows["residual"].iat[0]), 2)

@@ -465,6 +465,10 @@ def test_a_rejection_names_no_document_and_does_not_apply(store):
     (CASH_LINES, "confirmed", date(2024, 3, 7), "applied_date"),
     ([{"invoice_id": "INV-1", "customer_id": "C001", "amount": "0"}], "confirmed", date(2024, 3, 9), "invoice_id"),
     (CASH_LINES, "maybe", date(2024, 3, 9), "decision"),
+    ([{"invoice_id": "INV-1", "customer_id": "C001", "amount": "-1e17"}], "confirmed", date(2024, 3, 9),
+     "applied_amount"),
+    ([{"invoice_id": "INV-1", "customer_id": "C001", "amount": "10.001"}], "confirmed", date(2024, 3, 9),
+     "applied_amount"),
 ])
 def test_bad_cash_applications_are_refused_naming_the_field(store, lines, decision, applied, field):
     with pytest.raises(InvalidInput) as refused:

@@ -303,7 +303,8 @@ def test_cash_apply_writes_the_proposals_and_refuses_a_bad_date(arriving: Path, 
 
 
 def test_cash_from_an_unidentified_payer_stays_in_the_aging_and_the_company_total():
-    from rules.aging import UNIDENTIFIED, aging_report, company_total
+    from ledger.schema import UNIDENTIFIED_PAYER as UNIDENTIFIED
+    from rules.aging import aging_report, company_total
     from tests.ledgers import tiny_ledger
 
     ledger = tiny_ledger()

@@ -206,9 +206,18 @@ def test_the_cash_page_lists_proposals_and_confirms_one(served):
 
 
 def test_a_rejected_proposal_is_never_applied_automatically():
-    from serving.cash import automatic_payments
+    from cash_application.confirm import automatic_payments
 
     proposals = pd.DataFrame({"payment_id": ["P1", "P1", "P2", "P3"], "decision": ["auto", "auto", "auto", "proposed"]})
     rejected = [{"payment_id": "P2", "decision": "rejected"}, {"payment_id": "P3", "decision": "confirmed"}]
     assert automatic_payments(proposals, rejected) == ["P1"]
     assert automatic_payments(proposals, []) == ["P1", "P2"]
+
+
+@pytest.mark.parametrize(("typed", "named"), [("INV1=abc", "'INV1=abc'"), ("INV1", "'INV1'"), (" , ", "no document")])
+def test_lines_typed_on_the_page_that_cannot_be_read_are_named(typed, named):
+    from serving.web import BadRequest, cash_lines
+
+    with pytest.raises(BadRequest, match=named):
+        cash_lines(typed)
+    assert cash_lines("INV1=100.50, INV2 = 1 000") == [("INV1", 100.5), ("INV2", 1000.0)]

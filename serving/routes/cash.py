@@ -9,9 +9,9 @@ import datetime
 
 from fastapi import APIRouter, Query
 
-from cash_application.confirm import payment_facts, proposal_lines
+from cash_application.confirm import automatic_payments, payment_facts, proposal_lines
 from ledger.errors import ArRiskError, NotFound
-from serving.cash import automatic_payments, proposal_rows, record, with_rejections
+from serving.cash import proposal_rows, record, with_rejections
 from serving.deps import Cash, CashOrFinance, ScopesFirstRoute, State, recording_time
 from serving.routes.activity import IdempotencyKey, checked_idempotency_key
 from serving.schemas import (
