@@ -304,13 +304,16 @@ class ActivityStore:
         with self._sessions() as session:
             return session.scalar(select(func.max(AuditEntry.seq))) or 0
 
-    def customers_changed_since(self, mark: int) -> set[str]:
-        """The customers of the records created, changed or voided after audit entry `mark`."""
+    def customers_changed_since(self, mark: int, tables: Iterable[str] | None = None) -> set[str]:
+        """The customers of the records created, changed or voided after audit entry `mark` (in `tables`,
+        None: any)."""
         with self._sessions() as session:
             changed = session.execute(select(AuditEntry.table_name, AuditEntry.record_id)
                                       .where(AuditEntry.seq > mark)).all()
             customers: set[str] = set()
             for model in audit.AUDITED_MODELS:
+                if tables is not None and model.__tablename__ not in tables:
+                    continue
                 ids = [record_id for table, record_id in changed if table == model.__tablename__]
                 id_column = model.__mapper__.primary_key[0]
                 for start in range(0, len(ids), 500):
@@ -371,9 +374,10 @@ class ActivityStore:
 
     # -- the ledger's view ----------------------------------------------------------------------
 
-    def ledger_tables(self, customer_id: str | None = None) -> dict[str, pd.DataFrame]:
+    def ledger_tables(self, customer_id: str | None = None, cash_only: bool = False) -> dict[str, pd.DataFrame]:
         """The live records (of one customer, or all) in the ledger's table shapes (ledger/schema.py),
-        ready to merge into a ledger; voided records and those `unreadable_records` names are left out."""
+        ready to merge into a ledger; voided records and those `unreadable_records` names are left out.
+        `cash_only`: the payments and payment_applications of the recorded cash applications alone."""
         unreadable: dict[str, set[str]] = {}
         for bad in self.unreadable_records(customer_id):
             unreadable.setdefault(bad["table"], set()).add(bad["record_id"])
@@ -386,15 +390,17 @@ class ActivityStore:
             return query if customer_id is None else query.where(model.customer_id == customer_id)
 
         with self._sessions() as session:
+            applied = session.scalars(usable(CashApplication).where(CashApplication.decision != "rejected")).all()
+            cash = {"payments": _ledger_payments(applied), "payment_applications": _ledger_applications(applied)}
+            if cash_only:
+                return cash
             promises = session.scalars(usable(Promise).where(Promise.status == "open")).all()
             disputes = session.scalars(usable(Dispute)).all()
             contacts = session.scalars(usable(Contact)).all()
             letters = session.scalars(usable(DunningLetter).order_by(None).order_by(
                 DunningLetter.issued_date, DunningLetter.letter_id)).all()
-            applied = session.scalars(usable(CashApplication).where(CashApplication.decision != "rejected")).all()
         return {
-            "payments": _ledger_payments(applied),
-            "payment_applications": _ledger_applications(applied),
+            **cash,
             "promises": _ledger_promises(promises),
             "disputes": _ledger_disputes(disputes),
             "contacts": _ledger_contacts(contacts),

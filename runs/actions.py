@@ -1,12 +1,15 @@
-"""The day's recorded actions on top of a run: one customer's worklist and dunning rows re-derived.
+"""The day's recorded actions on top of a run: one customer's worklist, dunning and aging rows re-derived.
 
 A promise, dispute, contact or dunning letter changes what the rules say about that customer (holds,
 escalations, status, the last promise and contact, the next dunning level), not the models'
-probabilities; a recorded cash application also takes what it paid off the customer's open documents. So after a write only that customer's rows are recomputed: the worklist and dunning
-rules run on the customer's slice of the ledger (its documents, payments and records, with the activity
-store's) and the run's scores of its open documents; the rows replace the customer's and the worklist is
-ranked again. The rules are per customer, so the rows equal those a full recomputation with the same
-scores would give (tested). The next run takes the actions into its features.
+probabilities. A recorded cash application also takes what it paid off the customer's scored open
+documents (a document paid in full leaves them; the rest keep the run's probabilities) and changes its
+aging, and the cash it identifies leaves the unidentified payer's aging row. So after a write only that
+customer's rows are recomputed: the worklist, dunning and aging rules run on the customer's slice of the
+ledger (its documents, payments and records, with the activity store's) and the run's scores of its open
+documents; the rows replace the customer's and the worklist is ranked again. The rules are per customer,
+so the rows equal those a full recomputation with the same scores would give (tested). The next run
+takes the actions into its features.
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ import pandas as pd
 from features.asof import known_at
 from features.settlement import document_state
 from ledger import Ledger
+from ledger.schema import UNIDENTIFIED_PAYER
 from rules.aging import MONEY_TOLERANCE
 from rules.dunning import dunning_proposal, proposal_order
 from rules.worklist import ranked, worklist
 from runs.answers import DayView
-from runs.day import DaySettings, model_reasons
+from runs.day import DaySettings, aging_table, model_reasons
 from runs.scoring import fill_reasons
 
 # The ledger tables and how their rows belong to a customer: by their own customer_id, or by their invoice's.
 BY_CUSTOMER = ("customers", "invoices", "payments", "promises", "contacts")
 BY_INVOICE = ("payment_applications", "disputes", "writeoffs", "dunning_notices")
+AGING_ORDER = ["basis", "amounts", "customer_id", "currency"]
 
 
 @dataclass(frozen=True)
@@ -115,27 +120,57 @@ def still_open(items: pd.DataFrame, ledger: Ledger, as_of: pd.Timestamp) -> pd.D
     return items[(owed.isna() | (owed.abs() > MONEY_TOLERANCE)).to_numpy()]
 
 
-def customer_rows(view: DayView, ledger: Ledger, customer_id: str,
-                  settings: DaySettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The customer's worklist row (none when nothing is overdue) and dunning rows at the view's date, from
-    its ledger slice `ledger` (with its recorded actions) and the day's scores."""
-    items = still_open(view.scores.iloc[view.by_customer.get(customer_id, np.array([], dtype=int))], ledger,
-                       view.as_of)
+@dataclass(frozen=True)
+class CustomerRows:
+    """What a customer's recorded actions change in a day's view."""
+
+    worklist: pd.DataFrame  # its worklist row (none when nothing is overdue)
+    dunning: pd.DataFrame  # its dunning rows
+    aging: pd.DataFrame  # its aging rows in the day's views (`runs.day.aging_table`)
+    items: pd.DataFrame | None = None  # its scored open documents, when recorded cash changed them
+
+
+def customer_rows(view: DayView, ledger: Ledger, customer_id: str, settings: DaySettings) -> CustomerRows:
+    """The customer's worklist, dunning and aging rows at the view's date, and its scored open documents
+    when recorded cash paid some of them, from its ledger slice `ledger` (with its recorded actions) and the
+    day's scores."""
+    scored = view.scores.iloc[view.by_customer.get(customer_id, np.array([], dtype=int))]
+    items = still_open(scored, ledger, view.as_of)
     customers = view.customers.iloc[[view.customer_position[customer_id]]] \
         if customer_id in view.customer_position.index else view.customers.iloc[[]]
     dunning = dunning_proposal(ledger, view.as_of, settings.dunning_policy)
     table = worklist(ledger, view.as_of, items, customers, settings.policy, dunning=dunning)
-    return fill_reasons(table, model_reasons(customers)), dunning
+    aging = aging_table(ledger, view.as_of)
+    return CustomerRows(fill_reasons(table, model_reasons(customers)), dunning,
+                        aging[aging["customer_id"] == customer_id], None if items is scored else items)
 
 
-def with_actions(view: DayView, changed: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> DayView:
-    """The view with the worklist and dunning rows of the `changed` customers replaced, ranked again."""
+def unidentified_rows(view: DayView, ledger: Ledger, recorded: dict[str, pd.DataFrame]) -> CustomerRows:
+    """The aging rows of the cash whose payer nobody has identified (`UNIDENTIFIED_PAYER`): the ledger's
+    payments without a customer, less what the recorded cash applications (`recorded`: the store's
+    payments and payment_applications) identified or applied."""
+    payments = ledger.payments[ledger.payments["customer_id"].isna()]
+    ids = set(payments["payment_id"])
+    of_these = {name: table[table["payment_id"].isin(ids)] for name, table in recorded.items() if table is not None}
+    applications = ledger.payment_applications
+    unknown = ledger.replace(customers=ledger.customers.iloc[:0], invoices=ledger.invoices.iloc[:0], payments=payments,
+                             payment_applications=applications[applications["payment_id"].isin(ids)])
+    merged = with_cash_records(unknown, of_these.get("payments"), of_these.get("payment_applications"))
+    aging = aging_table(unknown.replace(**merged), view.as_of)
+    return CustomerRows(view.worklist.iloc[:0], view.dunning.iloc[:0], aging[aging["customer_id"] == UNIDENTIFIED_PAYER])
+
+
+def with_actions(view: DayView, changed: dict[str, CustomerRows]) -> DayView:
+    """The view with the worklist, dunning and aging rows of the `changed` customers replaced (the worklist
+    ranked again), and the scored open documents of those whose recorded cash paid some."""
     ids = set(changed)
-    rows = [view.worklist[~view.worklist["customer_id"].isin(ids)],
-            *(row for row, _ in changed.values() if len(row))]
+    rows = [view.worklist[~view.worklist["customer_id"].isin(ids)], *(rows.worklist for rows in changed.values())]
     worklist_table = ranked(pd.concat([frame for frame in rows if len(frame)] or [view.worklist.iloc[:0]],
-                                        ignore_index=True))
-    letters = [view.dunning[~view.dunning["customer_id"].isin(ids)], *(rows for _, rows in changed.values())]
+                                      ignore_index=True))
+    letters = [view.dunning[~view.dunning["customer_id"].isin(ids)], *(rows.dunning for rows in changed.values())]
     dunning = proposal_order(pd.concat([frame for frame in letters if len(frame)] or [view.dunning.iloc[:0]],
                                        ignore_index=True))
-    return view.with_rows(worklist_table, dunning, ids)
+    aging = [view.aging_table[~view.aging_table["customer_id"].isin(ids)], *(rows.aging for rows in changed.values())]
+    aging_rows = pd.concat([frame for frame in aging if len(frame)] or [view.aging_table.iloc[:0]], ignore_index=True)
+    items = {customer: rows.items for customer, rows in changed.items() if rows.items is not None}
+    return view.with_rows(worklist_table, dunning, ids, aging_rows.sort_values(AGING_ORDER, ignore_index=True), items)

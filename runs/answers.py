@@ -47,6 +47,7 @@ class DayView:
     by_invoice: pd.Series
     by_customer: dict
     customer_position: pd.Series
+    aging_table: pd.DataFrame  # the aging report in its four views (`runs.day.aging_table`)
     actions_applied: frozenset = frozenset()  # customers whose rows were re-derived after recorded actions
     risk: dict = field(default_factory=dict, compare=False)  # customer -> its risk answer, filled as asked
     # What a caller made of an answer that does not change with the day's actions (the API's encoded JSON
@@ -57,10 +58,21 @@ class DayView:
     def as_of(self) -> pd.Timestamp:
         return self.day.as_of
 
-    def with_rows(self, worklist: pd.DataFrame, dunning: pd.DataFrame, customers: set[str]) -> DayView:
-        """The same day with a new worklist and dunning proposal (after actions on `customers`)."""
-        return replace(self, worklist=worklist, dunning=dunning, actions_applied=self.actions_applied | customers,
-                       risk=self.risk, encoded=self.encoded)
+    def with_rows(self, worklist: pd.DataFrame, dunning: pd.DataFrame, customers: set[str], aging: pd.DataFrame,
+                  items: dict[str, pd.DataFrame]) -> DayView:
+        """The same day with a new worklist, dunning proposal and aging (after actions on `customers`), and the
+        scored open documents in `items` (customer -> its documents still open) in place of theirs."""
+        changed = replace(self, worklist=worklist, dunning=dunning, aging_table=aging,
+                          actions_applied=self.actions_applied | customers, risk=self.risk, encoded=self.encoded)
+        if not items:
+            return changed
+        scores = pd.concat([self.scores[~self.scores["customer_id"].isin(set(items))], *items.values()],
+                           ignore_index=True)
+        # What was made from the old scores goes: every row's JSON, and the changed customers' risk answers.
+        return replace(changed, **score_lookups(scores), risk={customer: risk for customer, risk in self.risk.items()
+                                                               if customer not in items},
+                       encoded={key: body for key, body in self.encoded.items()
+                                if key != "score_rows" and not (isinstance(key, tuple) and key[-1] in items)})
 
     # ---- scores ---------------------------------------------------------------------------------------
 
@@ -187,7 +199,7 @@ class DayView:
 
     def aging(self, basis: str = "due_date", amounts: str = "base") -> pd.DataFrame:
         """The aging report by customer in one of its four views."""
-        table = self.day.tables["aging"]
+        table = self.aging_table
         rows = table[(table["basis"] == basis) & (table["amounts"] == amounts)]
         return rows.drop(columns=["basis", "amounts"]).reset_index(drop=True)
 
@@ -198,13 +210,19 @@ class DayView:
 
 def day_view(day: Day) -> DayView:
     """Index a day's tables for lookups."""
-    scores = day.tables["scores"].reset_index(drop=True)
     customers = day.tables["customers"].reset_index(drop=True)
-    by_invoice = pd.Series(np.arange(len(scores)), index=scores["invoice_id"].to_numpy())
-    by_customer = {customer: np.asarray(rows) for customer, rows in scores.groupby("customer_id").indices.items()}
     customer_position = pd.Series(np.arange(len(customers)), index=customers["customer_id"].to_numpy())
-    return DayView(day, scores, customers, day.tables["worklist"].reset_index(drop=True),
-                   day.tables["dunning"].reset_index(drop=True), by_invoice, by_customer, customer_position)
+    return DayView(day, customers=customers, worklist=day.tables["worklist"].reset_index(drop=True),
+                   dunning=day.tables["dunning"].reset_index(drop=True), customer_position=customer_position,
+                   aging_table=day.tables["aging"], **score_lookups(day.tables["scores"]))
+
+
+def score_lookups(scores: pd.DataFrame) -> dict:
+    """The scored open documents with their positions by document and by customer."""
+    scores = scores.reset_index(drop=True)
+    return {"scores": scores, "by_invoice": pd.Series(np.arange(len(scores)), index=scores["invoice_id"].to_numpy()),
+            "by_customer": {customer: np.asarray(rows)
+                            for customer, rows in scores.groupby("customer_id").indices.items()}}
 
 
 def json_records(frame: pd.DataFrame) -> list[dict]:

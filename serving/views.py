@@ -11,10 +11,12 @@ its source:
   run uses (`runs.day`), so both answer alike.
 
 The day's actions: every view remembers the activity store's audit mark it reflects. A read that shows
-holds and escalations (worklist, dunning, customer view) first asks the store for its mark; when records
-were written since, the customers they belong to get their worklist and dunning rows re-derived
-(`runs.actions`) and the new view replaces the old. This works the same across several service workers
-sharing one store. A view is never changed in place: a request holding one sees one consistent day.
+what records change (worklist, dunning, customer view, scored open items, aging) first asks the store for
+its mark; when records were written since, the customers they belong to get their worklist, dunning and
+aging rows re-derived, and their scored documents that recorded cash paid taken off (`runs.actions`), and
+the new view replaces the old. The forecast and the deterioration flags stay the run's until the next one.
+This works the same across several service workers sharing one store. A view is never changed in place:
+a request holding one sees one consistent day.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from features import FeatureConfig
 from features.labels import last_event_date
 from ledger import Ledger, LedgerError, Problem, read_ledger
 from ledger.errors import NotFound, NotReady
-from runs.actions import CustomerIndex, customer_index, customer_rows, with_actions, with_records
+from ledger.schema import UNIDENTIFIED_PAYER
+from runs.actions import (
+    CustomerIndex,
+    customer_index,
+    customer_rows,
+    unidentified_rows,
+    with_actions,
+    with_records,
+)
 from runs.answers import DayView, UnknownDocument, day_view
 from runs.day import ON_DEMAND_STEPS, Day, DaySettings, build_day
 from runs.folder import RunError, available_text, complete_runs, read_manifest, read_run
@@ -272,12 +282,12 @@ class ServingState:
         if current <= mark:
             return view, mark
         changed = sorted(self.store.customers_changed_since(mark))
-        known = [customer for customer in changed if customer in view.customer_position.index]
-        if not known:
-            return view, current
         rows = {customer: customer_rows(view, self.customer_ledger(customer), customer, self.settings)
-                for customer in known}
-        return with_actions(view, rows), current
+                for customer in changed if customer in view.customer_position.index}
+        if self.store.customers_changed_since(mark, ["cash_applications"]) and self.base_ledger.payments[
+                "customer_id"].isna().any():  # cash recorded for a payer nobody had identified
+            rows[UNIDENTIFIED_PAYER] = unidentified_rows(view, self.base_ledger, self.store.ledger_tables(cash_only=True))
+        return (with_actions(view, rows) if rows else view), current
 
     def warm_up(self) -> None:
         """What the first write and the first customer answers would otherwise wait for: the ledger behind
@@ -348,10 +358,10 @@ class ServingState:
 
     def score_invoices(self, as_of: pd.Timestamp | None, invoice_ids: list[str] | None,
                        customers: frozenset[str] | None = None) -> pd.DataFrame:
-        return self.view(as_of, actions=False).invoices(invoice_ids, customers)
+        return self.view(as_of).invoices(invoice_ids, customers)
 
     def customer_risk(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
-        return self.view(as_of, actions=False).customer_risk(customer_id)
+        return self.view(as_of).customer_risk(customer_id)
 
     def customer(self, customer_id: str, as_of: pd.Timestamp | None = None) -> dict:
         """The customer view; its KPIs come from the customer's slice of the ledger and its records."""
@@ -377,7 +387,7 @@ class ServingState:
         return self.view(as_of, actions=False).forecast(horizon_weeks, freq)
 
     def aging(self, as_of: pd.Timestamp | None = None, basis: str = "due_date", currency: str = "base") -> pd.DataFrame:
-        return self.view(as_of, actions=False).aging(basis, currency)
+        return self.view(as_of).aging(basis, currency)
 
     def dunning(self, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
         return self.view(as_of).dunning

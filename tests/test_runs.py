@@ -25,7 +25,7 @@ from runs.day import STEPS, DaySettings, Step, StepFailed
 from runs.folder import RunError, complete_runs, read_run, run_for
 from runs.scoring import SCORE_COLUMNS, build_forecast, build_worklist, score, score_table
 from serving.cli import app
-from serving.views import RunDays, ServingState
+from serving.views import RunDays, ServingState, UnknownDocument
 from tests.conftest import SCORING_DATE
 
 runner = CliRunner()
@@ -322,6 +322,44 @@ def test_actions_re_derive_the_rows_a_full_recomputation_would_give(run_state, s
     pd.testing.assert_frame_equal(served, full, check_dtype=False)
     assert served.set_index("customer_id").loc[invoice["customer_id"], "last_dispute"].startswith(
         f"dispute on {invoice['invoice_id']}")
+
+
+def test_recorded_cash_takes_paid_documents_off_the_scores_and_re_derives_aging_as_a_full_recomputation(
+        run_state, scoring_ledger):
+    import datetime as dt
+
+    from runs.day import aging_table
+    from serving.activity import with_activity
+
+    scores = run_state.view(FIRST).scores
+    invoices = scores[scores["open_amount"] > 100]
+    counts = invoices["customer_id"].value_counts()
+    pair = invoices[invoices["customer_id"] == counts.index[0]]
+    paid, part = pair.iloc[0], pair.iloc[1]
+    payment = {"payment_id": "BANK-T1", "received_date": dt.date(2023, 6, 14), "currency": paid["currency"],
+               "amount": round(paid["open_amount"] + 50, 2), "amount_base": round(paid["open_amount"] + 50, 2),
+               "payer_customer_id": paid["customer_id"]}
+    run_state.store.record_cash_application(
+        "casey", payment=payment, decision="confirmed", applied_date=dt.date(2023, 6, 14),
+        lines=[{"invoice_id": paid["invoice_id"], "customer_id": paid["customer_id"], "amount": round(paid["open_amount"], 2)},
+               {"invoice_id": part["invoice_id"], "customer_id": part["customer_id"], "amount": 50}],
+        now=dt.datetime(2023, 6, 14, tzinfo=dt.UTC))
+
+    view = run_state.view(FIRST)
+    assert paid["invoice_id"] not in set(view.scores["invoice_id"])
+    with pytest.raises(UnknownDocument, match="not open"):
+        run_state.score_invoices(FIRST, [paid["invoice_id"]])
+    left = run_state.score_invoices(FIRST, [part["invoice_id"]]).iloc[0]
+    assert left["open_amount"] == pytest.approx(part["open_amount"] - 50)
+    assert left["p_late"] == part["p_late"]  # the run's probability
+    risk = run_state.customer_risk(paid["customer_id"], FIRST)
+    assert paid["invoice_id"] not in set(risk["open_items"]["invoice_id"])
+    assert len(view.scores) == len(scores) - 1
+    full = aging_table(with_activity(scoring_ledger, run_state.store.ledger_tables()), FIRST)
+    for basis, amounts in (("due_date", "base"), ("invoice_date", "document")):
+        expected = full[(full["basis"] == basis) & (full["amounts"] == amounts)].drop(columns=["basis", "amounts"])
+        pd.testing.assert_frame_equal(run_state.aging(FIRST, basis, amounts), expected.reset_index(drop=True),
+                                      check_dtype=False)
 
 
 def test_the_customer_view_kpis_from_the_customer_slice_equal_the_whole_books(run_state, scoring_ledger):

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from features.asof import known_at
 from features.settlement import document_state
+from ledger.schema import UNIDENTIFIED_PAYER as UNIDENTIFIED
 from serving.auth import hash_token
 from tests.service_app import service_app
 
@@ -94,6 +95,17 @@ def worklist_row(client, customer_id: str) -> dict | None:
     return next((row for row in rows if row["customer_id"] == customer_id), None)
 
 
+def score_of(client, invoice_id: str):
+    return client.post("/v1/score", json={"as_of": DAY, "invoice_ids": [invoice_id]}, headers=headers(ADMIN))
+
+
+def aging_rows(client) -> dict[str, float]:
+    """Total open per customer in the aging report (base currency, due-date basis)."""
+    response = client.get(f"/v1/aging?as_of={DAY}", headers=headers(ADMIN))
+    assert response.status_code == 200, response.text
+    return {row["customer_id"]: row["Total"] for row in response.json()["rows"]}
+
+
 def proposals(client) -> dict[str, dict]:
     response = client.get(f"/v1/cash/proposals?as_of={DAY}", headers=headers())
     assert response.status_code == 200, response.text
@@ -105,6 +117,8 @@ def test_a_confirmed_application_is_audited_and_the_next_worklist_sees_the_invoi
     invoice = of["BANK-CONFIRM"]
     before = worklist_row(client, invoice["customer_id"])
     assert before is not None and before["overdue_amount_base"] >= invoice["open_amount_base"] - 0.01
+    aging_before = aging_rows(client)
+    assert score_of(client, invoice["invoice_id"]).status_code == 200
 
     proposal = proposals(client)["BANK-CONFIRM"]
     assert proposal["customer_id"] == invoice["customer_id"] and proposal["identified_by"] == "name"
@@ -120,6 +134,16 @@ def test_a_confirmed_application_is_audited_and_the_next_worklist_sees_the_invoi
     after = worklist_row(client, invoice["customer_id"])
     overdue_after = 0.0 if after is None else after["overdue_amount_base"]
     assert overdue_after == pytest.approx(before["overdue_amount_base"] - invoice["open_amount_base"], abs=0.02)
+    # Scores, aging and the customer page see the invoice paid at once, and the cash leave the unidentified row.
+    score = score_of(client, invoice["invoice_id"])
+    assert score.status_code == 404 and "not open" in score.text
+    risk = client.get(f"/v1/customers/{invoice['customer_id']}/risk?as_of={DAY}", headers=headers(ADMIN)).json()
+    assert invoice["invoice_id"] not in [item["invoice_id"] for item in risk["open_items"]]
+    page = client.get(f"/v1/customers/{invoice['customer_id']}?as_of={DAY}", headers=headers(ADMIN)).json()
+    assert invoice["invoice_id"] not in [item["invoice_id"] for item in page["open_items"]]
+    aging_after, paid = aging_rows(client), float(invoice["open_amount_base"])
+    assert aging_after[invoice["customer_id"]] == pytest.approx(aging_before[invoice["customer_id"]] - paid, abs=0.02)
+    assert aging_after[UNIDENTIFIED] == pytest.approx(aging_before[UNIDENTIFIED] + paid, abs=0.02)
     # The payment has left the proposals; applying it again is a conflict; the audit chain holds.
     assert "BANK-CONFIRM" not in proposals(client)
     again = client.post("/v1/cash/applications", json={"payment_id": "BANK-CONFIRM", "applied_date": DAY,

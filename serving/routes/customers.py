@@ -19,8 +19,8 @@ router = APIRouter(prefix="/customers", tags=["customers"], route_class=ScopesFi
 def customer_risk(customer_id: IdInPath, principal: CollectorOrCredit, state: State,
                   as_of: datetime.date | None = None) -> Response:
     access.check_customer(principal, state, customer_id)
-    # The answer is the day's until the next run: validated and encoded once per customer and day.
-    view = state.view(state.checked_as_of(as_of), actions=False)
+    # The day's answer, less what recorded cash paid since: encoded once per customer and view.
+    view = state.view(state.checked_as_of(as_of))
     body = view.encoded.get(("risk", customer_id))
     if body is None:
         body = json.dumps(view.risk_document(customer_id), allow_nan=False).encode()
