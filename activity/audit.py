@@ -39,6 +39,7 @@ from activity.models import (
     DunningLetter,
     IdempotencyKey,
     Promise,
+    QueueItem,
     canonical_json,
     primary_key,
     record_dict,
@@ -53,7 +54,7 @@ LEGACY = "sha256"
 KEYED = "hmac-sha256"
 HEAD_ID = 1
 # The tables whose every write is audited; verify_audit checks their rows against the log.
-AUDITED_MODELS: tuple[type[Base], ...] = (Promise, Dispute, Contact, DunningLetter, CashApplication)
+AUDITED_MODELS: tuple[type[Base], ...] = (Promise, Dispute, Contact, DunningLetter, CashApplication, QueueItem)
 MODELS_BY_TABLE = {model.__tablename__: model for model in AUDITED_MODELS}
 # Columns added by migration 0002, and the value rows written before it have in them.
 LEGACY_DEFAULTS = {"voided_at": None, "void_reason": None, "version": 1}

@@ -187,6 +187,39 @@ class CashApplication(Base):
     void_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class QueueItem(Base):
+    """A record of one of the work queues beyond the call list (issue 21): a deduction (a short payment's
+    residual on an invoice), an escalation of an account to a manager, or a credit review, with its owner,
+    SLA due date, status and decision. `amount` is the deduction's residual, the escalation's exposure or the
+    review's recommended limit; `decided_amount` the limit a review decided; `details` a JSON text of the
+    evidence (an escalation's reasons, a review's formula inputs)."""
+
+    __tablename__ = "queue_items"
+
+    item_id: Mapped[str] = _id(primary_key=True)
+    queue: Mapped[str] = mapped_column(String(16), index=True)
+    customer_id: Mapped[str] = _id(index=True)
+    invoice_id: Mapped[str | None] = _id(nullable=True)
+    payment_id: Mapped[str | None] = _id(nullable=True)
+    opened_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    owner: Mapped[str] = _id()
+    status: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str] = _id()
+    amount: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    decision: Mapped[str | None] = mapped_column(String(32))
+    decided_amount: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    decided_date: Mapped[date | None] = mapped_column(Date)
+    details: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = _id()
+    recorded_at: Mapped[datetime] = mapped_column(Instant)
+    version: Mapped[int] = mapped_column(Integer)
+    voided_at: Mapped[datetime | None] = mapped_column(Instant)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+
+
 class User(Base):
     """A person who uses the store and their role."""
 

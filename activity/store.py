@@ -66,6 +66,7 @@ from activity.models import (
     IdempotencyKey,
     Portfolio,
     Promise,
+    QueueItem,
     User,
     canonical_json,
     json_value,
@@ -94,11 +95,21 @@ DISPUTE_STATUSES = ("open", "resolved")
 DUNNING_CHANNELS = ("email", "letter", "call", "legal")  # DESIGN.md §5
 CASH_DECISIONS = ("auto", "confirmed", "changed", "rejected")  # how a payment's application came about
 ROLES = ("collector", "credit", "treasury", "admin")
+# The work queues (issue 21): statuses in their order, which end a record, and the decisions of each status.
+QUEUES = ("deduction", "escalation", "credit_review")
+QUEUE_STATUSES = {"deduction": ("open", "in_review", "valid", "invalid"), "escalation": ("open", "decided", "closed"),
+                  "credit_review": ("open", "decided")}
+CLOSED_STATUSES = {"deduction": ("valid", "invalid"), "escalation": ("closed",), "credit_review": ("decided",)}
+QUEUE_DECISIONS = {("deduction", "valid"): ("credit_memo", "write_off"), ("deduction", "invalid"): ("rebilled",),
+                   ("escalation", "decided"): ("keep_chasing", "legal", "credit_hold", "write_off_proposal"),
+                   ("escalation", "closed"): ("keep_chasing", "legal", "credit_hold", "write_off_proposal"),
+                   ("credit_review", "decided"): ("approve", "change", "credit_hold")}
 MIN_KEY_BYTES = 16
 
 PROMISE_CHANGES = frozenset({"amount", "promised_date", "note", "status"})
 DISPUTE_CHANGES = frozenset({"status", "resolution", "resolved_date", "owner"})
 CONTACT_CHANGES = frozenset({"outcome", "note", "next_action_date"})
+QUEUE_CHANGES = frozenset({"status", "decision", "decided_amount", "decided_date", "owner", "note", "due_date"})
 
 
 @dataclass(frozen=True)
@@ -233,6 +244,44 @@ class ActivityStore:
     def list_letters(self, customer_id: str | None = None, *, include_voided: bool = False) -> list[dict]:
         """All dunning letters, or a customer's, in the order they were issued."""
         return self._list(DunningLetter, customer_id, DunningLetter.issued_date, include_voided)
+
+    # -- work queues: deductions, escalations, credit reviews ----------------------------------
+
+    def open_queue_item(self, user: str, *, queue: str, customer_id: str, opened_date: date | str,
+                        due_date: date | str, owner: str, reason_code: str, invoice_id: str | None = None,
+                        payment_id: str | None = None, amount: Any = None, currency: str | None = None,
+                        details: dict | None = None, note: str = "", idempotency_key: str | None = None,
+                        now: datetime) -> dict:
+        """Open a record in a work queue; `VersionConflict` while one of the same queue, customer, invoice and
+        payment is still live (not voided, not closed)."""
+        values = _queue_values(self.limits, queue=queue, customer_id=customer_id, invoice_id=invoice_id,
+                               payment_id=payment_id, opened_date=opened_date, due_date=due_date, owner=owner,
+                               status="open", reason_code=reason_code, amount=amount, currency=currency,
+                               decision=None, decided_amount=None, decided_date=None,
+                               details=_details_text(self.limits, details), note=note)
+        return self._create(user, QueueItem, QUEUE_PREFIXES[values["queue"]], values, idempotency_key, now,
+                            refuse=_live_queue_twin)
+
+    def update_queue_item(self, user: str, item_id: str, expected_version: int, *, now: datetime,
+                          **changes: Any) -> dict:
+        """Change a queue record's status, decision, decided_amount, decided_date, owner, note or due_date
+        (validated with the whole record: a decision needs its status and date, a decided limit its amount; a
+        review's credit hold sets the limit to 0)."""
+        if changes.get("decision") == "credit_hold" and self.get_queue_item(item_id)["queue"] == "credit_review":
+            changes.setdefault("decided_amount", 0)
+        return self._update(user, QueueItem, item_id, expected_version, changes, QUEUE_CHANGES, now)
+
+    def get_queue_item(self, item_id: str) -> dict:
+        """One queue record by id (voided ones too)."""
+        return self._get(QueueItem, item_id)
+
+    def list_queue_items(self, queue: str | None = None, customer_id: str | None = None, *,
+                         include_voided: bool = False) -> list[dict]:
+        """The records of a queue (None: all queues), or of one customer, in the order they were opened."""
+        if queue is not None:
+            _choice("queue", queue, QUEUES)
+        rows = self._list(QueueItem, customer_id, QueueItem.opened_date, include_voided)
+        return rows if queue is None else [row for row in rows if row["queue"] == queue]
 
     # -- corrections (who may call these is the service's decision, not the store's) ------------
 
@@ -399,24 +448,32 @@ class ActivityStore:
             contacts = session.scalars(usable(Contact)).all()
             letters = session.scalars(usable(DunningLetter).order_by(None).order_by(
                 DunningLetter.issued_date, DunningLetter.letter_id)).all()
+            queued = session.scalars(usable(QueueItem).where(QueueItem.queue.in_(("deduction", "credit_review")))).all()
+        deductions = [item for item in queued if item.queue == "deduction"]
         return {
             **cash,
             "promises": _ledger_promises(promises),
-            "disputes": _ledger_disputes(disputes),
+            "disputes": _stacked(_ledger_disputes(disputes), _deduction_disputes(deductions)),
             "contacts": _ledger_contacts(contacts),
             "dunning_notices": _ledger_dunning_notices(letters),
+            "writeoffs": _deduction_writeoffs(deductions),
+            "credit_limits": _decided_limits([item for item in queued if item.queue == "credit_review"]),
         }
 
     # -- the write path -------------------------------------------------------------------------
 
     def _create(self, user: str, model: type[Base], id_prefix: str, values: dict,
-                idempotency_key: str | None, now: datetime) -> dict:
-        """Insert a new record with its audit entry, once per user and idempotency key."""
+                idempotency_key: str | None, now: datetime,
+                refuse: Callable[[Session, dict], None] | None = None) -> dict:
+        """Insert a new record with its audit entry, once per user and idempotency key; `refuse` may raise
+        inside the transaction (a record that must not exist twice)."""
         user, now = _required_text("user", user), _instant(now)
         # Fingerprint the validated values, so 5000, "5000" and Decimal("5000.00") are one request.
         fingerprint = request_fingerprint({"operation": f"create {model.__tablename__}", "user": user, **values})
 
         def insert(session: Session) -> dict:
+            if refuse is not None:
+                refuse(session, values)
             record = model(**values, created_by=user, recorded_at=now, version=1)
             setattr(record, model.__mapper__.primary_key[0].key, _new_id(id_prefix))
             session.add(record)
@@ -707,9 +764,89 @@ def _signed_money(field: str, value: Any) -> Decimal:
     return _money(field, value, allow_zero=True)
 
 
+QUEUE_PREFIXES = {"deduction": "DED", "escalation": "ESC", "credit_review": "CRV"}
+
+
+def _queue_values(limits: Limits, *, queue: str, customer_id: str, invoice_id: str | None, payment_id: str | None,
+                  opened_date: Any, due_date: Any, owner: str, status: str, reason_code: str, amount: Any,
+                  currency: str | None, decision: str | None, decided_amount: Any, decided_date: Any, details: str,
+                  note: str) -> dict:
+    queue = _choice("queue", queue, QUEUES)
+    status = _choice("status", status, QUEUE_STATUSES[queue])
+    opened = _business_date(limits, "opened_date", opened_date)
+    due = _business_date(limits, "due_date", due_date)
+    if due < opened:
+        raise InvalidInput("due_date", f"{due} is before opened_date {opened}")
+    decided = None if decided_date is None else _business_date(limits, "decided_date", decided_date)
+    decisions = QUEUE_DECISIONS.get((queue, status), ())
+    if decisions:
+        decision = _choice("decision", decision, decisions)
+        if decided is None:
+            raise InvalidInput("decided_date", f"is required when status is {status}")
+    elif decision is not None or decided is not None:
+        field = "decision" if decision is not None else "decided_date"
+        raise InvalidInput(field, f"must be empty while the {queue.replace('_', ' ')} is {status}")
+    if decided is not None and decided < opened:
+        raise InvalidInput("decided_date", f"{decided} is before opened_date {opened}")
+    limit = None if decided_amount is None else _money("decided_amount", decided_amount, allow_zero=True)
+    if queue == "credit_review" and decision == "credit_hold":
+        limit = _money("decided_amount", 0, allow_zero=True) if limit is None else limit
+        if limit != 0:
+            raise InvalidInput("decided_amount", "a credit hold sets the limit to 0")
+    elif queue == "credit_review" and decision is not None and limit is None:
+        raise InvalidInput("decided_amount", f"is required when the review's decision is {decision}")
+    elif queue != "credit_review" and limit is not None:
+        raise InvalidInput("decided_amount", "only a credit review decides an amount (the limit)")
+    if queue == "deduction" and (invoice_id is None or amount is None):
+        raise InvalidInput("invoice_id" if invoice_id is None else "amount", "a deduction names its invoice and amount")
+    return {
+        "queue": queue,
+        "customer_id": _required_text("customer_id", customer_id),
+        "invoice_id": _optional_text("invoice_id", invoice_id),
+        "payment_id": _optional_text("payment_id", payment_id),
+        "opened_date": opened,
+        "due_date": due,
+        "owner": _required_text("owner", owner),
+        "status": status,
+        "reason_code": _required_text("reason_code", reason_code),
+        "amount": None if amount is None else _money("amount", amount, allow_zero=True),
+        "currency": _currency(currency),
+        "decision": decision,
+        "decided_amount": limit,
+        "decided_date": decided,
+        "details": _free_text(limits, "details", details),
+        "note": _free_text(limits, "note", note),
+    }
+
+
+def _details_text(limits: Limits, details: dict | None) -> str:
+    """A queue record's evidence as canonical JSON text (an object, or empty)."""
+    if details is None:
+        return "{}"
+    if not isinstance(details, dict):
+        raise InvalidInput("details", "must be an object")
+    try:
+        return canonical_json(details)
+    except (TypeError, ValueError) as problem:
+        raise InvalidInput("details", f"cannot be written as JSON ({problem})") from None
+
+
+def _live_queue_twin(session: Session, values: dict) -> None:
+    """`VersionConflict` when a live record of the same queue, customer, invoice and payment exists."""
+    query = select(QueueItem.item_id).where(
+        QueueItem.queue == values["queue"], QueueItem.customer_id == values["customer_id"],
+        QueueItem.void_reason.is_(None), QueueItem.status.not_in(CLOSED_STATUSES[values["queue"]]),
+        QueueItem.invoice_id.is_(None) if values["invoice_id"] is None else QueueItem.invoice_id == values["invoice_id"],
+        QueueItem.payment_id.is_(None) if values["payment_id"] is None else QueueItem.payment_id == values["payment_id"])
+    twin = session.scalars(query.limit(1)).first()
+    if twin is not None:
+        raise VersionConflict(f"{values['queue'].replace('_', ' ')} {twin} is still open for customer "
+                              f"{values['customer_id']}" + (f", invoice {values['invoice_id']}" if values["invoice_id"] else ""))
+
+
 VALIDATORS: dict[type[Base], Callable[..., dict]] = {
     Promise: _promise_values, Dispute: _dispute_values, Contact: _contact_values, DunningLetter: _letter_values,
-    CashApplication: _cash_values,
+    CashApplication: _cash_values, QueueItem: _queue_values,
 }
 
 
@@ -887,6 +1024,7 @@ DATE_COLUMNS: dict[type[Base], tuple[str, ...]] = {
     Contact: ("contact_date", "next_action_date"),
     DunningLetter: ("issued_date",),
     CashApplication: ("applied_date", "received_date"),
+    QueueItem: ("opened_date", "due_date", "decided_date"),
 }
 
 
@@ -920,6 +1058,41 @@ def _ledger_disputes(disputes: list[Dispute]) -> pd.DataFrame:
             for d in disputes]
     return _frame(rows, ["dispute_id", "invoice_id", "opened_date", "resolved_date", "reason", "amount"],
                   dates=("opened_date", "resolved_date"), floats=("amount",))
+
+
+def _stacked(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Two frames of one shape, one below the other (either alone when the other is empty)."""
+    if first.empty or second.empty:
+        return second if first.empty else first
+    return pd.concat([first, second], ignore_index=True)
+
+
+def _deduction_disputes(deductions: list[QueueItem]) -> pd.DataFrame:
+    """A deduction holds its invoice like a dispute of its amount until it is decided valid or invalid."""
+    rows = [{"dispute_id": d.item_id, "invoice_id": d.invoice_id, "opened_date": d.opened_date,
+             "resolved_date": d.decided_date if d.status in CLOSED_STATUSES["deduction"] else None,
+             "reason": f"deduction: {d.reason_code}", "amount": float(d.amount)} for d in deductions]
+    return _frame(rows, ["dispute_id", "invoice_id", "opened_date", "resolved_date", "reason", "amount"],
+                  dates=("opened_date", "resolved_date"), floats=("amount",))
+
+
+def _deduction_writeoffs(deductions: list[QueueItem]) -> pd.DataFrame:
+    """A deduction found valid closes its residual: a credit memo or a write-off of its amount, on its date."""
+    rows = [{"invoice_id": d.invoice_id, "date": d.decided_date, "amount": float(d.amount)} for d in deductions
+            if d.status == "valid" and d.amount > 0]
+    return _frame(rows, ["invoice_id", "date", "amount"], dates=("date",), floats=("amount",))
+
+
+def _decided_limits(reviews: list[QueueItem]) -> pd.DataFrame:
+    """The credit limit each decided review set, the latest decision per customer."""
+    latest: dict[str, QueueItem] = {}
+    for review in sorted((r for r in reviews if r.status == "decided" and r.decided_amount is not None),
+                         key=lambda r: (r.decided_date, r.recorded_at, r.item_id)):
+        latest[review.customer_id] = review
+    rows = [{"customer_id": customer, "credit_limit": float(review.decided_amount), "decided_date": review.decided_date}
+            for customer, review in latest.items()]
+    return _frame(rows, ["customer_id", "credit_limit", "decided_date"], dates=("decided_date",),
+                  floats=("credit_limit",))
 
 
 def _ledger_contacts(contacts: list[Contact]) -> pd.DataFrame:

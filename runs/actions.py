@@ -65,14 +65,26 @@ def customer_index(ledger: Ledger) -> CustomerIndex:
 
 
 def with_records(ledger: Ledger, records: dict[str, pd.DataFrame]) -> Ledger:
-    """A (customer's) ledger with recorded activity appended to its collections tables, and recorded cash
-    applications merged into its payments (`with_cash_records`)."""
+    """A (customer's) ledger with recorded activity appended to its collections tables, recorded cash
+    applications merged into its payments (`with_cash_records`), the credit limits decided by credit reviews
+    in place of the customers' (`credit_limits`), and the write-offs of valid deductions on documents the
+    ledger has not written off itself."""
     merged = {}
     if records.get("payments") is not None or records.get("payment_applications") is not None:
         merged = with_cash_records(ledger, records.get("payments"), records.get("payment_applications"))
+    limits = records.get("credit_limits")
+    if limits is not None and len(limits):
+        decided = limits.set_index("customer_id")["credit_limit"]
+        customers = ledger.customers
+        merged["customers"] = customers.assign(credit_limit=customers["customer_id"].map(decided).where(
+            customers["customer_id"].isin(decided.index), customers["credit_limit"]).astype("float64"))
     for name, recorded in records.items():
-        if recorded is None or recorded.empty or name in ("payments", "payment_applications"):
+        if recorded is None or recorded.empty or name in ("payments", "payment_applications", "credit_limits"):
             continue
+        if name == "writeoffs":  # one write-off per document: the ledger's own wins
+            recorded = recorded[~recorded["invoice_id"].isin(ledger.writeoffs["invoice_id"])]
+            if recorded.empty:
+                continue
         current = getattr(ledger, name)
         # Only the ledger's columns; one the records lack (a notice's known_date) stays missing on their rows.
         merged[name] = recorded if current.empty else pd.concat(

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 DATABASE_ENV = "ARRISK_DATABASE_URL"
 # What the store adds to the ledger: the collections records, and the payments and applications of confirmed
 # (or automatic) cash applications.
-ACTIVITY_TABLES = ("promises", "disputes", "contacts", "dunning_notices", "payments", "payment_applications")
+ACTIVITY_TABLES = ("promises", "disputes", "contacts", "dunning_notices", "payments", "payment_applications",
+                   "writeoffs", "credit_limits")
 
 
 def database_url(environ: Mapping[str, str] | None = None) -> str:

@@ -347,14 +347,24 @@ class ServingState:
     # ---- reads ----------------------------------------------------------------------------------------
 
     def full_worklist(self, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
-        return self.view(as_of).worklist
+        return self.with_escalations(self.view(as_of).worklist)
 
     def worklist(self, as_of: pd.Timestamp | None = None, collector: str | None = None, segment: str | None = None,
                  top: int | None = None, customers: frozenset[str] | None = None) -> pd.DataFrame:
         """The worklist filtered by collector, segment and `customers` (None: all), ranks renumbered, first `top`."""
         portfolio = self.store.portfolio(collector) if self.store is not None and collector is not None else []
-        return self.view(as_of).worklist_rows(customers=customers, collector=collector, segment=segment, top=top,
-                                              portfolio=portfolio or None)
+        return self.with_escalations(self.view(as_of).worklist_rows(
+            customers=customers, collector=collector, segment=segment, top=top, portfolio=portfolio or None))
+
+    def with_escalations(self, worklist: pd.DataFrame) -> pd.DataFrame:
+        """The worklist with an `escalation` column: each customer's live escalation (status: reason, and the
+        decision once made), None without one; one store query."""
+        from queues.escalations import escalation_label, live_escalations
+
+        live = live_escalations(self.store.list_queue_items(queue="escalation")) if self.store is not None else {}
+        labels = {customer: escalation_label(record) for customer, record in live.items()}
+        return worklist.assign(escalation=worklist["customer_id"].map(labels).astype(object)
+                               .where(worklist["customer_id"].isin(labels.keys()), None))
 
     def score_invoices(self, as_of: pd.Timestamp | None, invoice_ids: list[str] | None,
                        customers: frozenset[str] | None = None) -> pd.DataFrame:

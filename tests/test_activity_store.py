@@ -371,6 +371,8 @@ def test_ledger_tables_follow_the_ledger_schemas(store):
                                   applied_date=date(2024, 3, 9), now=NOW)
 
     tables = store.ledger_tables()
+    # The limits credit reviews decided replace the customers' column; not a table of the ledger's own.
+    assert list(tables.pop("credit_limits").columns) == ["customer_id", "credit_limit", "decided_date"]
     for name, frame in tables.items():
         SCHEMAS[name].validate(frame)
         # Every column of the contract but the optional known_date (a recorded letter always has its date).
@@ -386,9 +388,100 @@ def test_ledger_tables_follow_the_ledger_schemas(store):
 
 
 def test_ledger_tables_of_an_empty_store_follow_the_schemas(store):
-    for name, frame in store.ledger_tables().items():
+    tables = store.ledger_tables()
+    assert tables.pop("credit_limits").empty
+    for name, frame in tables.items():
         SCHEMAS[name].validate(frame)
         assert frame.empty
+
+
+# ---- work queues (issue 21) -----------------------------------------------------------------------------
+
+def open_deduction(store: ActivityStore, **overrides) -> dict:
+    values = {"queue": "deduction", "customer_id": "C001", "invoice_id": "INV-1", "payment_id": "PAY-1",
+              "opened_date": date(2024, 3, 1), "due_date": date(2024, 3, 31), "owner": "Pricing Desk",
+              "reason_code": "pricing", "amount": "120.50", "currency": "EUR", "details": {"memo": "price diff"}}
+    return store.open_queue_item("ana", **(values | overrides), now=NOW)
+
+
+def test_a_deduction_holds_its_invoice_until_decided_and_a_valid_one_writes_off_its_amount(store):
+    deduction = open_deduction(store)
+    assert (deduction["item_id"][:4], deduction["status"], deduction["amount"]) == ("DED-", "open", "120.50")
+    assert deduction["details"] == '{"memo":"price diff"}'
+    with pytest.raises(VersionConflict, match="still open for customer C001, invoice INV-1"):
+        open_deduction(store, owner="someone else")
+    held = store.ledger_tables()["disputes"].iloc[0]
+    assert (held["reason"], held["amount"], pd.isna(held["resolved_date"])) == ("deduction: pricing", 120.5, True)
+    reviewed = store.update_queue_item("bob", deduction["item_id"], 1, status="in_review", now=NOW)
+    with pytest.raises(InvalidInput, match="decision"):
+        store.update_queue_item("bob", deduction["item_id"], 2, status="valid", decided_date=date(2024, 3, 9), now=NOW)
+    with pytest.raises(InvalidInput, match="rebilled"):
+        store.update_queue_item("bob", deduction["item_id"], 2, status="invalid", decision="write_off",
+                                decided_date=date(2024, 3, 9), now=NOW)
+    valid = store.update_queue_item("bob", reviewed["item_id"], 2, status="valid", decision="credit_memo",
+                                    decided_date=date(2024, 3, 9), now=NOW)
+    assert (valid["version"], valid["decision"]) == (3, "credit_memo")
+    tables = store.ledger_tables()
+    assert tables["disputes"].iloc[0]["resolved_date"] == pd.Timestamp("2024-03-09")
+    assert tables["writeoffs"].to_dict("records") == [
+        {"invoice_id": "INV-1", "date": pd.Timestamp("2024-03-09"), "amount": 120.5}]
+    open_deduction(store)  # the first one is closed: the same short payment may be opened again
+    assert verify_audit(store) == []
+
+
+def test_an_invalid_deduction_ends_the_hold_without_a_write_off(store):
+    deduction = open_deduction(store)
+    store.update_queue_item("bob", deduction["item_id"], 1, status="invalid", decision="rebilled",
+                            decided_date=date(2024, 3, 5), now=NOW)
+    tables = store.ledger_tables()
+    assert tables["disputes"].iloc[0]["resolved_date"] == pd.Timestamp("2024-03-05") and tables["writeoffs"].empty
+
+
+def test_a_decided_credit_review_sets_the_limit_and_a_credit_hold_sets_zero(store):
+    def review(customer: str) -> dict:
+        return store.open_queue_item("cara", queue="credit_review", customer_id=customer, opened_date=date(2024, 3, 1),
+                                     due_date=date(2024, 3, 11), owner="Credit Team", reason_code="near limit",
+                                     amount="50000", details={"monthly_sales": 20000.0}, now=NOW)
+
+    first, second = review("C001"), review("C002")
+    with pytest.raises(InvalidInput, match="decided_amount: is required"):
+        store.update_queue_item("cara", first["item_id"], 1, status="decided", decision="change",
+                                decided_date=date(2024, 3, 2), now=NOW)
+    store.update_queue_item("cara", first["item_id"], 1, status="decided", decision="change", decided_amount="35000",
+                            decided_date=date(2024, 3, 2), now=NOW)
+    held = store.update_queue_item("cara", second["item_id"], 1, status="decided", decision="credit_hold",
+                                   decided_date=date(2024, 3, 2), now=NOW)
+    assert held["decided_amount"] == "0.00"
+    limits = store.ledger_tables()["credit_limits"].set_index("customer_id")["credit_limit"].to_dict()
+    assert limits == {"C001": 35000.0, "C002": 0.0}
+    assert store.ledger_tables("C001")["credit_limits"]["customer_id"].tolist() == ["C001"]
+
+
+def test_an_escalation_decision_is_the_managers_and_needs_its_date(store):
+    escalation = store.open_queue_item("ana", queue="escalation", customer_id="C009", opened_date=date(2024, 3, 1),
+                                       due_date=date(2024, 3, 6), owner="AR Manager",
+                                       reason_code="second broken promise", amount="9000", now=NOW)
+    with pytest.raises(InvalidInput, match="decided_date: is required"):
+        store.update_queue_item("max", escalation["item_id"], 1, status="decided", decision="legal", now=NOW)
+    with pytest.raises(InvalidInput, match="only a credit review"):
+        store.update_queue_item("max", escalation["item_id"], 1, status="decided", decision="credit_hold",
+                                decided_amount="0", decided_date=date(2024, 3, 2), now=NOW)
+    decided = store.update_queue_item("max", escalation["item_id"], 1, status="decided", decision="legal",
+                                      decided_date=date(2024, 3, 2), now=NOW)
+    assert (decided["status"], decided["decision"], decided["decided_amount"]) == ("decided", "legal", None)
+    assert [item["item_id"] for item in store.list_queue_items("escalation")] == [escalation["item_id"]]
+    assert store.list_queue_items("deduction") == [] and "C009" in store.customers_changed_since(0)
+    with pytest.raises(InvalidInput, match="queue"):
+        store.list_queue_items("tickets")
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"queue": "tickets"}, "queue"), ({"due_date": date(2024, 2, 1)}, "due_date"), ({"invoice_id": None}, "invoice_id"),
+    ({"amount": "-5"}, "amount"), ({"details": ["a list"]}, "details"), ({"owner": ""}, "owner")])
+def test_bad_queue_input_names_the_field(store, overrides, field):
+    with pytest.raises(InvalidInput) as error:
+        open_deduction(store, **overrides)
+    assert error.value.field == field
 
 
 def test_concurrent_writers_keep_one_unbroken_chain(database_url, store):

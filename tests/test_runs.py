@@ -385,6 +385,25 @@ def test_with_records_appends_records_and_leaves_a_ledger_without_any_as_it_is()
     assert list(merged.promises["promise_id"]) == [*ledger.promises["promise_id"], "PTP-new"]
 
 
+def test_with_records_sets_decided_credit_limits_and_adds_write_offs_the_ledger_lacks():
+    from tests.ledgers import tiny_ledger
+
+    ledger = tiny_ledger()
+    first = ledger.customers["customer_id"].iloc[0]
+    limits = pd.DataFrame({"customer_id": [first], "credit_limit": [0.0], "decided_date": [pd.Timestamp("2024-01-05")]})
+    invoices = ledger.invoices["invoice_id"]
+    written = ledger.writeoffs["invoice_id"].iloc[0] if len(ledger.writeoffs) else None
+    fresh = invoices[~invoices.isin(ledger.writeoffs["invoice_id"])].iloc[0]
+    writeoffs = pd.DataFrame({"invoice_id": [fresh, written] if written else [fresh],
+                              "date": pd.Timestamp("2024-01-05"), "amount": 10.0})
+    merged = with_records(ledger, {"credit_limits": limits, "writeoffs": writeoffs})
+    by_customer = merged.customers.set_index("customer_id")["credit_limit"]
+    assert by_customer[first] == 0.0
+    pd.testing.assert_series_equal(by_customer.drop(first),
+                                   ledger.customers.set_index("customer_id")["credit_limit"].drop(first), check_dtype=False)
+    assert merged.writeoffs["invoice_id"].tolist() == [*ledger.writeoffs["invoice_id"], fresh]
+
+
 # ---- the command line --------------------------------------------------------------------------------
 
 def test_arrisk_run_builds_a_run_and_the_cli_reads_it(ledger_dir, champion_store, scoring_ledger, champions,

@@ -24,9 +24,10 @@ LEDGER = "Ledger: generate, import, check"
 TRAINING = "Training: backtest and train the models"
 REPORTS = "Rules and reports: collections work and monitoring"
 CASH = "Cash application: match payments to open items"
+QUEUES = "Work queues: deductions, escalations, credit reviews, SLAs"
 ACTIVITY = "Collections activity: promises, disputes, contacts, audit"
 SERVING = "Serving: the API and its tokens"
-STAGES = (LEDGER, TRAINING, REPORTS, CASH, ACTIVITY, SERVING)
+STAGES = (LEDGER, TRAINING, REPORTS, CASH, QUEUES, ACTIVITY, SERVING)
 
 
 class ByStage(TyperGroup):
