@@ -278,10 +278,8 @@ class ActivityStore:
     def list_queue_items(self, queue: str | None = None, customer_id: str | None = None, *,
                          include_voided: bool = False) -> list[dict]:
         """The records of a queue (None: all queues), or of one customer, in the order they were opened."""
-        if queue is not None:
-            _choice("queue", queue, QUEUES)
-        rows = self._list(QueueItem, customer_id, QueueItem.opened_date, include_voided)
-        return rows if queue is None else [row for row in rows if row["queue"] == queue]
+        of_queue = None if queue is None else QueueItem.queue == _choice("queue", queue, QUEUES)
+        return self._list(QueueItem, customer_id, QueueItem.opened_date, include_voided, where=of_queue)
 
     # -- corrections (who may call these is the service's decision, not the store's) ------------
 
@@ -353,21 +351,22 @@ class ActivityStore:
         with self._sessions() as session:
             return session.scalar(select(func.max(AuditEntry.seq))) or 0
 
-    def customers_changed_since(self, mark: int, tables: Iterable[str] | None = None) -> set[str]:
-        """The customers of the records created, changed or voided after audit entry `mark` (in `tables`,
-        None: any)."""
+    def customers_changed_since(self, mark: int) -> set[str]:
+        """The customers of the records created, changed or voided after audit entry `mark`."""
+        return set().union(*self.changes_since(mark).values())
+
+    def changes_since(self, mark: int) -> dict[str, set[str]]:
+        """Table -> the customers of its records created, changed or voided after audit entry `mark`."""
         with self._sessions() as session:
             changed = session.execute(select(AuditEntry.table_name, AuditEntry.record_id)
                                       .where(AuditEntry.seq > mark)).all()
-            customers: set[str] = set()
+            customers: dict[str, set[str]] = {}
             for model in audit.AUDITED_MODELS:
-                if tables is not None and model.__tablename__ not in tables:
-                    continue
                 ids = [record_id for table, record_id in changed if table == model.__tablename__]
                 id_column = model.__mapper__.primary_key[0]
                 for start in range(0, len(ids), 500):
-                    customers.update(session.scalars(select(model.customer_id).where(
-                        id_column.in_(ids[start:start + 500]))))
+                    customers.setdefault(model.__tablename__, set()).update(session.scalars(select(
+                        model.customer_id).where(id_column.in_(ids[start:start + 500]))))
         return customers
 
     # -- cash applications -----------------------------------------------------------------------
@@ -587,9 +586,12 @@ class ActivityStore:
                     problems[error.field] = error.problem
         return problems
 
-    def _list(self, model: type[Base], customer_id: str | None, date_column: Any, include_voided: bool) -> list[dict]:
+    def _list(self, model: type[Base], customer_id: str | None, date_column: Any, include_voided: bool,
+              where: ColumnElement | None = None) -> list[dict]:
         id_column = model.__mapper__.primary_key[0]
         query = select(model).order_by(date_column, id_column)
+        if where is not None:
+            query = query.where(where)
         if customer_id is not None:
             query = query.where(model.customer_id == customer_id)
         if not include_voided:

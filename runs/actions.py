@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.asof import known_at
+from features.customer import credit_utilisation
 from features.settlement import document_state
 from ledger import Ledger
 from ledger.schema import UNIDENTIFIED_PAYER
@@ -138,23 +139,39 @@ class CustomerRows:
 
     worklist: pd.DataFrame  # its worklist row (none when nothing is overdue)
     dunning: pd.DataFrame  # its dunning rows
-    aging: pd.DataFrame  # its aging rows in the day's views (`runs.day.aging_table`)
+    aging: pd.DataFrame | None = None  # its aging rows in the day's views (`runs.day.aging_table`), if re-derived
     items: pd.DataFrame | None = None  # its scored open documents, when recorded cash changed them
 
 
-def customer_rows(view: DayView, ledger: Ledger, customer_id: str, settings: DaySettings) -> CustomerRows:
-    """The customer's worklist, dunning and aging rows at the view's date, and its scored open documents
-    when recorded cash paid some of them, from its ledger slice `ledger` (with its recorded actions) and the
-    day's scores."""
+def customer_rows(view: DayView, ledger: Ledger, customer_id: str, settings: DaySettings,
+                  money: bool = True) -> CustomerRows:
+    """The customer's worklist and dunning rows at the view's date from its ledger slice `ledger` (with its
+    recorded actions) and the day's scores; with `money` (recorded cash or deductions changed what it owes)
+    also its aging rows, and its scored open documents less what was paid when that changed them."""
     scored = view.scores.iloc[view.by_customer.get(customer_id, np.array([], dtype=int))]
-    items = still_open(scored, ledger, view.as_of)
-    customers = view.customers.iloc[[view.customer_position[customer_id]]] \
-        if customer_id in view.customer_position.index else view.customers.iloc[[]]
+    items = still_open(scored, ledger, view.as_of) if money else scored
+    customers = with_decided_limit(view.customers.iloc[[view.customer_position[customer_id]]]
+                                   if customer_id in view.customer_position.index else view.customers.iloc[[]],
+                                   ledger.customers)
     dunning = dunning_proposal(ledger, view.as_of, settings.dunning_policy)
     table = worklist(ledger, view.as_of, items, customers, settings.policy, dunning=dunning)
-    aging = aging_table(ledger, view.as_of)
+    aging = aging_table(ledger, view.as_of) if money else None
     return CustomerRows(fill_reasons(table, model_reasons(customers)), dunning,
-                        aging[aging["customer_id"] == customer_id], None if items is scored else items)
+                        None if aging is None else aging[aging["customer_id"] == customer_id],
+                        None if items is scored else items)
+
+
+def with_decided_limit(rows: pd.DataFrame, master: pd.DataFrame) -> pd.DataFrame:
+    """The day's customer rows with the credit limit of `master` (a credit review decided since the run) and
+    the utilisation of that limit, where the two differ."""
+    if rows.empty or "credit_limit" not in rows or "credit_limit" not in master:
+        return rows
+    limit = rows["customer_id"].map(master.drop_duplicates("customer_id").set_index("customer_id")["credit_limit"])
+    changed = limit.notna() & (limit != rows["credit_limit"])
+    if not changed.any():
+        return rows
+    limit = limit.where(changed, rows["credit_limit"]).astype(float)
+    return rows.assign(credit_limit=limit, credit_utilisation=credit_utilisation(rows["open_ar_base"], limit))
 
 
 def unidentified_rows(view: DayView, ledger: Ledger, recorded: dict[str, pd.DataFrame]) -> CustomerRows:
@@ -182,7 +199,11 @@ def with_actions(view: DayView, changed: dict[str, CustomerRows]) -> DayView:
     letters = [view.dunning[~view.dunning["customer_id"].isin(ids)], *(rows.dunning for rows in changed.values())]
     dunning = proposal_order(pd.concat([frame for frame in letters if len(frame)] or [view.dunning.iloc[:0]],
                                        ignore_index=True))
-    aging = [view.aging_table[~view.aging_table["customer_id"].isin(ids)], *(rows.aging for rows in changed.values())]
-    aging_rows = pd.concat([frame for frame in aging if len(frame)] or [view.aging_table.iloc[:0]], ignore_index=True)
+    aged = {customer: rows.aging for customer, rows in changed.items() if rows.aging is not None}
+    aging = view.aging_table
+    if aged:
+        frames = [aging[~aging["customer_id"].isin(set(aged))], *aged.values()]
+        aging = pd.concat([frame for frame in frames if len(frame)] or [aging.iloc[:0]],
+                          ignore_index=True).sort_values(AGING_ORDER, ignore_index=True)
     items = {customer: rows.items for customer, rows in changed.items() if rows.items is not None}
-    return view.with_rows(worklist_table, dunning, ids, aging_rows.sort_values(AGING_ORDER, ignore_index=True), items)
+    return view.with_rows(worklist_table, dunning, ids, aging, items)

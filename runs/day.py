@@ -23,6 +23,7 @@ from features import FeatureConfig, feature_frames
 from ledger import Ledger
 from models.late_payment import BUCKET_NAMES
 from models.receipt_timing import QUANTILES, cdf_at, quantiles_of
+from provision import ProvisionPolicy, load_provision_policy
 from rules.dunning import DunningPolicy, dunning_proposal, load_policy
 from rules.forecast import HORIZON_WEEKS, customer_rho_of
 from rules.worklist import DEFAULT_POLICY, WorklistPolicy, load_worklist_policy, money_at_risk, worklist
@@ -60,6 +61,7 @@ class DaySettings:
     draws: int = 1000
     seed: int = 0
     peers: pd.DataFrame | None = None  # the peer sums of all customers at as_of, for a bucket's day (features.peers)
+    provision_policy: ProvisionPolicy = field(default_factory=load_provision_policy)
 
 
 @dataclass
@@ -195,6 +197,28 @@ def aging_table(ledger: Ledger, as_of: pd.Timestamp) -> pd.DataFrame:
     return pd.concat([table.assign(basis=basis, amounts=amounts) for (basis, amounts), table in views.items()],
                      ignore_index=True)
 
+
+def provision(work: Work) -> None:
+    """The bad-debt provision at the day's date by both methods (`provision.report`), the model's PD from
+    the day's deterioration scores. Not a step of a bucket's day: loss rates need the whole book."""
+    from provision.report import provision_report
+
+    probabilities = work.scores.customers.set_index("customer_id")["deterioration_probability"] \
+        if work.champions.deterioration is not None else None
+    report = provision_report(work.ledger, work.as_of, work.settings.provision_policy,
+                              (lambda _: probabilities) if probabilities is not None else None)
+    work.tables.update(provision_tables(report))
+    work.facts["provision_lgd"] = report.lgd
+
+
+def provision_tables(report) -> dict[str, pd.DataFrame]:
+    """A provision report's tables as the run writes them (Parquet wants plain column types)."""
+    return {"provision_summary": report.summary, "provision_rates": report.loss_rates,
+            "provision_matrix": report.matrix.assign(bucket=report.matrix["bucket"].astype(str)),
+            "provision_customers": report.customers, "provision_differences": report.differences}
+
+
+PROVISION_STEP = Step("provision", provision, "the bad-debt provision by both methods")
 
 STEPS: tuple[Step, ...] = (
     Step("validate", validate, "check the ledger, fingerprint it"),

@@ -2,7 +2,7 @@
 
 A collector sees and changes only its portfolio (its customers, their documents and records) unless
 its token has the `team_lead` scope or `all_portfolios: true`; credit, treasury, cash (cash application
-applies any customer's payments), manager (escalations) and admin see every customer. The portfolio is the activity store's recorded one for the token's `collector`, else the
+applies any customer's payments), manager (escalations), finance (the provision) and admin see every customer. The portfolio is the activity store's recorded one for the token's `collector`, else the
 customers whose ledger `collector` column names it; a collector token without a collector name sees
 no customer. A record is changed by its creator, a team lead or an admin.
 """
@@ -19,7 +19,7 @@ from serving.auth import ADMIN, TEAM_LEAD, NotPermitted, Principal
 def sees_all_customers(principal: Principal) -> bool:
     """Whether the principal's customers are not limited to a portfolio."""
     return (principal.has("credit") or principal.has("treasury") or principal.has("cash") or principal.has("manager")
-            or principal.all_portfolios
+            or principal.has("finance") or principal.all_portfolios
             or TEAM_LEAD in principal.scopes)
 
 

@@ -1,7 +1,7 @@
 """Bearer API tokens with scopes: loaded from a YAML file or an environment string, stored hashed.
 
 Every endpoint but health needs a token; each token carries scopes (collector, team_lead, credit,
-treasury, cash, manager, admin) that gate endpoints: admin implies all of them, team_lead implies collector. Which
+treasury, cash, manager, finance, admin) that gate endpoints: admin implies all of them, team_lead implies collector. Which
 customers and records a token may see or change is `serving.access`'s business. Only the SHA-256 of a token is ever kept,
 and a presented token is compared with every stored hash in constant time. Pure Python: the service
 maps `Unauthorized` to 401 and `Forbidden` to 403, using `AuthError.body()` and `AuthError.headers`.
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ledger.errors import BadInput
 from ledger.importing.mappings import yaml_line
 
-SCOPES = ("collector", "team_lead", "credit", "treasury", "cash", "manager", "admin")
+SCOPES = ("collector", "team_lead", "credit", "treasury", "cash", "manager", "finance", "admin")
 ADMIN = "admin"
 TEAM_LEAD = "team_lead"
 # A flag written among the scopes of the environment format (`collector+all_portfolios`), not a scope.
@@ -36,7 +36,7 @@ TOKENS_ENV = "ARRISK_API_TOKENS"
 REALM = "ar-risk"
 WWW_AUTHENTICATE = f'Bearer realm="{REALM}"'
 
-Scope = Literal["collector", "team_lead", "credit", "treasury", "cash", "admin"]
+Scope = Literal["collector", "team_lead", "credit", "treasury", "cash", "manager", "finance", "admin"]
 HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 ENTRY_SEPARATORS = re.compile(r"[,\n]")
 

@@ -47,8 +47,8 @@ def record(state: ServingState, user: str, payment_id: str, lines: list[tuple[st
            when: pd.Timestamp, note: str, key: str | None, proposals: pd.DataFrame | None = None) -> dict:
     """Check the lines against the ledger served, record them, and answer once the day's views show them.
     Applying the matcher's proposal (`proposals` given) for a payment it found short by a deduction also
-    opens a dispute with reason `deduction: <reason>` for what the last document is left short, so the rest
-    is worked, not chased."""
+    opens a deduction (issue 21) for what the last document is left short, its reason code from the memo
+    line's keywords, so the rest is worked, not chased."""
     payment, checked = checked_lines(state.ledger, payment_id, lines, when)
     written = state.store.record_cash_application(user, payment=payment, lines=checked, decision=decision,
                                                   applied_date=when.date(), note=note, idempotency_key=key,
@@ -57,7 +57,24 @@ def record(state: ServingState, user: str, payment_id: str, lines: list[tuple[st
     if deduction is not None:
         reason, short = deduction
         last = checked[-1]
-        written["deduction"] = state.store.create_dispute(
-            user, invoice_id=last["invoice_id"], customer_id=last["customer_id"], opened_date=when.date(),
-            reason_code=f"deduction: {reason}", amount=f"{short:.2f}", now=recording_time())
+        written["deduction"] = open_short_payment(state, user, payment, last, reason, short, when)
     return state.recorded(written)
+
+
+def open_short_payment(state: ServingState, user: str, payment: dict, last: dict, matcher_reason: str,
+                       short: float, when: pd.Timestamp) -> dict:
+    """The deduction opened for the rest a confirmed short payment leaves on its last document: reason code
+    from the payment's memo line, owner by reason and segment, due by the SLA of the reason code."""
+    from queues.deductions import deduction_fields, load_deduction_policy
+    from queues.sla import load_sla_policy
+
+    payments = state.ledger.payments.set_index("payment_id")
+    memo = payments["remittance_text"].get(payment["payment_id"]) if "remittance_text" in payments else None
+    segment = state.ledger.customers.set_index("customer_id")["segment"].get(last["customer_id"])
+    fields = deduction_fields(load_deduction_policy(), load_sla_policy(), memo, segment, when)
+    return state.store.open_queue_item(
+        user, queue="deduction", customer_id=last["customer_id"], invoice_id=last["invoice_id"],
+        payment_id=payment["payment_id"], opened_date=when.date(), amount=f"{short:.2f}",
+        currency=payment["currency"], details={"remittance_text": memo if isinstance(memo, str) else None,
+                                               "matcher_reason": matcher_reason},
+        now=recording_time(), **fields)

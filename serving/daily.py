@@ -12,14 +12,16 @@ import pandas as pd
 from configs.settings import Settings
 from ledger import read_ledger
 from runs.daily import built_at, execute_run
-from runs.day import STEPS, Step, Work
+from runs.day import PROVISION_STEP, STEPS, Step, Work
 
 DRIFT_CACHE = ".cache"  # under RUNS_DIR: the drift reference rows, computed once per champion
 
 
 def run_steps(tracking_uri: str, cache_dir: Path) -> tuple[Step, ...]:
-    """The run's steps: those of `runs.day`, then the drift verdict against the champion's training months."""
-    return (*STEPS, Step("drift", drift_step(tracking_uri, cache_dir), "the drift verdict against training"))
+    """The run's steps: those of `runs.day`, the bad-debt provision, then the drift verdict against the
+    champion's training months."""
+    return (*STEPS, PROVISION_STEP,
+            Step("drift", drift_step(tracking_uri, cache_dir), "the drift verdict against training"))
 
 
 def drift_step(tracking_uri: str, cache_dir: Path) -> Callable[[Work], None]:

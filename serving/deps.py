@@ -124,6 +124,11 @@ CreditOrTreasury = Annotated[Principal, Depends(require("credit", "treasury"))]
 Treasury = Annotated[Principal, Depends(require("treasury"))]
 Cash = Annotated[Principal, Depends(require("cash"))]
 CashOrFinance = Annotated[Principal, Depends(require("cash", "credit", "treasury"))]
+CollectorOrCash = Annotated[Principal, Depends(require("collector", "cash"))]  # the deductions queue
+QueueRole = Annotated[Principal, Depends(require("collector", "credit", "treasury", "cash", "manager"))]  # SLA clocks
+Manager = Annotated[Principal, Depends(require("manager"))]  # an escalation's decision
+CollectorOrManager = Annotated[Principal, Depends(require("collector", "manager"))]  # the escalations queue
+Finance = Annotated[Principal, Depends(require("finance"))]  # the bad-debt provision
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

@@ -347,7 +347,7 @@ class CashRecorded(BaseModel):
     payment_id: str
     decision: str
     lines: list[ActivityRecord]
-    deduction: ActivityRecord | None = Field(None, description="The dispute opened for a deduction, if any.")
+    deduction: ActivityRecord | None = Field(None, description="The deduction opened for what a short payment left (queue_items), if any.")
 
 
 class CashAutoResult(BaseModel):

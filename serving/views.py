@@ -189,6 +189,7 @@ class ServingState:
         self._index: CustomerIndex | None = None
         self._ledger: tuple[Ledger, int] | None = None
         self._cash: dict[tuple[pd.Timestamp, int], pd.DataFrame] = {}
+        self._provisions: OrderedDict[tuple, object] = OrderedDict()
         self.warm = threading.Event()  # set when `warm_up` ended
 
     # ---- dates --------------------------------------------------------------------------------------
@@ -281,11 +282,15 @@ class ServingState:
         current = self.audit_mark()
         if current <= mark:
             return view, mark
-        changed = sorted(self.store.customers_changed_since(mark))
-        rows = {customer: customer_rows(view, self.customer_ledger(customer), customer, self.settings)
-                for customer in changed if customer in view.customer_position.index}
-        if self.store.customers_changed_since(mark, ["cash_applications"]) and self.base_ledger.payments[
-                "customer_id"].isna().any():  # cash recorded for a payer nobody had identified
+        changes = self.store.changes_since(mark)
+        # Cash applied and deductions decided change what is open; promises, disputes, contacts and letters
+        # change only the rules' holds and escalations.
+        money = changes.get("cash_applications", set()) | changes.get("queue_items", set())
+        rows = {customer: customer_rows(view, self.customer_ledger(customer), customer, self.settings,
+                                        money=customer in money)
+                for customer in sorted(set().union(*changes.values())) if customer in view.customer_position.index}
+        if changes.get("cash_applications") and self.base_ledger.payments["customer_id"].isna().any():
+            # cash recorded for a payer nobody had identified
             rows[UNIDENTIFIED_PAYER] = unidentified_rows(view, self.base_ledger, self.store.ledger_tables(cash_only=True))
         return (with_actions(view, rows) if rows else view), current
 
@@ -344,6 +349,37 @@ class ServingState:
                 self._cash = {key: cached}
         return day, cached
 
+    # ---- the bad-debt provision ---------------------------------------------------------------------
+
+    def provision(self, as_of: datetime.date | None = None, start: datetime.date | None = None):
+        """Both methods at `as_of` (a day this service answers) on the ledger with everything recorded, and
+        with `start` (a date of the ledger) the movement since; the model's PD is the deterioration score of
+        the day's view (of `start`'s view when it has one). Kept until something new is recorded."""
+        from provision.report import provision_report
+
+        day = self.checked_as_of(as_of)
+        opening = self.checked_date(start, "from") if start is not None else None
+        key = (day, opening, self.audit_mark())
+        with self._lock:
+            cached = self._provisions.get(key)
+        if cached is None:
+            cached = provision_report(self.ledger, day, self.settings.provision_policy, self.deterioration_at, opening)
+            with self._lock:
+                self._provisions[key] = cached
+                while len(self._provisions) > CACHED_DATES:
+                    self._provisions.popitem(last=False)
+        return cached
+
+    def deterioration_at(self, day: pd.Timestamp) -> pd.Series | None:
+        """The deterioration probability by customer of the day's view, when the service has that day and a
+        deterioration model scored it (None otherwise: the model-based method is left out)."""
+        try:
+            customers = self.view(self.checked_as_of(day.date()), actions=False).customers
+        except (NotFound, LedgerError):
+            return None
+        probability = customers.set_index("customer_id")["deterioration_probability"]
+        return None if probability.isna().all() else probability
+
     # ---- reads ----------------------------------------------------------------------------------------
 
     def full_worklist(self, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -380,8 +416,12 @@ class ServingState:
         view = self.view(as_of)
         view.facts(customer_id)  # NotFound before any work for a customer the day does not know
         start, end = view.kpi_window()
-        kpis = kpi_report(self.customer_ledger(customer_id), start, end)
-        return view.customer(customer_id, kpis[kpis["customer_id"] == customer_id])
+        ledger = self.customer_ledger(customer_id)
+        kpis = kpi_report(ledger, start, end)
+        answer = view.customer(customer_id, kpis[kpis["customer_id"] == customer_id])
+        # The limit a credit review decided since the run (the run's features had the one before).
+        limits = ledger.customers.loc[ledger.customers["customer_id"] == customer_id, "credit_limit"]
+        return answer | ({"credit_limit": limits.iloc[0]} if len(limits) else {})
 
     def customer_ledger(self, customer_id: str) -> Ledger:
         """One customer's slice of the ledger with its recorded activity."""

@@ -286,14 +286,18 @@ def logout(request: Request, service: Service, csrf: Annotated[str, Form()] = ""
 def home(request: Request, service: Service) -> Response:
     """The user's first page: the worklist for collectors, the forecast for treasury, the unapplied payments for
     cash application, else a customer search."""
-    session = signed_in(service, request, "collector", "credit", "treasury", "cash")
+    session = signed_in(service, request, "collector", "credit", "treasury", "cash", "manager", "finance")
     principal = session.principal
     if principal.has("collector"):
         return redirect("/worklist")
+    if principal.has("manager") and not principal.has("credit"):
+        return redirect("/escalations")
     if principal.has("treasury") and not principal.has("credit"):
         return redirect("/forecast")
     if principal.has("cash") and not principal.has("credit"):
         return redirect("/cash")
+    if principal.has("finance") and not principal.has("credit"):
+        return redirect("/provision")
     return render("home.html", **session_context(session))
 
 
@@ -382,7 +386,7 @@ def find_customer(request: Request, service: Service, customer_id: str = "") -> 
 def customer(request: Request, service: Service, customer_id: str, as_of: str | None = None,
              saved: str = "") -> Response:
     """One customer: open items with risk, deterioration with its explanation, history and the forms."""
-    session = signed_in(service, request, "collector", "credit")
+    session = signed_in(service, request, "collector", "credit", "manager")
     when = parse_as_of(service, as_of)
     check_customer(session.principal, service.state, customer_id)
     return customer_page(service, session, customer_id, when, saved=saved)
@@ -409,7 +413,20 @@ def customer_page(service: Any, session: Session, customer_id: str, when: pd.Tim
                   chart=contribution_chart(contributions), promises=state.store.list_promises(customer_id),
                   disputes=state.store.list_disputes(customer_id), contacts=state.store.list_contacts(customer_id),
                   forms=defaults | (forms or {}), errors=errors or {}, channels=CONTACT_CHANNELS, saved=saved,
+                  escalation=live_escalation(state, customer_id),
                   currency=state.base_currency)
+
+
+def live_escalation(state: Any, customer_id: str) -> dict | None:
+    """The customer's live (not closed) escalation with its reasons, for the customer page; None without one."""
+    import json
+
+    from queues.escalations import live_escalations
+
+    record = live_escalations(state.store.list_queue_items(queue="escalation", customer_id=customer_id)).get(customer_id)
+    if record is None:
+        return None
+    return {**record, "reasons": json.loads(record.get("details") or "{}").get("reasons", [])}
 
 
 def contribution_chart(contributions: list[dict], width: int = 720, bar_height: int = 22) -> dict:

@@ -131,6 +131,27 @@ STATUS = {
     ("post", "/cash/rejections"): (403, 403, 403, 403, 403, 404, 404, 401),
     ("post", "/cash/auto"): (403, 403, 403, 403, 403, 201, 201, 401),
     ("get", "/cash/unapplied"): (403, 403, 403, 200, 200, 200, 200, 401),
+    # Deductions: a collector sees its portfolio's, cash every customer's; a deduction it lacks is a 404.
+    ("get", "/deductions"): (200, 200, 200, 403, 403, 200, 200, 401),
+    ("get", "/deductions/candidates"): (200, 200, 200, 403, 403, 200, 200, 401),
+    ("get", "/deductions/report"): (200, 200, 200, 403, 403, 200, 200, 401),
+    ("post", "/deductions/open"): (201, 201, 201, 403, 403, 201, 201, 401),
+    ("get", "/deductions/{item_id}"): (404, 404, 404, 403, 403, 404, 404, 401),
+    ("post", "/deductions/{item_id}/decision"): (404, 404, 404, 403, 403, 404, 404, 401),
+    # Credit reviews are the credit team's; a customer or review the ledger and store lack is a 404.
+    ("get", "/credit-reviews"): (403, 403, 403, 200, 403, 403, 200, 401),
+    ("get", "/credit-reviews/{item_id}"): (403, 403, 403, 404, 403, 403, 404, 401),
+    ("post", "/credit-reviews"): (403, 403, 403, 404, 403, 403, 404, 401),
+    ("post", "/credit-reviews/{item_id}/decision"): (403, 403, 403, 404, 403, 403, 404, 401),
+    ("get", "/sla"): EVERY_SCOPE,  # a collector sees the records of its portfolio
+    # The provision is finance's (tests/test_serving_provision.py holds a finance token).
+    ("get", "/provision"): (403, 403, 403, 403, 403, 403, 200, 401),
+    ("get", "/provision/workbook"): (403, 403, 403, 403, 403, 403, 200, 401),
+    # Escalations: a collector opens (its portfolio's), only a manager decides; unknown ones are a 404.
+    ("get", "/escalations"): (200, 200, 200, 403, 403, 403, 200, 401),
+    ("get", "/escalations/{item_id}"): (404, 404, 404, 403, 403, 403, 404, 401),
+    ("post", "/escalations"): (403, 403, 404, 403, 403, 403, 404, 401),
+    ("post", "/escalations/{item_id}/decision"): (403, 403, 403, 403, 403, 403, 404, 401),
 }
 
 
@@ -143,7 +164,7 @@ def request_for(client, own, method: str, path: str) -> tuple[str, dict | None]:
     if method == "get" and path in ("/promises", "/disputes", "/contacts", "/dunning-letters"):
         url += f"?customer_id={own.customer_id}"
     values = {"customer_id": own.customer_id, "name": "kpis.html", "collector": own.collector, "table": "contacts",
-              "job_id": "no-such-job"}
+              "job_id": "no-such-job", "item_id": "DED-NONE"}
     body = None
     if method == "post" and path == "/score":
         body = {"as_of": AS_OF, "invoice_ids": [own.invoice_id]}
@@ -151,6 +172,16 @@ def request_for(client, own, method: str, path: str) -> tuple[str, dict | None]:
         body = {"as_of": AS_OF}
     elif method == "post" and path in ("/runs/reload", "/cash/auto"):
         body = None
+    elif method == "post" and path.startswith("/deductions/"):
+        # Opened on the ledger's third day: no short payment yet, so the check records nothing.
+        body = {"as_of": "2022-01-03"} if path == "/deductions/open" else {"expected_version": 1,
+                                                                           "decision": "in_review"}
+    elif method == "post" and path.startswith("/escalations"):
+        body = {"customer_id": "NO-SUCH-CUSTOMER"} if path == "/escalations" else {
+            "expected_version": 1, "decision": "legal", "decided_date": AS_OF}
+    elif method == "post" and path.startswith("/credit-reviews"):
+        body = {"customer_id": "NO-SUCH-CUSTOMER"} if path == "/credit-reviews" else {"expected_version": 1,
+                                                                                       "decision": "approve"}
     elif method == "post" and path.startswith("/cash/"):
         body = {"payment_id": "no-such-payment", "note": "wrong customer",
                 "lines": [{"invoice_id": own.invoice_id, "amount": "1.00"}]}

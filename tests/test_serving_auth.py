@@ -300,9 +300,11 @@ def test_store_from_env_joins_file_and_string():
     token = new_token()
     environ = {"ARRISK_TOKENS_FILE": str(EXAMPLE), "ARRISK_API_TOKENS": f"ci:CI bot:treasury:{hash_token(token)}"}
     store = token_store_from_env(environ)
-    assert len(store) == 7  # the example's six demo tokens and the one of the environment
+    assert len(store) == 9  # the example's eight demo tokens and the one of the environment
     assert store.authenticate(f"Bearer {token}").user == "CI bot"
     assert store.authenticate("Bearer arr_demo_admin").name == "demo-admin"
+    assert store.authenticate("Bearer arr_demo_manager").scopes == frozenset({"manager"})
+    assert store.authenticate("Bearer arr_demo_finance").scopes == frozenset({"finance"})
 
 
 def test_store_from_env_rejects_duplicates_across_sources():

@@ -164,10 +164,12 @@ def test_confirming_a_short_payment_opens_a_deduction_for_what_is_left(served):
                             headers=headers())
     assert confirmed.status_code == 201, confirmed.text
     deduction = confirmed.json()["deduction"]
-    assert (deduction["invoice_id"], deduction["reason_code"], deduction["amount"]) == (
-        short["invoice_id"], "deduction: short payment", "300.00")
-    disputes = client.get(f"/v1/disputes?customer_id={short['customer_id']}", headers=headers(ADMIN)).json()["rows"]
-    assert "deduction: short payment" in [row["reason_code"] for row in disputes]
+    # A deduction queue record (issue 21); the memo line "RE <invoice>" names no reason keyword: unknown.
+    assert (deduction["queue"], deduction["invoice_id"], deduction["payment_id"], deduction["reason_code"],
+            deduction["amount"], deduction["status"]) == (
+        "deduction", short["invoice_id"], "BANK-SHORT", "unknown", "300.00", "open")
+    queued = client.get(f"/v1/deductions?as_of={DAY}&customer_id={short['customer_id']}", headers=headers()).json()
+    assert deduction["item_id"] in [row["item_id"] for row in queued["rows"]]
 
 
 def test_an_unknown_payer_is_unmatched_listed_as_unapplied_and_a_rejection_is_shown(served):

@@ -5,6 +5,8 @@ each registering its commands on the one app, listed by stage in `arrisk --help`
     training.py   backtest, train
     reports.py    aging, dunning, kpis, score, worklist, forecast, report drift | performance | kpis
     cash.py       cash-apply, unapplied
+    deductions.py, escalations.py, credit_reviews.py   the work queues (issue 21)
+    provision.py  provision report | backtest (issue 23)
     activity.py   activity ..., audit verify
     runs.py       run (the daily run)
     serving.py    serve, token create | list
@@ -14,8 +16,21 @@ one-line error and exit 1; our bugs: one line naming the log, exit 2); `logs.py`
 the log file. Nothing runs at import: the environment and logging are set by the app's callback.
 """
 
-from serving.cli import activity, cash, ledger, reports, runs, serving, training
+from serving.cli import (
+    activity,
+    cash,
+    credit_reviews,
+    deductions,
+    escalations,
+    ledger,
+    provision,
+    reports,
+    runs,
+    serving,
+    training,
+)
 from serving.cli.common import app, main
 from serving.cli.serving import run_server
 
-__all__ = ["activity", "app", "cash", "ledger", "main", "reports", "run_server", "runs", "serving", "training"]
+__all__ = ["activity", "app", "cash", "credit_reviews", "deductions", "escalations", "ledger", "main", "provision",
+           "reports", "run_server", "runs", "serving", "training"]

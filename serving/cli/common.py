@@ -25,9 +25,10 @@ TRAINING = "Training: backtest and train the models"
 REPORTS = "Rules and reports: collections work and monitoring"
 CASH = "Cash application: match payments to open items"
 QUEUES = "Work queues: deductions, escalations, credit reviews, SLAs"
+FINANCE = "Finance: the bad-debt provision for the month-end close"
 ACTIVITY = "Collections activity: promises, disputes, contacts, audit"
 SERVING = "Serving: the API and its tokens"
-STAGES = (LEDGER, TRAINING, REPORTS, CASH, QUEUES, ACTIVITY, SERVING)
+STAGES = (LEDGER, TRAINING, REPORTS, CASH, QUEUES, FINANCE, ACTIVITY, SERVING)
 
 
 class ByStage(TyperGroup):
