@@ -343,6 +343,14 @@ def escalation_label(record: Mapping[str, Any]) -> str:
     return f"{record['status']}: {record['reason_code']}{decided}"
 
 
+def with_escalation_column(worklist: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The worklist with an `escalation` column: each customer's live escalation among the store's escalation
+    `records` (`escalation_label`), None without one."""
+    labels = {customer: escalation_label(record) for customer, record in live_escalations(records).items()}
+    return worklist.assign(escalation=worklist["customer_id"].map(labels).astype(object)
+                           .where(worklist["customer_id"].isin(labels.keys()), None))
+
+
 # ---- the backtest's pure part ----------------------------------------------------------------------------
 
 def deterioration_events(ledger: Ledger, origin: pd.Timestamp) -> set[str]:

@@ -166,6 +166,20 @@ def recorded_portfolio(collector: str | None, environ: dict | None = None) -> li
         store.close()
 
 
+def with_recorded_escalations(worklist: pd.DataFrame, environ: dict | None = None) -> pd.DataFrame:
+    """The worklist with each customer's live escalation from the activity store, as the service shows it
+    (`queues.escalations.with_escalation_column`); as it is without a store."""
+    from queues.escalations import with_escalation_column
+
+    if not activity_store_exists(environ):
+        return worklist
+    store = open_store(database_url(environ), Settings.from_environ(environ))
+    try:
+        return with_escalation_column(worklist, store.list_queue_items(queue="escalation"))
+    finally:
+        store.close()
+
+
 def check_known(ledger: Ledger, customer_id: str | None = None, invoice_id: str | None = None) -> str:
     """The customer of the record, after checking the customer and invoice exist (and belong together)."""
     invoices = ledger.invoices.set_index("invoice_id")["customer_id"]

@@ -393,14 +393,13 @@ class ServingState:
             customers=customers, collector=collector, segment=segment, top=top, portfolio=portfolio or None))
 
     def with_escalations(self, worklist: pd.DataFrame) -> pd.DataFrame:
-        """The worklist with an `escalation` column: each customer's live escalation (status: reason, and the
-        decision once made), None without one; one store query."""
-        from queues.escalations import escalation_label, live_escalations
+        """The worklist with each customer's live escalation (`queues.escalations.with_escalation_column`, one
+        store query); as it is without a store (the column comes with the escalations, as on the CLI)."""
+        from queues.escalations import with_escalation_column
 
-        live = live_escalations(self.store.list_queue_items(queue="escalation")) if self.store is not None else {}
-        labels = {customer: escalation_label(record) for customer, record in live.items()}
-        return worklist.assign(escalation=worklist["customer_id"].map(labels).astype(object)
-                               .where(worklist["customer_id"].isin(labels.keys()), None))
+        if self.store is None:
+            return worklist
+        return with_escalation_column(worklist, self.store.list_queue_items(queue="escalation"))
 
     def score_invoices(self, as_of: pd.Timestamp | None, invoice_ids: list[str] | None,
                        customers: frozenset[str] | None = None) -> pd.DataFrame:

@@ -575,18 +575,26 @@ def cash_lines(text_value: str) -> list[tuple[str, float]]:
     return lines
 
 
-def cash_action(request: Request, service: Any, payment_id: str, csrf: str, as_of: str,
-                act: Callable[[Any, Session, pd.Timestamp], str]) -> Response:
-    """Check the session, scope and CSRF token, run `act` (which records and says what it did), and go back
-    to the list; what the ledger or the store refuses is shown above the list (422)."""
-    session = signed_in(service, request, "cash")
+def form_action(request: Request, service: Any, scopes: tuple[str, ...], csrf: str, as_of: str,
+                act: Callable[[Any, Session, pd.Timestamp], str], shown_again: Callable[..., Response], back: str,
+                subject: str = "") -> Response:
+    """What every decision form of a queue page does: check the session, scope and CSRF token, run `act` (which
+    records and says what it did) and go back to the page at `back`; what the ledger or the store refuses is
+    shown above the page by `shown_again(service, session, when, error=..., status=422)`, after `subject`."""
+    session = signed_in(service, request, *scopes)
     check_csrf(session.csrf, csrf)
     when = parse_as_of(service, as_of)
     try:
         done = act(service.state, session, when)
     except (ArRiskError, InvalidInput) as error:
-        return cash_page(service, session, when, error=f"{payment_id}: {error}", status=422)
-    return redirect("/cash?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": done}))
+        return shown_again(service, session, when, error=f"{subject}: {error}" if subject else str(error), status=422)
+    return redirect(f"{back}?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": done}))
+
+
+def cash_action(request: Request, service: Any, payment_id: str, csrf: str, as_of: str,
+                act: Callable[[Any, Session, pd.Timestamp], str]) -> Response:
+    """A cash-application form (`form_action` on the cash page)."""
+    return form_action(request, service, ("cash",), csrf, as_of, act, cash_page, "/cash", payment_id)
 
 
 @router.post("/cash/{payment_id}/confirm")

@@ -7,23 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import pandas as pd
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from activity.store import InvalidInput
-from ledger.errors import ArRiskError
 from serving.deps import Service
 from serving.routes.credit_reviews import decided, opened, queue_rows
 from serving.sessions import Session
 from serving.web import (
     BadRequest,
-    check_csrf,
+    form_action,
     page,
     parse_as_of,
-    redirect,
     render,
     session_context,
     signed_in,
@@ -52,16 +48,8 @@ def reviews_page(service: Any, session: Session, when: pd.Timestamp, saved: str 
 
 def review_action(request: Request, service: Any, subject: str, csrf: str, as_of: str,
                   act: Callable[[Any, Session, pd.Timestamp], str]) -> Response:
-    """Check the session, scope and CSRF token, run `act` (which records and says what it did), and go back
-    to the queue; what the store refuses is shown above the queue (422)."""
-    session = signed_in(service, request, "credit")
-    check_csrf(session.csrf, csrf)
-    when = parse_as_of(service, as_of)
-    try:
-        done = act(service.state, session, when)
-    except (ArRiskError, InvalidInput) as error:
-        return reviews_page(service, session, when, error=f"{subject}: {error}", status=422)
-    return redirect("/credit-reviews?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": done}))
+    """A credit-review form (`serving.web.form_action` on the reviews page)."""
+    return form_action(request, service, ("credit",), csrf, as_of, act, reviews_page, "/credit-reviews", subject)
 
 
 @router.post("/credit-reviews/open")

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import pandas as pd
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from activity.store import InvalidInput
-from ledger.errors import ArRiskError
 from queues.deductions import queue_rows
 from queues.sla import sla_report
 from serving.deps import Service
@@ -31,10 +28,9 @@ from serving.schemas import records
 from serving.sessions import Session
 from serving.web import (
     BadRequest,
-    check_csrf,
+    form_action,
     page,
     parse_as_of,
-    redirect,
     render,
     session_context,
     signed_in,
@@ -55,14 +51,14 @@ def deductions(request: Request, service: Service, as_of: str | None = None, sta
     return deductions_page(service, session, parse_as_of(service, as_of), status, saved=saved)
 
 
-def deductions_page(service: Any, session: Session, when: pd.Timestamp, status: str = "", saved: str = "",
-                    error: str = "", http_status: int = 200) -> Response:
-    if status not in ("", *STATUSES):
-        raise BadRequest(f"status {status[:20]!r} is not one of {', '.join(STATUSES)}")
+def deductions_page(service: Any, session: Session, when: pd.Timestamp, of_status: str = "", saved: str = "",
+                    error: str = "", status: int = 200) -> Response:
+    if of_status not in ("", *STATUSES):
+        raise BadRequest(f"status {of_status[:20]!r} is not one of {', '.join(STATUSES)}")
     state, principal = service.state, session.principal
-    rows = [readable(row) for row in queue_rows(visible_deductions(principal, state), when, status or None)]
+    rows = [readable(row) for row in queue_rows(visible_deductions(principal, state), when, of_status or None)]
     candidates = records(candidates_for(principal, state, when))
-    return render("deductions.html", http_status, **session_context(session), as_of=when, status=status,
+    return render("deductions.html", status, **session_context(session), as_of=when, status=of_status,
                   statuses=STATUSES, rows=rows[:DEDUCTION_ROWS], count=len(rows), limit=DEDUCTION_ROWS,
                   candidates=candidates[:DEDUCTION_ROWS], report=report_for(principal, state, when),
                   currency=state.base_currency,
@@ -71,16 +67,8 @@ def deductions_page(service: Any, session: Session, when: pd.Timestamp, status: 
 
 def deduction_action(request: Request, service: Any, csrf: str, as_of: str,
                      act: Callable[[Any, Session, pd.Timestamp], str]) -> Response:
-    """Check the session, scope and CSRF token, run `act` (which records and says what it did) and go back to
-    the queue; what the store refuses is shown above the queue (422)."""
-    session = signed_in(service, request, *DEDUCTION_SCOPES)
-    check_csrf(session.csrf, csrf)
-    when = parse_as_of(service, as_of)
-    try:
-        done = act(service.state, session, when)
-    except (ArRiskError, InvalidInput) as problem:
-        return deductions_page(service, session, when, error=str(problem), http_status=422)
-    return redirect("/deductions?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": done}))
+    """A deduction form (`serving.web.form_action` on the deductions page)."""
+    return form_action(request, service, DEDUCTION_SCOPES, csrf, as_of, act, deductions_page, "/deductions")
 
 
 @router.post("/deductions/open")

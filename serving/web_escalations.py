@@ -5,25 +5,22 @@ escalation (manager), under /v1/ui; CSRF-checked like the cash page."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import pandas as pd
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from activity.store import InvalidInput
-from ledger.errors import ArRiskError
 from queues.escalations import DECISIONS
 from serving.deps import Service
 from serving.routes.escalations import decide, open_escalation, rows_for
 from serving.sessions import Session
 from serving.web import (
     BadRequest,
-    check_csrf,
+    form_action,
     page,
     parse_as_of,
-    redirect,
     render,
     session_context,
     signed_in,
@@ -49,17 +46,10 @@ def escalations_page(service: Any, session: Session, when: pd.Timestamp, saved: 
                   manager=session.principal.has("manager"), currency=service.state.base_currency)
 
 
-def escalation_action(request: Request, service: Any, csrf: str, as_of: str, scopes: tuple[str, ...], act) -> Response:
-    """Check the session, scope and CSRF token, run `act` (which records and says what it did), and go back to
-    the queue; what the store refuses is shown above the queue (422)."""
-    session = signed_in(service, request, *scopes)
-    check_csrf(session.csrf, csrf)
-    when = parse_as_of(service, as_of)
-    try:
-        done = act(session, when)
-    except (ArRiskError, InvalidInput) as error:
-        return escalations_page(service, session, when, error=str(error), status=422)
-    return redirect("/escalations?" + urlencode({"as_of": f"{when:%Y-%m-%d}", "saved": done}))
+def escalation_action(request: Request, service: Any, csrf: str, as_of: str, scopes: tuple[str, ...],
+                      act: Callable[[Any, Session, pd.Timestamp], str]) -> Response:
+    """An escalation form (`serving.web.form_action` on the escalations page)."""
+    return form_action(request, service, scopes, csrf, as_of, act, escalations_page, "/escalations")
 
 
 @router.post("/escalations/open")
@@ -68,7 +58,7 @@ def open_one(request: Request, service: Service, csrf: Annotated[str, Form()] = 
              as_of: Annotated[str, Form()] = "", customer_id: Annotated[str, Form()] = "",
              note: Annotated[str, Form()] = "") -> Response:
     """Open the escalation of a customer the rules escalate (collector, manager)."""
-    def act(session: Session, when: pd.Timestamp) -> str:
+    def act(_state: Any, session: Session, when: pd.Timestamp) -> str:
         record = open_escalation(session.principal, service.state, customer_id.strip(), when, note)
         return f"{record['item_id']} opened for {record['customer_id']}"
 
@@ -82,7 +72,7 @@ def decide_one(request: Request, service: Service, item_id: str, csrf: Annotated
                decision: Annotated[str, Form()] = "", close: Annotated[str, Form()] = "",
                note: Annotated[str, Form()] = "") -> Response:
     """Record the manager's decision, on the page's date (manager)."""
-    def act(session: Session, when: pd.Timestamp) -> str:
+    def act(_state: Any, session: Session, when: pd.Timestamp) -> str:
         if not expected_version.isdigit():
             raise BadRequest("the form lost the record's version: reload the page")
         record = decide(session.principal, service.state, item_id, int(expected_version), decision,

@@ -215,7 +215,9 @@ def test_help_lists_the_commands_by_stage_in_the_readme_order():
     assert panels == sorted(panels)
     for stage, commands in zip(panels, (["generate", "import", "validate", "features"], ["backtest", "train"],
                                          ["aging", "dunning", "kpis", "score", "worklist", "forecast", "report"],
-                                         ["cash-apply", "unapplied"], ["activity", "audit"], ["serve", "token"]),
+                                         ["cash-apply", "unapplied"],
+                                         ["sla", "credit-reviews", "deductions", "escalations"], ["provision"],
+                                         ["activity", "audit"], ["serve", "token"]),
                                  strict=True):
         later = [p for p in panels if p > stage]
         end = later[0] if later else len(text)

@@ -291,7 +291,7 @@ def test_openapi_lists_the_bearer_scheme_the_scopes_and_the_row_columns(client):
                 assert "security" not in operation and "x-scopes" not in operation
                 continue
             assert operation["security"] == [{"bearer": []}], (method, path)
-            assert operation["x-scopes"] and set(operation["x-scopes"]) <= set(TOKENS) | {"team_lead", "cash"}, (method, path)
+            assert operation["x-scopes"] and set(operation["x-scopes"]) <= set(TOKENS) | {"team_lead", "cash", "manager", "finance"}, (method, path)
             assert "Scopes: " + ", ".join(operation["x-scopes"]) in operation["description"], (method, path)
     assert schema["paths"]["/forecast"]["get"]["x-scopes"] == ["treasury"]
     assert schema["paths"]["/promises"]["post"]["x-scopes"] == ["collector"]

@@ -179,7 +179,7 @@ def worklist(
     from rules.dunning import load_policy
     from rules.worklist import DEFAULT_POLICY, load_worklist_policy
     from runs.scoring import build_worklist
-    from serving.activity import recorded_portfolio
+    from serving.activity import recorded_portfolio, with_recorded_escalations
 
     checked_out(out)
     cutoff = parse_date(as_of, "--as-of")
@@ -199,6 +199,7 @@ def worklist(
         table = build_worklist(ledger, cutoff, champions_from(tracking_uri), policy=worklist_policy,
                                dunning_policy=dunning, collector=collector, segment=segment, top=top,
                                portfolio=recorded_portfolio(collector))
+    table = with_recorded_escalations(table)
     if out is None:
         table = compact_worklist(table)
     show_or_write(table, out, f"Worklist as of {cutoff:%Y-%m-%d}")
