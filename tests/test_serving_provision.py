@@ -127,8 +127,8 @@ def test_arrisk_provision_report_writes_the_workbook_and_backtest_prints_both_me
     assert wrong.exit_code == 1 and "an .xlsx file" in wrong.output
     policy = tmp_path / "policy.yaml"
     policy.write_text("lookback_months: 6\nbacktest_horizon_months: 3\n")  # the ledger has 18 months
-    backtest = runner.invoke(app, ["provision", "backtest", "--ledger", str(tmp_path / "ledger"), "--origins", "2",
+    backtest = runner.invoke(app, ["provision", "backtest", "--ledger", str(tmp_path / "ledger"), "--origins", "1",
                                    "--policy", str(policy), "--out", str(tmp_path / "backtest.csv")])
     assert backtest.exit_code == 0, backtest.output
     table = pd.read_csv(tmp_path / "backtest.csv")
-    assert set(table["method"]) == {"provision matrix", "model (PD x LGD)"} and len(table) == 4
+    assert set(table["method"]) == {"provision matrix", "model (PD x LGD)"} and len(table) == 2
