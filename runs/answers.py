@@ -66,13 +66,19 @@ class DayView:
                           actions_applied=self.actions_applied | customers, risk=self.risk, encoded=self.encoded)
         if not items:
             return changed
-        scores = pd.concat([self.scores[~self.scores["customer_id"].isin(set(items))], *items.values()],
-                           ignore_index=True)
-        # What was made from the old scores goes: every row's JSON, and the changed customers' risk answers.
-        return replace(changed, **score_lookups(scores), risk={customer: risk for customer, risk in self.risk.items()
+        kept = ~self.scores["customer_id"].isin(set(items)).to_numpy()
+        scores = pd.concat([self.scores[kept], *items.values()], ignore_index=True)
+        # What was made from the changed customers' rows goes (their risk answers); the JSON of the other rows
+        # is kept (they come first, in their order), so a cash write does not re-encode the whole book.
+        view = replace(changed, **score_lookups(scores), risk={customer: risk for customer, risk in self.risk.items()
                                                                if customer not in items},
                        encoded={key: body for key, body in self.encoded.items()
                                 if key != "score_rows" and not (isinstance(key, tuple) and key[-1] in items)})
+        old_rows = self.encoded.get("score_rows")
+        if old_rows is not None:
+            new_rows = json_records(view.score_rows(np.arange(int(kept.sum()), len(scores))))
+            view.encoded["score_rows"] = [old_rows[position] for position in np.flatnonzero(kept)] + new_rows
+        return view
 
     # ---- scores ---------------------------------------------------------------------------------------
 
