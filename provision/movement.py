@@ -50,5 +50,5 @@ def movement_schedule(ledger: Ledger, start: pd.Timestamp, end: pd.Timestamp, op
              ("release", -max(-needed, 0.0)), ("written off against the allowance", -written),
              ("recoveries", recovered), ("closing allowance", closing)]
     return pd.DataFrame({"method": method, "line": [line for line, _ in lines],
-                         "amount_base": [round(amount, 2) for _, amount in lines],
+                         "amount_base": [round(amount, 2) + 0.0 for _, amount in lines],  # no -0.00
                          "from": pd.Timestamp(start), "to": pd.Timestamp(end)})

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ledger import Ledger
 from ledger.errors import BadInput
+from ledger.files import write_file_atomically
 from provision.matrix import by_customer, matrix_items, matrix_table
 from provision.model_ecl import compared, loss_given_default, model_ecl
 from provision.movement import base_rates, movement_schedule
@@ -128,16 +129,15 @@ def provision_backtest(ledger: Ledger, last_origin: pd.Timestamp, origins: int, 
 
 
 def write_workbook(report: ProvisionReport, path: Path) -> Path:
-    """One xlsx, one sheet per view, and the method note; written beside and moved into place."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
+    """One xlsx, one sheet per view, and the method note; written whole or not at all."""
     note = pd.DataFrame({"method note": METHOD_NOTE.splitlines()})
-    lgd = pd.DataFrame([report.lgd])
     sheets = {"summary": report.summary, "matrix": report.matrix, "loss rates": report.loss_rates,
-              "customers": report.customers, "differences": report.differences, "lgd": lgd,
+              "customers": report.customers, "differences": report.differences, "lgd": pd.DataFrame([report.lgd]),
               "movement": report.movement, "backtest": report.backtest, "method note": note}
-    with pd.ExcelWriter(partial, engine="openpyxl") as writer:
-        for name, table in sheets.items():
-            table.to_excel(writer, sheet_name=name, index=False)
-    partial.replace(path)
-    return path
+
+    def write(target: Path) -> None:
+        with pd.ExcelWriter(target, engine="openpyxl") as writer:
+            for name, table in sheets.items():
+                table.to_excel(writer, sheet_name=name, index=False)
+
+    return write_file_atomically(path, write)

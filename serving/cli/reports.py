@@ -357,6 +357,29 @@ def report_kpis(
                   + ("" if model is not None else " (no deterioration model: that section is left out)"))
 
 
+@report_app.command("pack")
+@reports_errors
+def report_pack_command(
+    ledger_dir: LedgerDir,
+    as_of: Annotated[str, typer.Option(help="The day of the pack, YYYY-MM-DD.")],
+    out: Annotated[Path, typer.Option(help="Folder for pack-DATE.xlsx and pack-DATE.html.")] = Path("out/reports"),
+    runs_dir: Annotated[Path | None, typer.Option("--runs", help="Runs folder: the worklist and forecast of the "
+                                                                  "run for the date (default: ARRISK_RUNS).")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """The finance report pack: aging summary, KPIs with their trend, worklist by collector, disputes and
+    deductions, the 13-week forecast and unapplied cash, as one workbook and one HTML e-mail body."""
+    from rules.output import rich_table
+    from serving.report_pack import build_pack, write_pack
+
+    checked_out_folder(out)
+    cutoff = parse_date(as_of, "--as-of")
+    sheets = build_pack(ledger_dir, cutoff, runs_dir or Settings.from_environ().runs, tracking_uri)
+    xlsx, page = write_pack(sheets, cutoff, out)
+    console.print(rich_table(sheets["summary"], f"Report pack as of {cutoff:%Y-%m-%d}"))
+    console.print(f"wrote {xlsx} and {page}")
+
+
 RunsDir = Annotated[Path | None, typer.Option("--runs", help="Runs folder (`arrisk run --out`): read the run for "
                                              "--as-of when there is one (default: ARRISK_RUNS).")]
 
