@@ -34,6 +34,8 @@ demo: $(STAMP)
 	$(BIN)/python -m serving.smoke --runs out/runs
 	COLUMNS=150 $(BIN)/arrisk worklist --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --runs out/runs --top 10
 	COLUMNS=150 $(BIN)/arrisk forecast --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --runs out/runs --horizon-weeks 13
+	$(BIN)/arrisk reminders draft --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --user demo
+	$(BIN)/arrisk reminders send --user demo --dry-run $(DEMO)/eml
 	COLUMNS=150 $(BIN)/arrisk provision report --ledger $(DEMO)/synthetic --as-of $(DEMO_AS_OF) --from 2023-09-30 --out $(DEMO)/provision.xlsx
 	@echo "Reports: out/reports/ (drift, performance, kpis). API: make serve, then e.g."
 	@echo "  curl -H 'Authorization: Bearer arr_demo_collector' 'http://127.0.0.1:$(PORT)/v1/worklist?top=10'"

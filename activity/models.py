@@ -14,6 +14,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Integer,
+    LargeBinary,
     Numeric,
     PrimaryKeyConstraint,
     String,
@@ -218,6 +219,37 @@ class QueueItem(Base):
     version: Mapped[int] = mapped_column(Integer)
     voided_at: Mapped[datetime | None] = mapped_column(Instant)
     void_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxMessage(Base):
+    """A rendered dunning reminder in the outbox (issue 22): one per customer, level and run date (`key`, unique),
+    its state (drafted, approved, sending, sent, failed, bounced) with the reason, and the full MIME message as it
+    goes out. Not audited itself: a sent message is recorded as an audited contact and dunning letters.
+    `recipients`, `items` and `totals` are JSON texts."""
+
+    __tablename__ = "outbox"
+
+    message_id: Mapped[str] = _id(primary_key=True)
+    key: Mapped[str] = mapped_column(String(KEY_LENGTH), unique=True)
+    customer_id: Mapped[str] = _id(index=True)
+    level: Mapped[int] = mapped_column(Integer)
+    run_date: Mapped[date] = mapped_column(Date, index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(16))
+    recipients: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    mime: Mapped[bytes] = mapped_column(LargeBinary)
+    items: Mapped[str] = mapped_column(Text)
+    totals: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = _id()
+    approved_by: Mapped[str | None] = _id(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Instant)
+    recorded_at: Mapped[datetime] = mapped_column(Instant)
+    sent_at: Mapped[datetime | None] = mapped_column(Instant)
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class User(Base):

@@ -64,6 +64,7 @@ from activity.models import (
     Dispute,
     DunningLetter,
     IdempotencyKey,
+    OutboxMessage,
     Portfolio,
     Promise,
     QueueItem,
@@ -280,6 +281,137 @@ class ActivityStore:
         """The records of a queue (None: all queues), or of one customer, in the order they were opened."""
         of_queue = None if queue is None else QueueItem.queue == _choice("queue", queue, QUEUES)
         return self._list(QueueItem, customer_id, QueueItem.opened_date, include_voided, where=of_queue)
+
+    # -- the reminders outbox (issue 22; not audited itself: a sent message becomes audited records) --
+
+    def draft_outbox_message(self, user: str, *, key: str, customer_id: str, level: int, run_date: date | str,
+                             channel: str, language: str, recipients: Iterable[str], subject: str, mime: bytes,
+                             items: list[dict], totals: dict, now: datetime) -> tuple[dict, bool]:
+        """Put a rendered message in the outbox as `drafted`: (the row, True); a message with the same key
+        (customer, level, run date) adds nothing: (the row already there, False)."""
+        user, now = _required_text("user", user), _instant(now)
+        values = _outbox_values(self.limits, key=key, customer_id=customer_id, level=level, run_date=run_date,
+                                channel=channel, language=language, recipients=recipients, subject=subject,
+                                mime=mime, items=items, totals=totals)
+
+        def insert(session: Session) -> dict:
+            existing = session.scalars(select(OutboxMessage).where(OutboxMessage.key == values["key"])).first()
+            if existing is not None:
+                return {"row": outbox_dict(existing), "created": False}
+            record = OutboxMessage(**values, message_id=_new_id("OUT"), state="drafted", reason=None, attempts=0,
+                                   created_by=user, approved_by=None, created_at=now, recorded_at=now, sent_at=None,
+                                   version=1)
+            session.add(record)
+            session.flush()
+            session.refresh(record)
+            return {"row": outbox_dict(record), "created": True}
+
+        written = self._write(user, "", None, now, insert)
+        return written["row"], written["created"]
+
+    def list_outbox(self, run_date: date | str | None = None, *, state: str | None = None,
+                    channel: str | None = None) -> list[dict]:
+        """The outbox's messages (without the MIME text), of one run date, state or channel, by customer."""
+        query = select(OutboxMessage).order_by(OutboxMessage.run_date, OutboxMessage.customer_id,
+                                               OutboxMessage.level)
+        if run_date is not None:
+            query = query.where(OutboxMessage.run_date == _as_date("run_date", run_date))
+        if state is not None:
+            query = query.where(OutboxMessage.state == _choice("state", state, OUTBOX_STATES))
+        if channel is not None:
+            query = query.where(OutboxMessage.channel == _choice("channel", channel, OUTBOX_CHANNELS))
+        with self._sessions() as session:
+            return [outbox_dict(record) for record in session.scalars(query)]
+
+    def get_outbox_message(self, message_id: str) -> dict:
+        """One outbox message with its MIME bytes (`mime`)."""
+        with self._sessions() as session:
+            record = session.get(OutboxMessage, message_id)
+            if record is None:
+                raise NotFound(f"outbox message {message_id!r} not found")
+            return outbox_dict(record) | {"mime": record.mime}
+
+    def approve_outbox_messages(self, user: str, message_ids: Iterable[str], *, now: datetime) -> list[dict]:
+        """Approve a batch for sending, all or none: each must be `drafted`, or `failed` (approved again to
+        retry); `VersionConflict` names the first that is not."""
+        ids = [_required_text("message_ids", message_id) for message_id in message_ids]
+        if not ids:
+            raise InvalidInput("message_ids", "at least one message is required")
+        user = _required_text("user", user)
+        return self._outbox_moves(user, ids, ("drafted", "failed"), now,
+                                  lambda record: {"state": "approved", "approved_by": user, "reason": None})
+
+    def claim_outbox_message(self, message_id: str, *, now: datetime) -> dict:
+        """Move an `approved` message to `sending` (attempts + 1) and commit, before any SMTP transaction: a
+        message is claimed once, so it is sent at most once. Answers the row with its MIME bytes."""
+        self._outbox_moves("sender", [message_id], ("approved",), now,
+                           lambda record: {"state": "sending", "attempts": record.attempts + 1})
+        return self.get_outbox_message(message_id)
+
+    def finish_outbox_message(self, user: str, message_id: str, *, sent: bool, reason: str | None = None,
+                              retries: int = 0, now: datetime) -> dict:
+        """Record how a `sending` message ended. Sent: `sent`, and in the same transaction an e-mail contact with
+        the customer and a dunning letter (channel email, issued on the run date) per invoice it names, with
+        their audit entries, so the next dunning level and the worklist see them. Not sent: `failed` with the
+        reason. `retries`: the SMTP tries after the first (the claim counted that one). Also how a person settles
+        a message left `sending` by a crash (unconfirmed)."""
+        user, now = _required_text("user", user), _instant(now)
+        reason = None if reason is None else _free_text(self.limits, "reason", reason)
+        if not sent and not reason:
+            raise InvalidInput("reason", "a failed message needs the reason")
+
+        def apply(session: Session) -> dict:
+            record = _outbox_record(session, message_id, ("sending",))
+            changes = {"state": "sent" if sent else "failed", "reason": reason,
+                       "sent_at": now if sent else None, "attempts": record.attempts + max(int(retries), 0)}
+            row = _move_outbox(session, record, changes, now)
+            if sent:
+                items = json.loads(record.items)
+                contact = _contact_values(self.limits, customer_id=record.customer_id, contact_date=record.run_date,
+                                          channel="email", outcome=f"dunning reminder level {record.level} sent",
+                                          note=f"{record.subject} ({len(items)} invoices; outbox {record.message_id})"
+                                          [: self.limits.max_text_chars], next_action_date=None)
+                self._insert_audited(session, user, Contact, "CNT", contact, now)
+                for item in items:
+                    letter = _letter_values(self.limits, invoice_id=item["invoice_id"], customer_id=record.customer_id,
+                                            level=int(item.get("level") or record.level), issued_date=record.run_date,
+                                            channel="email")
+                    self._insert_audited(session, user, DunningLetter, "DUN", letter, now)
+            return row
+
+        return self._write(user, "", None, now, apply)
+
+    def mark_outbox_bounced(self, user: str, message_id: str, *, reason: str, now: datetime) -> dict:
+        """A `sent` message the recipient's server bounced, with the bounce's reason."""
+        reason = _required_free_text(self.limits, "reason", reason)
+        rows = self._outbox_moves(_required_text("user", user), [message_id], ("sent",), now,
+                                  lambda record: {"state": "bounced", "reason": reason})
+        return rows[0]
+
+    def _outbox_moves(self, user: str, message_ids: list[str], allowed: tuple[str, ...], now: datetime,
+                      changes: Callable[[OutboxMessage], dict]) -> list[dict]:
+        now = _instant(now)
+
+        def apply(session: Session) -> dict:
+            rows = []
+            for message_id in message_ids:
+                record = _outbox_record(session, message_id, allowed)
+                rows.append(_move_outbox(session, record, changes(record), now))
+            return {"rows": rows}
+
+        return self._write(user, "", None, now, apply)["rows"]
+
+    def _insert_audited(self, session: Session, user: str, model: type[Base], id_prefix: str, values: dict,
+                        now: datetime) -> dict:
+        record = model(**values, created_by=user, recorded_at=now, version=1)
+        setattr(record, model.__mapper__.primary_key[0].key, _new_id(id_prefix))
+        session.add(record)
+        session.flush()
+        session.refresh(record)
+        after = record_dict(record)
+        audit.append_entry(session, self.audit_key, user=user, action="create", table=record.__tablename__,
+                           record_id=primary_key(record), before=None, after=after, now=now)
+        return after
 
     # -- corrections (who may call these is the service's decision, not the store's) ------------
 
@@ -1137,3 +1269,70 @@ def _ledger_applications(applied: list[CashApplication]) -> pd.DataFrame:
              "amount": line.applied_amount} for line in applied]
     return _frame(rows, ["payment_id", "invoice_id", "applied_date", "amount"], dates=("applied_date",),
                   floats=("amount",))
+
+
+# -- the reminders outbox ------------------------------------------------------------------------------
+
+OUTBOX_STATES = ("drafted", "approved", "sending", "sent", "failed", "bounced")
+OUTBOX_CHANNELS = ("email", "letter")
+OUTBOX_JSON = ("recipients", "items", "totals")
+
+
+def outbox_dict(record: OutboxMessage) -> dict:
+    """An outbox row as JSON-ready data, its JSON texts parsed, without the MIME bytes."""
+    row = {column.key: json_value(getattr(record, column.key)) for column in record.__mapper__.column_attrs
+           if column.key != "mime"}
+    return row | {name: json.loads(row[name]) for name in OUTBOX_JSON}
+
+
+def _outbox_values(limits: Limits, *, key: str, customer_id: str, level: Any, run_date: Any, channel: str,
+                   language: str, recipients: Iterable[str], subject: str, mime: bytes, items: list[dict],
+                   totals: dict) -> dict:
+    if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 9:
+        raise InvalidInput("level", f"must be a whole number from 1 to 9, got {level!r}")
+    if not isinstance(mime, bytes) or not mime:
+        raise InvalidInput("mime", "must be the message's bytes")
+    addresses = [_required_text("recipients", address) for address in recipients]
+    channel = _choice("channel", channel, OUTBOX_CHANNELS)
+    if (channel == "email") != bool(addresses):
+        raise InvalidInput("recipients", "an e-mail needs recipients; a letter has none")
+    if not all(isinstance(item, dict) and item.get("invoice_id") for item in items):
+        raise InvalidInput("items", "each item needs its invoice_id")
+    subject = _required_text("subject", subject)
+    if len(subject) > TEXT_LIMIT:
+        raise InvalidInput("subject", f"is {len(subject)} characters, more than {TEXT_LIMIT}")
+    return {
+        "key": _idempotency_key(key),
+        "customer_id": _required_text("customer_id", customer_id),
+        "level": level,
+        "run_date": _business_date(limits, "run_date", run_date),
+        "channel": channel,
+        "language": _required_text("language", language)[:16],
+        "recipients": canonical_json(addresses),
+        "subject": subject,
+        "mime": mime,
+        "items": canonical_json([{name: json_value(value) for name, value in item.items()} for item in items]),
+        "totals": canonical_json({currency: float(total) for currency, total in totals.items()}),
+    }
+
+
+def _outbox_record(session: Session, message_id: str, allowed: tuple[str, ...]) -> OutboxMessage:
+    record = session.get(OutboxMessage, message_id)
+    if record is None:
+        raise NotFound(f"outbox message {message_id!r} not found")
+    if record.state not in allowed:
+        raise VersionConflict(f"outbox message {message_id!r} is {record.state}, not {' or '.join(allowed)}")
+    return record
+
+
+def _move_outbox(session: Session, record: OutboxMessage, changes: dict, now: datetime) -> dict:
+    """Apply `changes` to the record still at its version and state (two senders can never both claim it)."""
+    statement = (update(OutboxMessage)
+                 .where(OutboxMessage.message_id == record.message_id, OutboxMessage.version == record.version,
+                        OutboxMessage.state == record.state)
+                 .values(changes | {"version": record.version + 1, "recorded_at": now})
+                 .execution_options(synchronize_session=False))
+    if session.execute(statement).rowcount != 1:
+        raise VersionConflict(f"outbox message {record.message_id!r} changed concurrently")
+    session.refresh(record)
+    return outbox_dict(record)

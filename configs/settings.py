@@ -82,6 +82,23 @@ class Settings(BaseModel):
     login_attempts: int = Field(5, ge=1, description="Failed web logins allowed per client per window...")
     login_window_seconds: int = Field(300, ge=1, description="... before the client is locked out for the window.")
     metrics_public: bool = Field(False, description="Serve /metrics without a token (for a scraper on localhost).")
+    # -- reminders: the SMTP server the outbox sends through (issue 22) ------------------------------
+    smtp_host: str | None = Field(None, min_length=1, description=(
+        "SMTP server the reminders go out through; without it `arrisk reminders send` refuses (use --dry-run)."))
+    smtp_port: int | None = Field(None, ge=1, le=65_535, description=(
+        "Its port. Default: 587 with starttls, 465 with tls, 25 with none."))
+    smtp_security: Literal["starttls", "tls", "none"] = Field("starttls", description=(
+        "starttls (upgrade a plain connection), tls (implicit TLS from the start) or none (a local relay only)."))
+    smtp_user: str | None = Field(None, min_length=1, description="Login name on the SMTP server (none: no login).")
+    smtp_password: str | None = Field(None, repr=False, description="... and its password.")
+    smtp_sender: str | None = Field(None, min_length=3, description=(
+        "The From address of the reminders, e.g. `Acme Receivables <ar@example.com>`."))
+    smtp_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for the SMTP server per step.")
+    # -- the finance report pack: who gets it and when (issue 22) --------------------------------------
+    pack_recipients: str | None = Field(None, min_length=3, description=(
+        "Comma-separated addresses the daily run sends the finance report pack to (none: it is not sent)."))
+    pack_schedule: str = Field("daily", description=(
+        "When the daily run sends the pack: daily, weekly:mon..sun or monthly (the last day of the month)."))
 
     @field_validator("home")
     @classmethod

@@ -23,7 +23,11 @@ DELIVERY_CHANNELS = ("paper", "electronic")
 REQUIRED_TABLES = ("customers", "invoices", "payments", "payment_applications")
 # Where reports put cash from a payment whose payer is not identified yet (no customer_id).
 UNIDENTIFIED_PAYER = "(unidentified payer)"
-OPTIONAL_TABLES = ("disputes", "promises", "writeoffs", "dunning_notices", "contacts")
+OPTIONAL_TABLES = ("disputes", "promises", "writeoffs", "dunning_notices", "contacts", "email_contacts")
+# Who receives a customer's reminders (issue 22): what a contact's role may be, and a loose address check
+# (one @, no spaces, a dot in the domain): enough to refuse a name or a phone number typed into the column.
+EMAIL_ROLES = ("billing", "accounts_payable", "owner", "sales", "other")
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 TABLES = REQUIRED_TABLES + OPTIONAL_TABLES
 
 # The key that names a row in error messages (and must be unique where `unique=True` below).
@@ -37,6 +41,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "writeoffs": ("invoice_id",),
     "dunning_notices": ("invoice_id", "level"),
     "contacts": ("contact_id",),
+    "email_contacts": ("customer_id", "email"),
 }
 
 
@@ -202,6 +207,19 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "outcome": _text(),
         },
         name="contacts",
+    ),
+    # Master data like `customers`: no date, known at every as_of. (customer_id, email) is unique
+    # (`ledger.validation`). `language` is ISO 639-1 ("en", "de"); missing: the customer's country decides.
+    "email_contacts": pa.DataFrameSchema(
+        {
+            "customer_id": _id(),
+            "email": pa.Column(STR, pa.Check(lambda s: s.str.match(EMAIL_PATTERN), name="email_address")),
+            "name": _text(),
+            "role": pa.Column(STR, pa.Check.isin(EMAIL_ROLES)),
+            "language": pa.Column(STR, pa.Check(lambda s: s.str.fullmatch(r"[a-z]{2}"), name="iso_639_1_language"),
+                                  nullable=True, required=False),
+        },
+        name="email_contacts",
     ),
 }
 

@@ -45,6 +45,7 @@ class Ledger:
     writeoffs: pd.DataFrame = field(default_factory=lambda: empty_table("writeoffs"))
     dunning_notices: pd.DataFrame = field(default_factory=lambda: empty_table("dunning_notices"))
     contacts: pd.DataFrame = field(default_factory=lambda: empty_table("contacts"))
+    email_contacts: pd.DataFrame = field(default_factory=lambda: empty_table("email_contacts"))
     base_currency: str = "EUR"
     source: str = ""
 
@@ -61,6 +62,8 @@ class Ledger:
         """A short content hash of every table, to tie models and reports to the data they saw."""
         digest = hashlib.sha256(self.base_currency.encode())
         for name, table in self.tables().items():
+            if name == "email_contacts" and table.empty:
+                continue  # a ledger without contacts keeps the fingerprint it had before the table existed
             digest.update(name.encode())
             digest.update(",".join(table.columns).encode())
             digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())

@@ -64,6 +64,14 @@ ROUTINE_CONTACTS = (("email", "statement sent"), ("portal", "remittance advice r
                     ("meeting", "account review"), ("letter", "balance confirmation sent"),
                     ("other", "master data updated"))
 CALL_OUTCOMES = ("no answer", "left voicemail", "spoke to accounts payable")
+# E-mail contacts (issue 22): how many a customer has (none for about one in ten), the role of its first and
+# second, and the language of the countries that read German (everyone else gets English).
+EMAIL_CONTACT_COUNTS = (0.1, 0.5, 0.4)
+EMAIL_FIRST_ROLES = ("billing", "accounts_payable")
+EMAIL_SECOND_ROLES = ("owner", "accounts_payable", "other")
+GERMAN_COUNTRIES = ("DE", "AT", "CH")
+PERSON_NAMES = ("Anna Berg", "Ben Carter", "Clara Dietz", "David Evans", "Eva Fischer", "Felix Gruber", "Grace Hill",
+                "Hanna Iversen", "Ivan Jansen", "Julia Keller", "Lukas Lang", "Maria Novak", "Noah Olsen", "Sofia Perez")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,6 +308,7 @@ class Draws:
     promises: Promises
     dunning: Dunning
     contacts: Contacts
+    email_contacts: EmailContacts
 
     def counts(self) -> dict[str, int]:
         """Rows per id prefix: what the ids of these customers number."""
@@ -321,6 +330,7 @@ class Draws:
             writeoffs=writeoffs_table(invoices, outcomes, settlement, calendar, ids),
             dunning_notices=dunning_table(self.dunning, ids),
             contacts=contacts_table(self.contacts, ids),
+            email_contacts=email_contacts_table(self.email_contacts, accounts, ids),
             base_currency=config.base_currency,
             source=source,
         )
@@ -348,7 +358,10 @@ def customer_draws(config: SyntheticConfig, customers: int, rates: np.ndarray, c
     promises = promise_draws(config, invoices, outcomes, settlement, cash, calendar, rng("promises"))
     dunning = dunning_draws(config, accounts, invoices, outcomes, disputes, promises, calendar)
     contacts = contact_draws(config, accounts, invoices, disputes, promises, dunning, calendar, rng("contacts"))
-    return Draws(accounts, risk, invoices, outcomes, disputes, settlement, cash, promises, dunning, contacts)
+    # A stream of its own: the contacts never change what the other streams draw for a seed.
+    email_contacts = email_contact_draws(accounts, rng("email contacts"))
+    return Draws(accounts, risk, invoices, outcomes, disputes, settlement, cash, promises, dunning, contacts,
+                 email_contacts)
 
 
 def write_synthetic(ledger: Ledger, truth: dict[str, pd.DataFrame], out: Path) -> Path:
@@ -1184,6 +1197,48 @@ def contacts_table(contacts: Contacts, ids: Identifiers) -> pd.DataFrame:
         "contact_date": dates_of(contacts.day),
         "channel": contacts.channel,
         "outcome": contacts.outcome,
+    })
+
+
+@dataclass(frozen=True)
+class EmailContacts:
+    """Who receives a customer's reminders: 0-2 people per customer, the first in billing or payables."""
+
+    customer: np.ndarray
+    number: np.ndarray  # 0 for a customer's first contact, 1 for its second
+    role: np.ndarray
+    name: np.ndarray
+
+
+def email_contact_draws(accounts: pd.DataFrame, rng: np.random.Generator) -> EmailContacts:
+    """0, 1 or 2 e-mail contacts per customer (`EMAIL_CONTACT_COUNTS`), with a role and a person's name."""
+    counts = rng.choice(len(EMAIL_CONTACT_COUNTS), size=len(accounts), p=EMAIL_CONTACT_COUNTS)
+    customer = np.repeat(np.arange(len(accounts)), counts)
+    number = np.arange(len(customer)) - np.repeat(np.cumsum(counts) - counts, counts)
+    first = np.array(EMAIL_FIRST_ROLES, dtype=object)[rng.integers(0, len(EMAIL_FIRST_ROLES), len(customer))]
+    second = np.array(EMAIL_SECOND_ROLES, dtype=object)[rng.integers(0, len(EMAIL_SECOND_ROLES), len(customer))]
+    # Two different people for the two contacts of a customer: the second name is a later one in the list.
+    first_name = rng.integers(0, len(PERSON_NAMES), len(accounts))[customer]
+    names = np.array(PERSON_NAMES, dtype=object)[(first_name + number * 5) % len(PERSON_NAMES)]
+    return EmailContacts(customer, number, np.where(number == 0, first, second), names)
+
+
+def email_contacts_table(contacts: EmailContacts, accounts: pd.DataFrame, ids: Identifiers) -> pd.DataFrame:
+    """The e-mail contacts: an address at a domain made from the company's name (reserved `.example`), the
+    language of the customer's country."""
+    company = accounts["name"].to_numpy(dtype=str)[contacts.customer]
+    customer_id = ids.customer[contacts.customer].astype(str)
+    # The customer id in the domain keeps two customers with the same name apart.
+    domain = np.char.add(np.char.add(np.char.lower(np.char.partition(company, " ")[:, 0]), "-"),
+                         np.char.lower(customer_id))
+    local = np.char.lower(np.char.replace(contacts.name.astype(str), " ", "."))
+    country = accounts["country"].to_numpy()[contacts.customer]
+    return pd.DataFrame({
+        "customer_id": customer_id.astype(object),
+        "email": np.char.add(np.char.add(local, "@"), np.char.add(domain, ".example")).astype(object),
+        "name": contacts.name,
+        "role": contacts.role,
+        "language": np.where(np.isin(country, GERMAN_COUNTRIES), "de", "en").astype(object),
     })
 
 

@@ -25,6 +25,8 @@ _CHECK_WORDS = {
     "finite": "expected a finite number",
     "iso_4217_currency": "expected an ISO 4217 currency code such as EUR",
     "str_length": "expected a non-empty identifier",
+    "email_address": "expected an e-mail address such as ap@example.com",
+    "iso_639_1_language": "expected an ISO 639-1 language code such as en or de",
 }
 
 # (child table, child column, parent table, parent column)
@@ -39,6 +41,7 @@ FOREIGN_KEYS = (
     ("writeoffs", "invoice_id", "invoices", "invoice_id"),
     ("dunning_notices", "invoice_id", "invoices", "invoice_id"),
     ("contacts", "customer_id", "customers", "customer_id"),
+    ("email_contacts", "customer_id", "customers", "customer_id"),
 )
 
 # (table, earlier column, later column): later must not be before earlier.
@@ -78,6 +81,7 @@ def ledger_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
     problems += sign_problems(usable)
     problems += application_problems(usable, keys)
     problems += clearing_problems(usable, keys)
+    problems += email_contact_problems(usable)
     return problems
 
 
@@ -172,6 +176,15 @@ def undated_notice_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]
     bad = notices["issued_date"].isna() & known.isna()
     return _row_problems("dunning_notices", notices, bad, "issued_date",
                          "expected an issued_date, or a known_date for a level whose notice date is unknown")
+
+
+def email_contact_problems(tables: Mapping[str, pd.DataFrame]) -> list[Problem]:
+    """A customer lists each e-mail address once (compared without case: mail servers do)."""
+    contacts = tables.get("email_contacts")
+    if contacts is None:
+        return []
+    duplicated = contacts.assign(email=contacts["email"].str.lower()).duplicated(["customer_id", "email"], keep=False)
+    return _row_problems("email_contacts", contacts, duplicated, "email", "duplicate key (customer_id, email)")
 
 
 def foreign_key_problems(tables: Mapping[str, pd.DataFrame], keys: KeyLookup | None = None) -> list[Problem]:

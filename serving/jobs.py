@@ -32,12 +32,13 @@ class Job:
     steps_total: int = 0
     error: str | None = None
     run: str | None = None
+    pack: str | None = None  # what became of the finance report pack, when one was due
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def public(self) -> dict:
         return {"job_id": self.job_id, "as_of": self.as_of.date(), "requested_by": self.requested_by,
                 "status": self.status, "step": self.step, "step_index": self.step_index,
-                "steps_total": self.steps_total, "error": self.error, "run": self.run}
+                "steps_total": self.steps_total, "error": self.error, "run": self.run, "pack": self.pack}
 
 
 class RunJobs:
@@ -86,6 +87,9 @@ class RunJobs:
             job.run = folder.name
             self.state.refresh()
             job.status = "complete"
+            from serving.report_pack import scheduled_pack
+
+            job.pack = scheduled_pack(ledger_dir, job.as_of, self.settings.runs)
         except Exception as error:  # reported on the job; the served runs are untouched
             log.exception("run job %s for %s failed", job.job_id, f"{job.as_of:%Y-%m-%d}")
             job.status, job.error = "failed", f"{type(error).__name__}: {error}"

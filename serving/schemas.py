@@ -419,6 +419,7 @@ class RunJob(BaseModel):
     steps_total: int = 0
     error: str | None = None
     run: str | None = None
+    pack: str | None = Field(None, description="What became of the finance report pack, when one was due.")
 
 
 class RunsReloaded(BaseModel):

@@ -152,6 +152,13 @@ STATUS = {
     ("get", "/escalations/{item_id}"): (404, 404, 404, 403, 403, 403, 404, 401),
     ("post", "/escalations"): (403, 403, 404, 403, 403, 403, 404, 401),
     ("post", "/escalations/{item_id}/decision"): (403, 403, 403, 403, 403, 403, 404, 401),
+    # Reminders (issue 22) are the collectors'; drafted on the ledger's third day (nothing overdue: no message);
+    # a message the outbox lacks is a 404; sending without an SMTP server configured is a 400.
+    ("post", "/reminders/drafts"): (201, 201, 201, 403, 403, 403, 201, 401),
+    ("get", "/reminders"): (200, 200, 200, 403, 403, 403, 200, 401),
+    ("get", "/reminders/{message_id}"): (404, 404, 404, 403, 403, 403, 404, 401),
+    ("post", "/reminders/approvals"): (404, 404, 404, 403, 403, 403, 404, 401),
+    ("post", "/reminders/sends"): (400, 400, 400, 403, 403, 403, 400, 401),
 }
 
 
@@ -164,7 +171,7 @@ def request_for(client, own, method: str, path: str) -> tuple[str, dict | None]:
     if method == "get" and path in ("/promises", "/disputes", "/contacts", "/dunning-letters"):
         url += f"?customer_id={own.customer_id}"
     values = {"customer_id": own.customer_id, "name": "kpis.html", "collector": own.collector, "table": "contacts",
-              "job_id": "no-such-job", "item_id": "DED-NONE"}
+              "job_id": "no-such-job", "item_id": "DED-NONE", "message_id": "OUT-NONE"}
     body = None
     if method == "post" and path == "/score":
         body = {"as_of": AS_OF, "invoice_ids": [own.invoice_id]}
@@ -182,6 +189,8 @@ def request_for(client, own, method: str, path: str) -> tuple[str, dict | None]:
     elif method == "post" and path.startswith("/credit-reviews"):
         body = {"customer_id": "NO-SUCH-CUSTOMER"} if path == "/credit-reviews" else {"expected_version": 1,
                                                                                        "decision": "approve"}
+    elif method == "post" and path.startswith("/reminders/"):
+        body = {"message_ids": ["OUT-NONE"]} if path == "/reminders/approvals" else {"as_of": "2022-01-03"}
     elif method == "post" and path.startswith("/cash/"):
         body = {"payment_id": "no-such-payment", "note": "wrong customer",
                 "lines": [{"invoice_id": own.invoice_id, "amount": "1.00"}]}

@@ -217,7 +217,7 @@ def test_help_lists_the_commands_by_stage_in_the_readme_order():
                                          ["aging", "dunning", "kpis", "score", "worklist", "forecast", "report"],
                                          ["cash-apply", "unapplied"],
                                          ["sla", "credit-reviews", "deductions", "escalations"], ["provision"],
-                                         ["activity", "audit"], ["serve", "token"]),
+                                         ["activity", "audit", "reminders"], ["serve", "token"]),
                                  strict=True):
         later = [p for p in panels if p > stage]
         end = later[0] if later else len(text)

@@ -81,3 +81,54 @@ def test_arrisk_report_pack_writes_the_workbook_and_the_html(scoring_ledger, cha
     collectors = pd.read_excel(workbook, sheet_name="worklist by collector")
     assert collectors["customers"].sum() > 0
     assert len(pd.read_excel(workbook, sheet_name="forecast")) == 13
+
+
+def pack_settings(server, **more):
+    from configs.settings import Settings
+
+    return Settings.from_environ({"ARRISK_SMTP_HOST": server.host, "ARRISK_SMTP_PORT": str(server.port),
+                                  "ARRISK_SMTP_SECURITY": "none", "ARRISK_SMTP_SENDER": server.sender,
+                                  "ARRISK_PACK_RECIPIENTS": "cfo@example.com, controller@example.com", **more})
+
+
+def small_pack(tmp_path):
+    sheets = report_pack(tiny_ledger(), AS_OF, pd.DataFrame(columns=["customer_id", "collector", "status",
+                                                                     "overdue_amount_base", "money_at_risk_base"]),
+                         pd.DataFrame(), pd.DataFrame())
+    return sheets, write_pack_xlsx(sheets, tmp_path / "pack-2024-03-31.xlsx")
+
+
+def test_the_pack_goes_to_the_configured_list_over_a_real_smtp_server(tmp_path):
+    from serving.report_pack import send_pack
+    from tests.smtp_server import smtp_server
+
+    sheets, workbook = small_pack(tmp_path)
+    with smtp_server() as (handler, server):
+        said = send_pack(sheets, AS_OF, workbook, pack_settings(server))
+    assert said.startswith("sent the pack to cfo@example.com, controller@example.com (1 try)")
+    [(_, recipients, message)] = handler.received
+    assert recipients == ["cfo@example.com", "controller@example.com"]
+    assert message["Subject"] == "AR report pack 2024-03-31"
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "pack-2024-03-31.xlsx" and attachment.get_content() == workbook.read_bytes()
+    assert "<h2>Aging</h2>" in message.get_body(("html",)).get_content()
+
+
+def test_a_permanently_refused_pack_says_why_and_nothing_arrives(tmp_path):
+    from reminders.smtp import SendFailure
+    from serving.report_pack import send_pack
+    from tests.smtp_server import smtp_server
+
+    sheets, workbook = small_pack(tmp_path)
+    with smtp_server(answers=["550 5.7.1 relaying denied"]) as (handler, server), \
+            pytest.raises(SendFailure, match=r"550.*relaying denied"):
+        send_pack(sheets, AS_OF, workbook, pack_settings(server))
+    assert handler.received == []
+
+
+def test_the_daily_run_sends_the_pack_only_when_its_schedule_is_due(tmp_path):
+    from serving.report_pack import scheduled_pack
+
+    assert scheduled_pack(tmp_path, AS_OF, tmp_path, {"ARRISK_PACK_SCHEDULE": "weekly:mon",
+                                                      "ARRISK_PACK_RECIPIENTS": "cfo@example.com"}) is None  # a Sunday
+    assert scheduled_pack(tmp_path, AS_OF, tmp_path, {"ARRISK_PACK_SCHEDULE": "daily"}) is None  # no recipients

@@ -8,6 +8,7 @@ each registering its commands on the one app, listed by stage in `arrisk --help`
     deductions.py, escalations.py, credit_reviews.py   the work queues (issue 21)
     provision.py  provision report | backtest (issue 23)
     activity.py   activity ..., audit verify
+    reminders.py  reminders draft | list | show | approve | send | settle (issue 22)
     runs.py       run (the daily run)
     serving.py    serve, token create | list
 
@@ -24,6 +25,7 @@ from serving.cli import (
     escalations,
     ledger,
     provision,
+    reminders,
     reports,
     runs,
     serving,
@@ -33,4 +35,4 @@ from serving.cli.common import app, main
 from serving.cli.serving import run_server
 
 __all__ = ["activity", "app", "cash", "credit_reviews", "deductions", "escalations", "ledger", "main", "provision",
-           "reports", "run_server", "runs", "serving", "training"]
+           "reminders", "reports", "run_server", "runs", "serving", "training"]

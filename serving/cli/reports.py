@@ -366,18 +366,29 @@ def report_pack_command(
     runs_dir: Annotated[Path | None, typer.Option("--runs", help="Runs folder: the worklist and forecast of the "
                                                                   "run for the date (default: ARRISK_RUNS).")] = None,
     tracking_uri: TrackingUri = None,
+    send: Annotated[bool, typer.Option(help="E-mail it to ARRISK_PACK_RECIPIENTS over the ARRISK_SMTP_* server.")] = False,
+    eml: Annotated[Path | None, typer.Option(help="Write the e-mail as an .eml file into this folder instead of "
+                                                  "sending it.")] = None,
 ) -> None:
     """The finance report pack: aging summary, KPIs with their trend, worklist by collector, disputes and
-    deductions, the 13-week forecast and unapplied cash, as one workbook and one HTML e-mail body."""
+    deductions, the 13-week forecast and unapplied cash, as one workbook and one HTML e-mail."""
+    from ledger.errors import BadInput
+    from reminders.smtp import SendFailure
     from rules.output import rich_table
-    from serving.report_pack import build_pack, write_pack
+    from serving.report_pack import build_pack, send_pack, write_pack
 
     checked_out_folder(out)
     cutoff = parse_date(as_of, "--as-of")
-    sheets = build_pack(ledger_dir, cutoff, runs_dir or Settings.from_environ().runs, tracking_uri)
+    settings = Settings.from_environ()
+    sheets = build_pack(ledger_dir, cutoff, runs_dir or settings.runs, tracking_uri)
     xlsx, page = write_pack(sheets, cutoff, out)
     console.print(rich_table(sheets["summary"], f"Report pack as of {cutoff:%Y-%m-%d}"))
     console.print(f"wrote {xlsx} and {page}")
+    if send or eml is not None:
+        try:
+            console.print(send_pack(sheets, cutoff, xlsx, settings, eml))
+        except SendFailure as failure:
+            raise BadInput(f"the pack was written but not sent: {failure.reason}") from None
 
 
 RunsDir = Annotated[Path | None, typer.Option("--runs", help="Runs folder (`arrisk run --out`): read the run for "

@@ -67,6 +67,11 @@ def run(
             fail_step(cutoff, failed)
         progress.update(task, description="done", completed=total)
     show_manifest(folder)
+    from serving.report_pack import scheduled_pack
+
+    pack = scheduled_pack(ledger_dir, cutoff, runs_dir)
+    if pack is not None:
+        console.print(pack, highlight=False)
 
 
 def _run_on_cluster(ledger_dir: Path, cutoff, runs_dir: Path, tracking_uri: str | None, keep: int | None,

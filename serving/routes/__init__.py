@@ -22,6 +22,7 @@ from serving.routes import (
     health,
     monitoring,
     provision,
+    reminders,
     rule_reports,
     runs,
     scores,
@@ -33,6 +34,7 @@ from serving.web_credit_reviews import router as credit_review_pages
 from serving.web_deductions import router as deduction_pages
 from serving.web_escalations import router as escalation_pages
 from serving.web_provision import router as provision_pages
+from serving.web_reminders import router as reminder_pages
 
 DESCRIPTION = (
     "Accounts-receivable risk: invoice scores, the collection worklist, customer views with explanations, "
@@ -43,7 +45,7 @@ DESCRIPTION = (
 ROUTERS = (health.router, scores.router, worklist.router, customers.router, deterioration.router,
            forecast.router, rule_reports.router, monitoring.router, *activity.routers, admin.router,
            runs.router, cash.router, deductions.router, escalations.router, credit_reviews.router, sla.router,
-           provision.router)
+           provision.router, reminders.router)
 
 
 def create_api() -> FastAPI:
@@ -54,7 +56,8 @@ def create_api() -> FastAPI:
         api.include_router(router)
     # The web pages for collectors, credit and treasury (server-rendered HTML under /v1/ui, see serving/web.py).
     api.include_router(web_pages)
-    for pages in (deduction_pages, escalation_pages, credit_review_pages, provision_pages):  # issues 21, 23
+    for pages in (deduction_pages, escalation_pages, credit_review_pages, provision_pages,  # issues 21, 23
+                  reminder_pages):  # issue 22
         api.include_router(pages)
     add_error_handlers(api)
     # Inside FastAPI's own ServerErrorMiddleware, which would answer a plain-text 500 and re-raise.
