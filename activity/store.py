@@ -403,10 +403,12 @@ class ActivityStore:
 
     def _insert_audited(self, session: Session, user: str, model: type[Base], id_prefix: str, values: dict,
                         now: datetime) -> dict:
+        """Insert one record with its audit entry inside the caller's transaction; the record as stored."""
         record = model(**values, created_by=user, recorded_at=now, version=1)
         setattr(record, model.__mapper__.primary_key[0].key, _new_id(id_prefix))
         session.add(record)
         session.flush()
+        # The answer is what the database holds, read back, not what we meant to write.
         session.refresh(record)
         after = record_dict(record)
         audit.append_entry(session, self.audit_key, user=user, action="create", table=record.__tablename__,
@@ -605,16 +607,7 @@ class ActivityStore:
         def insert(session: Session) -> dict:
             if refuse is not None:
                 refuse(session, values)
-            record = model(**values, created_by=user, recorded_at=now, version=1)
-            setattr(record, model.__mapper__.primary_key[0].key, _new_id(id_prefix))
-            session.add(record)
-            session.flush()
-            # The answer is what the database holds, read back, not what we meant to write.
-            session.refresh(record)
-            after = record_dict(record)
-            audit.append_entry(session, self.audit_key, user=user, action="create", table=record.__tablename__,
-                               record_id=primary_key(record), before=None, after=after, now=now)
-            return after
+            return self._insert_audited(session, user, model, id_prefix, values, now)
 
         return self._write(user, fingerprint, idempotency_key, now, insert)
 
